@@ -1,0 +1,20 @@
+"""Shared pytest set-up.
+
+Under pytest-xdist each worker gets one torch thread (2 workers x 1 thread on a 2-core machine, instead of
+2 x 2 fighting over the cores). Set MPVAE_TEST_THREADS to override.
+"""
+import os
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def pytest_configure(config):
+    n = os.environ.get('MPVAE_TEST_THREADS') or ('1' if os.environ.get('PYTEST_XDIST_WORKER') else None)
+    if n:
+        import torch
+        torch.set_num_threads(int(n))
+    os.environ.setdefault('MPLBACKEND', 'Agg')
+
+@pytest.fixture
+def root(): return ROOT
