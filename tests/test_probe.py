@@ -1,0 +1,272 @@
+"""The probe protocol (mpvae.probe) on synthetic features whose answers are known in closed form.
+
+Small pools (a few thousand rows) keep the whole file well under a minute on 2 shared cores.
+"""
+import json, math
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from scipy.stats import norm
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from mpvae.probe import (encode_dataset, feature_sets, probe_splits, run_probe, ProbeResult, plot_probe,
+                         _lbfgs_logreg, _lossgrad)
+
+SMALL = dict(train_size=800, valid_size=400)
+
+
+@pytest.fixture(scope='module')
+def synth():
+    "Three labels (2, 5, 12 classes) and feature sets with known answers."
+    rng = np.random.default_rng(0); n = 2500
+    y = np.stack([rng.integers(0, c, n) for c in (2, 5, 12)], 1)
+    feats = {
+        'onehot': np.concatenate([np.eye(c)[y[:, j]] for j, c in enumerate((2, 5, 12))], 1),
+        'noise': rng.normal(size=(n, 4)),
+        'first': np.concatenate([y[:, :1] + 0.3*rng.normal(size=(n, 1)), rng.normal(size=(n, 3))], 1),   # label 0 in one dim
+    }
+    res = run_probe(feats, y, ['a', 'b', 'c'], **SMALL)
+    return feats, y, res
+
+
+# ---------------------------------------------------------------- known answers
+def test_linear_code_is_perfect(synth):
+    _, _, res = synth
+    for l in 'abc': assert res.stats('onehot', l)['mean'] > 0.995
+
+
+def test_noise_is_at_chance_and_majority(synth):
+    _, _, res = synth
+    for l, c in zip('abc', (2, 5, 12)):
+        st = res.stats('noise', l)
+        assert res.chance[l] == pytest.approx(1/c)
+        # a probe on pure noise cannot beat the majority vote by more than its sampling noise (400 validation rows)
+        se = math.sqrt(0.25/400)
+        assert abs(st['mean'] - res.majority[l]) < 0.04 + 3*se
+        assert st['std'] > 0                                # noisy task: the runs differ
+
+
+def test_label_in_one_dim_reaches_bayes_rate_and_beats_noise(synth):
+    _, _, res = synth
+    a = res.stats('first', 'a')['mean']
+    assert a == pytest.approx(norm.cdf(0.5/0.3), abs=0.025)   # classes 1 apart, noise std 0.3
+    assert a > res.stats('noise', 'a')['mean'] + 0.3
+    assert res.stats('first', 'b')['mean'] < 0.3               # the other labels are not in it
+
+
+def test_majority_on_imbalanced_label():
+    rng = np.random.default_rng(1); n = 2000
+    y = (rng.random(n) < 0.1).astype(np.int64)                 # 90% class 0
+    res = run_probe({'noise': rng.normal(size=(n, 3))}, y, **SMALL, n_splits=3, n_seeds=2)
+    assert res.chance['label'] == 0.5
+    assert res.majority['label'] == pytest.approx(0.9, abs=0.03)
+    # the majority vote of each split, computed here independently
+    for k, (tr, va) in enumerate(res.splits):
+        maj = np.bincount(y[tr]).argmax()
+        assert res.majority_per_split[0, k] == pytest.approx(np.mean(y[va] == maj))
+    assert res.stats('noise', 'label')['mean'] == pytest.approx(0.9, abs=0.03)
+
+
+# ---------------------------------------------------------------- protocol structure
+def test_splits_disjoint_sized_distinct():
+    sp = probe_splits(1000, 600, 300, n_splits=5, seed=3)
+    assert len(sp) == 5
+    for tr, va in sp:
+        assert len(tr) == 600 and len(va) == 300
+        assert len(np.unique(tr)) == 600 and len(np.unique(va)) == 300
+        assert len(np.intersect1d(tr, va)) == 0
+        assert tr.min() >= 0 and max(tr.max(), va.max()) < 1000
+    assert len({tuple(tr) for tr, _ in sp}) == 5
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(sp, probe_splits(1000, 600, 300, 5, seed=3)))
+    assert not np.array_equal(sp[0][0], probe_splits(1000, 600, 300, 5, seed=4)[0][0])
+
+
+def test_25_runs(synth):
+    feats, y, res = synth
+    assert res.acc.shape == (3, 3, 5, 5)
+    assert len(res.runs('noise', 'c')) == 25 and len(res.runs('noise')) == 25
+    assert len(res.splits) == 5 and len({tuple(t) for t, _ in res.splits}) == 5
+    assert all(len(t) == 800 and len(v) == 400 and not np.intersect1d(t, v).size for t, v in res.splits)
+    # accuracies are fractions of 400 validation rows
+    assert np.allclose(res.acc*400, np.round(res.acc*400))
+    # the 'mean' label averages the labels within each run
+    assert np.allclose(res.runs('first'), res.acc[2].mean(0).reshape(-1))
+
+
+def test_linear_probe_seeds_only_move_the_start(synth):
+    _, _, res = synth
+    st = res.stats('noise', 'c')
+    # a convex problem: the 5 seeds of a split reach the same optimum, the spread is between splits
+    assert st['std_within_split'] <= 0.2*st['std_between_splits'] + 1e-3
+    assert st['std_between_splits'] > 0
+
+
+def test_deterministic_and_independent_of_batching(synth):
+    feats, y, res = synth
+    again = run_probe({'first': feats['first']}, y[:, [2, 0]], ['c', 'a'], **SMALL)
+    # the same label probed alone (with another label batched beside it) gives the same runs
+    assert np.abs(again.acc[0, 1] - res.acc[2, 0]).max() <= 1/400 + 1e-9
+    assert np.abs(again.acc[0, 0] - res.acc[2, 2]).max() <= 1/400 + 1e-9
+
+
+# ---------------------------------------------------------------- agreement with scikit-learn
+def _sk_acc(x, y, tr, va, l2=1e-4):
+    sc = StandardScaler().fit(x[tr])
+    m = LogisticRegression(C=1/(l2*len(tr)), max_iter=10_000, tol=1e-8).fit(sc.transform(x[tr]), y[tr])
+    return m.score(sc.transform(x[va]), y[va])
+
+
+def test_agrees_with_sklearn():
+    rng = np.random.default_rng(2); n = 3000
+    y = np.stack([rng.integers(0, c, n) for c in (3, 20)], 1)
+    # weak, nonlinear evidence: the optimum of the linear probe is far from 0% and 100%, so disagreements would show
+    x = np.concatenate([np.cos(y[:, 1:2]/20*2*np.pi) + 0.5*rng.normal(size=(n, 1)), y[:, :1] + rng.normal(size=(n, 1)),
+                        y[:, 1:2]/7 + rng.normal(size=(n, 1)), rng.normal(size=(n, 3))], 1)
+    res = run_probe({'x': x}, y, ['y3', 'y20'], train_size=1500, valid_size=1000, n_splits=3, n_seeds=2, l2=1e-3)
+    for j in range(2):
+        sk = np.array([_sk_acc(x, y[:, j], tr, va, l2=1e-3) for tr, va in res.splits])
+        ours = res.acc[0, j]                                   # (3 splits, 2 seeds)
+        assert np.abs(ours - sk[:, None]).max() <= 0.01, (j, ours, sk)
+
+
+def test_lossgrad_matches_autograd():
+    g = torch.Generator().manual_seed(0)
+    S, n, D, E, L, C = 2, 37, 4, 3, 2, 5
+    X = torch.randn(S, n, D, generator=g); X[..., -1] = 1
+    Y = torch.randint(0, C, (S, n, L), generator=g)
+    W = torch.randn(S, D, E, L, C, generator=g, requires_grad=True)
+    rm = torch.ones(1, D, 1, 1, 1); rm[:, -1] = 0
+    f, grad = _lossgrad(X, Y, W.detach(), 0.1, rm, chunk=10)  # several row chunks
+    ref = 0
+    for s in range(S):
+        for e in range(E):
+            for l in range(L):
+                w = W[s, :, e, l]
+                ref = ref + nn.functional.cross_entropy(X[s] @ w, Y[s, :, l]) + 0.05*(w[:-1]**2).sum()
+                assert f[s, e, l].item() == pytest.approx((nn.functional.cross_entropy(X[s] @ w, Y[s, :, l]) + 0.05*(w[:-1]**2).sum()).item(), rel=1e-5)
+    ref.backward()
+    assert torch.allclose(grad, W.grad, atol=1e-5)
+
+
+def test_lbfgs_reaches_sklearn_optimum():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 3)).astype(np.float32); y = (x @ rng.normal(size=(3, 4)) + rng.normal(size=(300, 4))).argmax(1)
+    X = torch.cat([torch.as_tensor(x), torch.ones(300, 1)], 1)[None]
+    W, it, conv = _lbfgs_logreg(X, torch.as_tensor(y)[None, :, None], torch.zeros(1, 4, 1, 1, 4), l2=1e-2, tol=1e-6, max_iter=500)
+    sk = LogisticRegression(C=1/(1e-2*300), tol=1e-10, max_iter=10_000).fit(x, y)
+    ours = W[0, :3, 0, 0].T.numpy()
+    assert bool(conv.all())
+    np.testing.assert_allclose(ours - ours.mean(0), sk.coef_ - sk.coef_.mean(0), atol=2e-3)
+
+
+# ---------------------------------------------------------------- the MLP probe
+def test_mlp_solves_xor_and_its_seeds_matter():
+    rng = np.random.default_rng(4); n = 1500
+    b = rng.integers(0, 2, (n, 2)); y = b[:, 0] ^ b[:, 1]
+    f = {'xor': b + 0.1*rng.normal(size=(n, 2))}
+    lin = run_probe(f, y, train_size=600, valid_size=300, n_splits=2, n_seeds=2)
+    mlp = run_probe(f, y, train_size=600, valid_size=300, n_splits=2, n_seeds=3, kind='mlp', hidden=16, epochs=15, lr=1e-2)
+    assert lin.stats('xor')['mean'] < 0.65
+    assert mlp.stats('xor')['mean'] > 0.95
+    assert mlp.params['kind'] == 'mlp' and mlp.params['hidden'] == 16
+    hard = run_probe({'noise': rng.normal(size=(n, 3))}, rng.integers(0, 3, n), train_size=600, valid_size=300,
+                     n_splits=1, n_seeds=3, kind='mlp', hidden=8, epochs=3)
+    assert len(set(hard.runs('noise').tolist())) > 1          # different seeds, different MLPs
+
+
+# ---------------------------------------------------------------- results
+def test_summary_and_json_round_trip(synth, tmp_path):
+    _, _, res = synth
+    s = res.summary()
+    assert list(s.index) == ['onehot', 'noise', 'first', 'chance', 'majority']
+    assert list(s.columns) == [(l, st) for l in ['a', 'b', 'c', 'mean'] for st in ('mean', 'std')]
+    assert s.loc['chance', ('c', 'mean')] == pytest.approx(100/12)
+    assert s.loc['chance', ('mean', 'mean')] == pytest.approx(100*np.mean([1/2, 1/5, 1/12]))
+    assert s.loc['noise', ('b', 'mean')] == pytest.approx(100*res.acc[1, 1].mean())
+    assert s.loc['noise', ('b', 'std')] == pytest.approx(100*res.acc[1, 1].std(ddof=1))
+    assert '±' in res.summary(fmt=True).loc['noise', 'b']
+    d = json.loads(json.dumps(res.to_dict()))                  # plain JSON
+    assert d['params']['train_size'] == 800 and d['params']['n_seeds'] == 5 and d['params']['kind'] == 'logreg'
+    assert d['labels']['b']['n_classes'] == 5 and d['labels']['b']['chance'] == pytest.approx(0.2)
+    assert len(d['acc']['noise']['c']['runs']) == 5 and len(d['acc']['noise']['c']['runs'][0]) == 5
+    p = res.save(tmp_path/'sub'/'probe.json')
+    r2 = ProbeResult.load(p)
+    np.testing.assert_allclose(r2.acc, res.acc)
+    assert r2.majority == pytest.approx(res.majority)
+    assert [f.name for f in p.parent.iterdir()] == ['probe.json']   # written atomically, no temp left
+
+
+def test_plot(synth):
+    import matplotlib; matplotlib.use('Agg')
+    _, _, res = synth
+    ax = plot_probe(res)
+    assert len(ax.patches) == 3*4                              # 3 feature sets x (3 labels + mean)
+    assert len(ax.containers) >= 3
+    import matplotlib.pyplot as plt; plt.close('all')
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_input(synth):
+    feats, y, _ = synth
+    with pytest.raises(ValueError, match='same examples'):
+        run_probe({'z': feats['noise'][:-1]}, y, **SMALL)
+    with pytest.raises(ValueError, match='same examples'):
+        run_probe({'z': feats['noise'], 'w': feats['first'][:100]}, y, **SMALL)
+    with pytest.raises(ValueError, match='encode more examples'):
+        run_probe(feats, y, train_size=2000, valid_size=600)
+    bad = feats['noise'].copy(); bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"'z' contain 1 NaN"):
+        run_probe({'z': bad}, y, **SMALL)
+    with pytest.raises(TypeError, match='integer classes'):
+        run_probe(feats, y.astype(float), **SMALL)
+    with pytest.raises(ValueError, match='label_names'):
+        run_probe(feats, y, ['a', 'b'], **SMALL)
+    with pytest.raises(ValueError, match="kind must be"):
+        run_probe(feats, y, kind='svm', **SMALL)
+
+
+# ---------------------------------------------------------------- encoding
+class LinearPaths(nn.Module):
+    "Stand-in for MPVAE: path k is a fixed linear map of the flattened image; dropout shows whether eval mode is on."
+    def __init__(self, n_in, dims=(3, 9)):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.maps = nn.ParameterList([nn.Parameter(torch.randn(n_in, d, generator=g)) for d in dims])
+        self.drop = nn.Dropout(0.5)
+        self.calls = 0
+    def encode(self, x):
+        self.calls += 1
+        assert not torch.is_grad_enabled()
+        return [self.drop(x.flatten(1)) @ m for m in self.maps]
+
+
+def test_encode_dataset():
+    imgs = torch.rand(50, 1, 4, 4); m = LinearPaths(16).train()
+    codes = encode_dataset(m, imgs, bs=8, progress=False)
+    assert [c.shape for c in codes] == [(50, 3), (50, 9)] and codes[0].dtype == np.float32
+    for c, w in zip(codes, m.maps): np.testing.assert_allclose(c, (imgs.flatten(1) @ w).detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert m.training and m.calls == 7                          # 50 rows in batches of 8; train mode restored
+    idx = np.array([9, 3, 49, 0])
+    sub = encode_dataset(m, lambda i: imgs[i], idx=idx, bs=3, progress=False)
+    np.testing.assert_allclose(sub[1], codes[1][idx], rtol=1e-5, atol=1e-5)
+    fs = feature_sets(codes)
+    assert list(fs) == ['z1', 'z2', 'z1+z2'] and fs['z1+z2'].shape == (50, 12)
+    assert list(feature_sets(codes[:1])) == ['z']
+    single = encode_dataset(type('One', (nn.Module,), {'encode': lambda self, x: x.flatten(1)[:, :2]})(), imgs, progress=False)
+    assert len(single) == 1 and single[0].shape == (50, 2)
+
+
+def test_encode_dataset_bad_input():
+    imgs = torch.rand(10, 1, 4, 4); m = LinearPaths(16)
+    with pytest.raises(ValueError, match='pass idx'):
+        encode_dataset(m, lambda i: imgs[i])
+    with pytest.raises(TypeError, match='float images'):
+        encode_dataset(m, (imgs*255).byte())
+    class Wrong(nn.Module):
+        def encode(self, x): return [x.flatten(1)[:1]]
+    with pytest.raises(ValueError, match='one row per image'):
+        encode_dataset(Wrong(), imgs, progress=False)
+    with pytest.raises(TypeError, match='no `encode`'):
+        encode_dataset(nn.Linear(2, 2), imgs)
