@@ -225,6 +225,16 @@ def test_bad_input(synth):
         run_probe(feats, y, ['a', 'b'], **SMALL)
     with pytest.raises(ValueError, match="kind must be"):
         run_probe(feats, y, kind='svm', **SMALL)
+    with pytest.raises(ValueError, match="threads must be"):
+        run_probe(feats, y, threads=0, **SMALL)
+
+
+def test_threads_are_restored():
+    before = torch.get_num_threads()
+    rng = np.random.default_rng(5)
+    r = run_probe({'x': rng.normal(size=(300, 2))}, rng.integers(0, 3, 300), train_size=100, valid_size=50,
+                  n_splits=2, n_seeds=2, threads=1)
+    assert torch.get_num_threads() == before and r.params['threads'] == 1
 
 
 # ---------------------------------------------------------------- encoding
@@ -270,3 +280,17 @@ def test_encode_dataset_bad_input():
         encode_dataset(Wrong(), imgs, progress=False)
     with pytest.raises(TypeError, match='no `encode`'):
         encode_dataset(nn.Linear(2, 2), imgs)
+
+
+def test_encode_dataset_with_mpvae():
+    "The real model: encode_dataset gives its posterior means, per path, in eval mode."
+    from mpvae.model import MPVAE, MPVAEConfig
+    torch.manual_seed(0)
+    m = MPVAE(MPVAEConfig(latent_dims=(3, 9))).train()
+    x = (torch.rand(10, 1, 64, 64) < 0.2).float()
+    codes = encode_dataset(m, lambda i: x[torch.as_tensor(i)], idx=np.arange(10), bs=4, progress=False)
+    m.eval()
+    with torch.no_grad(): mus = m.encode_params(x)[0]
+    assert [c.shape for c in codes] == [(10, 3), (10, 9)]
+    for c, mu in zip(codes, mus): np.testing.assert_allclose(c, mu.numpy(), rtol=1e-4, atol=1e-5)
+    assert list(feature_sets(codes)) == ['z1', 'z2', 'z1+z2']
