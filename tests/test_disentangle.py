@@ -196,3 +196,41 @@ def test_encoder_fn_wraps_a_multi_path_model():
     f = encoder_fn(M(), bs=7)
     out = f(np.arange(40, dtype=np.float32).reshape(10, 4))
     assert [o.shape for o in out] == [(10, 2), (10, 2)] and out[1][0].tolist() == [4., 6.]
+
+def _partly_mixed():
+    "Each dimension = its own factor + the next one + noise: scores strictly between chance and 1."
+    g = np.random.default_rng(11)
+    M = np.eye(4) + np.eye(4, k=1)
+    return lambda im: standardised(im) @ M + 0.7 * g.normal(size=(len(im), 4))
+
+def test_pool_approximates_exact_sampling():
+    "Batches drawn from a pool of encoded points give the exact-sampling scores up to sampling noise (~0.015-0.02 sd each)."
+    rep = _partly_mixed()
+    pool = tabulate_codes(TOY, rep, n=20_000, seed=2)
+    assert len(pool) == 20_000 and pool.codes.shape == (20_000, 4)
+    kw = dict(n_train=1000, n_eval=1000)
+    ex_f, po_f = factor_vae_score(TOY, rep, n_var=2000, **kw), factor_vae_score(pool, pool.representation_fn, n_var=2000, **kw)
+    ex_b, po_b = beta_vae_score(TOY, rep, **kw), beta_vae_score(pool, pool.representation_fn, **kw)
+    assert 0.3 < ex_f['eval_accuracy'] < 0.999 and 0.3 < ex_b['eval_accuracy'] < 0.999   # not at a bound: a real comparison
+    assert abs(ex_f['eval_accuracy'] - po_f['eval_accuracy']) < 0.06
+    assert abs(ex_b['eval_accuracy'] - po_b['eval_accuracy']) < 0.06
+    with pytest.raises(TypeError, match='cannot encode arbitrary classes'): pool.images_from_classes([[0, 0, 0, 0, 0]])
+
+def test_evaluate_paths_tabulated_is_exact():
+    rep = lambda im: [im[:, 1:3], np.sin(im[:, 3:])]
+    kw = dict(data=TOY, representation_fn=rep, metrics=['mig', 'factor_vae', 'beta_vae'], settings=SMALL)
+    a, b = evaluate_paths(**kw), evaluate_paths(**kw, tabulate=True)
+    assert np.allclose(a.values, b.values) and b.attrs['sampling'].startswith('exact')
+    c = evaluate_paths(**kw, tabulate=5000)
+    assert c.attrs['sampling'].startswith('APPROXIMATION') and list(c.index) == ['z1', 'z2', 'z1+z2']
+
+def test_single_code_dimension_has_no_runner_up():
+    "Documented handling: with one code dimension the second-best dimension counts as 0 (MIG, SAP); DCI's C is 1."
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, [3, 4], size=(1500, 2)); x = y[:, :1].astype(float)
+    r = mig(x, y)
+    assert r['per_factor']['factor0'] > 0.97 and r['per_factor']['factor1'] < 0.02   # dim holds factor 0, nothing of factor 1
+    s = sap(x, y, 1000, 500)
+    assert s['sap'] == pytest.approx(s['score_matrix'][0].mean())
+    d = dci(x, y, 1000, 500)
+    assert d['completeness'] == pytest.approx(1.0) and d['informativeness'] < 1
