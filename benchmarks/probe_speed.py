@@ -17,7 +17,8 @@ accuracy differences.
     python benchmarks/probe_speed.py --kinds logreg mlp --repeats 1
 
 The machine may be shared: the load average before and after each run is printed beside its time. On an
-oversubscribed machine one torch thread can be much faster than two (threads spin-wait on each other).
+oversubscribed machine one torch thread can be much faster than two (threads spin-wait on each other);
+run_probe uses one by default.
 """
 from __future__ import annotations
 import argparse, datetime, json, os, platform, statistics, sys, time

@@ -235,6 +235,9 @@ def test_threads_are_restored():
     r = run_probe({'x': rng.normal(size=(300, 2))}, rng.integers(0, 3, 300), train_size=100, valid_size=50,
                   n_splits=2, n_seeds=2, threads=1)
     assert torch.get_num_threads() == before and r.params['threads'] == 1
+    r = run_probe({'x': rng.normal(size=(300, 2))}, rng.integers(0, 3, 300), train_size=100, valid_size=50,
+                  n_splits=2, n_seeds=2, threads=None)
+    assert torch.get_num_threads() == before and r.params['threads'] is None
 
 
 # ---------------------------------------------------------------- encoding
