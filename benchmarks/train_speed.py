@@ -79,11 +79,20 @@ def peak_rss_mb() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(r / 1024 if sys.platform != 'darwin' else r / 2**20, 1)
 
+def rss_mb() -> float|None:
+    "Current resident set size of this process, MiB."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmRSS:'): return round(int(line.split()[1]) / 1024, 1)
+    except OSError: pass
+    return None
+
 def versions() -> dict:
     out = {'python': platform.python_version(), 'torch': torch.__version__}
-    for mod in ('fastai', 'pythae', 'mpvae'):
-        try: out[mod] = __import__(mod).__version__
-        except Exception: out[mod] = None
+    from importlib.metadata import version, PackageNotFoundError
+    for dist in ('fastai', 'pythae', 'mpvae'):
+        try: out[dist] = version(dist)
+        except PackageNotFoundError: out[dist] = None
     return out
 
 
@@ -96,7 +105,7 @@ def make_images(a) -> torch.Tensor:
         g = torch.Generator().manual_seed(a.seed)
         return (torch.rand(n, 1, 64, 64, generator=g) < 0.1).float()   # about dSprites' share of white pixels
     from mpvae.dsprites import load_dsprites
-    ds = load_dsprites()
+    ds = load_dsprites(progress=False)        # the official file or the render cache (rendered and cached if neither exists)
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(a.seed))[:n].sort().values
     return ds.images(idx).float().contiguous()
 
@@ -271,6 +280,10 @@ def benchmark(a) -> dict:
             'gpu': torch.cuda.get_device_name(0) if dev.type == 'cuda' else None, 'versions': versions(),
             'loadavg_before': loadavg()}
     x = make_images(a)
+    import mpvae.model, mpvae.loss                                  # import everything up front: the runs then pay no imports
+    if any(w == 'learner' for w, _ in plan): import mpvae.train
+    if any(w == 'pythae' for w, _ in plan): import pythae.trainers, pythae.models
+    info['rss_mb_before_runs'] = rss_mb()                          # libraries + data; peak_rss_mb minus this ~ what training adds
     keys = ('images_per_s', 'cpu_images_per_s', 'fit_images_per_s')
     res = {f'{w}/{p}': {k: [] for k in keys} for w, p in plan}
     total = a.warmup + a.iters
@@ -324,7 +337,8 @@ def report(out:dict) -> str:
         lines.append(f"ratio {k:30s} wall {r['wall']['median_of_rounds']:.3f}  CPU {r['cpu']['median_of_rounds']:.3f}"
                      f"  (median of per-round ratios){verdict}")
     for k, why in out['skipped'].items(): lines.append(f"skipped {k}: {why}")
-    lines.append(f"peak RSS of this process: {out['peak_rss_mb']} MiB")
+    lines.append(f"peak RSS of this process: {out['peak_rss_mb']} MiB (after imports and data, before the runs: "
+                 f"{out['machine'].get('rss_mb_before_runs')} MiB)")
     return '\n'.join(lines)
 
 def main(argv=None):
