@@ -17,7 +17,8 @@ from .model import MPVAE, MPVAEConfig
 from .tables import PAPER
 
 # %% auto #0
-__all__ = ['plot_reconstructions', 'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig']
+__all__ = ['plot_reconstructions', 'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig', 'train_model',
+           'table_rows', 'table_results', 'write_results', 'frame_markdown']
 
 # %% ../nbs/09_experiment.ipynb #87239290
 def _img(t):
@@ -112,3 +113,83 @@ def save_fig(fig, path:str|Path, dpi:int=110) -> Path:
     with atomic_path(path) as tmp: fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format=path.suffix.lstrip('.') or 'png')
     plt.close(fig)
     return path
+
+# %% ../nbs/09_experiment.ipynb #169dad76
+def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's `n` is set from `train_images`
+                latent_dims:tuple, # (12,) for the baseline, (3, 9) for the paper's MPVAE, ...
+                betas, # one beta, or one per path
+                train_images:int, # images seen in training
+                epochs:int=5, # the images are split into this many "epochs" (one log row, one checkpoint each)
+                lr:float=1e-3, precision:str|None='bf16', seed:int=0, out_dir:str|Path='.', name:str='model',
+                model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True, checkpoint:bool=False):
+    "Train one MPVAE (or single-path baseline) for `train_images` images; save model, CSV log and loss curves under `out_dir`."
+    from mpvae.train import mpvae_learner, plot_loss_curves
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    if train_images < dls.train.bs: raise ValueError(f"train_images={train_images} is less than one batch of {dls.train.bs}")
+    epochs = max(1, min(int(epochs), train_images // dls.train.bs))
+    dls.train.n = train_images // epochs   # each epoch draws this many images from the whole training set
+    learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg, betas=betas,
+                          lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
+                          checkpoint=f'{name}.ckpt' if checkpoint else None, resume=checkpoint)
+    if progress: learn.fit(epochs, lr)
+    else:
+        with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
+    learn.save_model(out_dir/f'{name}.pth', betas=betas, train_images=train_images, seed=seed)
+    save_fig(plot_loss_curves(out_dir/f'{name}_history.csv'), out_dir/f'{name}_loss.png')
+    learn.model.eval()
+    return learn.model
+
+# %% ../nbs/09_experiment.ipynb #be2ef382
+def table_rows(results:list, # one `ProbeResult` per representation seed, all with the same features and labels
+               rows:dict # table row key -> feature-set name in the results, e.g. {'baseline': 'vae', 'z1': 'z1', ...}
+              ) -> dict:
+    "Rows of a results table: per label and for the label mean, `mpvae.tables.aggregate` over (rep seeds, probe runs)."
+    from mpvae.tables import aggregate
+    if not results: raise ValueError("no probe results")
+    labels = results[0].labels
+    for r in results[1:]:
+        if r.labels != labels or r.features != results[0].features: raise ValueError("probe results disagree on labels or feature sets")
+    out = {}
+    for key, feat in rows.items():
+        if feat not in results[0].features: raise KeyError(f"feature set {feat!r} not in the probe results ({results[0].features})")
+        fi = results[0].features.index(feat)
+        acc = {l: aggregate(np.stack([r.acc[fi, li].reshape(-1) for r in results])) for li, l in enumerate(labels)}
+        mean = aggregate(np.stack([r.acc[fi].mean(0).reshape(-1) for r in results]))
+        out[key] = dict(feature=feat, dims=int(results[0].dims[feat]), acc=acc, mean=mean)
+    return out
+
+# %% ../nbs/09_experiment.ipynb #5a2b80f3
+def table_results(table:str, # 'dsprites' or 'celeba'
+                  rows:dict, probe_results:list, params:dict, names:dict|None=None, **extra) -> dict:
+    "The JSON-ready record of one table: our rows, chance and majority levels, the claim check, and the parameters used."
+    from mpvae.tables import ordering_holds, PAPER
+    r0 = probe_results[0]
+    res = dict(table=table, labels=list(r0.labels), rows=rows, names=names or {},
+               chance={l: float(v) for l, v in r0.chance.items()},
+               majority={l: float(np.mean([r.majority[l] for r in probe_results])) for l in r0.labels},
+               probe=dict(r0.params), paper=PAPER.get(table, {}).get('acc'), params=params, **extra)
+    if 'z1+z2' in rows and 'baseline' in rows: res['ordering'] = ordering_holds(res)
+    return res
+
+def write_results(res:dict, out_dir:str|Path, md:str|None=None) -> Path:
+    "Write `results.json` (and `table.md` if given) atomically into `out_dir`."
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    def _default(o):
+        if isinstance(o, (np.integer,)): return int(o)
+        if isinstance(o, (np.floating,)): return float(o)
+        if isinstance(o, np.ndarray): return o.tolist()
+        if isinstance(o, Path): return str(o)
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    with atomic_write(out_dir/'results.json', 'w') as f: json.dump(res, f, indent=1, default=_default)
+    if md is not None:
+        with atomic_write(out_dir/'table.md', 'w') as f: f.write(md)
+    return out_dir/'results.json'
+
+# %% ../nbs/09_experiment.ipynb #ea29f061
+def frame_markdown(df, floatfmt:str='.3f') -> str:
+    "A DataFrame as a Markdown table (pandas' `to_markdown` needs the optional `tabulate` package)."
+    cols = [str(c) for c in df.columns]
+    f = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)
+    lines = ['| | ' + ' | '.join(cols) + ' |', '|---|' + '---:|'*len(cols)]
+    lines += ['| ' + str(i) + ' | ' + ' | '.join(f(v) for v in row) + ' |' for i, row in zip(df.index, df.itertuples(index=False))]
+    return '\n'.join(lines)

@@ -102,13 +102,13 @@ def ordering_holds(res:dict, hi:str='z1+z2', lo:str='baseline', label:str='mean'
 # %% ../nbs/08_tables.ipynb #eab9fd75
 PRESETS = {
     'smoke': {
-        'dsprites': dict(train_images=2_048, bs=64, probe_pool=1_500, probe_train=600, probe_valid=300,
+        'dsprites': dict(train_images=1_024, epochs=2, bs=64, probe_pool=1_500, probe_train=600, probe_valid=300,
                          rep_seeds=[0], n_splits=2, n_probe_seeds=2, metrics='fast', figures=True),
         'celeba':   dict(train_images=256, bs=32, probe_pool=None, probe_train=None, probe_valid=None,
                          rep_seeds=[0], n_splits=2, n_probe_seeds=2, figures=True),
     },
     'paper': {
-        'dsprites': dict(train_images=600_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
+        'dsprites': dict(train_images=50_000, epochs=5, bs=64, probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
         'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, figures=True),
@@ -117,13 +117,14 @@ PRESETS = {
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 
 # %% ../nbs/08_tables.ipynb #b208ea57
-def find_notebooks(nbs:str|Path|None=None) -> Path:
-    "The folder holding the table notebooks: `nbs`, else `$MPVAE_NBS`, else `nbs/` of this repository checkout or of the cwd."
+def find_notebooks(nbs:str|Path|None=None, tables=None) -> Path:
+    "The folder holding the table notebooks of `tables` (default all): `nbs`, else `$MPVAE_NBS`, else `nbs/` of this checkout or of the cwd."
+    want = [TABLE_NOTEBOOKS[t] for t in (tables or TABLE_NOTEBOOKS)]
     here = globals().get('__file__')
     cands = [nbs] if nbs else [os.environ.get('MPVAE_NBS'), here and Path(here).resolve().parent.parent/'nbs', Path.cwd()/'nbs', Path.cwd()]
     for c in cands:
-        if c and all((Path(c)/f).exists() for f in TABLE_NOTEBOOKS.values()): return Path(c)
-    raise FileNotFoundError("table notebooks (" + ', '.join(TABLE_NOTEBOOKS.values()) + ") not found: run from a clone of the "
+        if c and all((Path(c)/f).exists() for f in want): return Path(c)
+    raise FileNotFoundError("table notebooks (" + ', '.join(want) + ") not found: run from a clone of the "
                             "mpvae repository, or pass --nbs PATH (or set MPVAE_NBS) to the folder that holds them")
 
 # %% ../nbs/08_tables.ipynb #5ff1d3aa
@@ -157,12 +158,12 @@ def _kernel_name(kernel=None):
 def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None, progress:bool=True) -> dict:
     "Execute one job's notebook with papermill into `out/job['name']/`; return a record of what happened."
     import papermill as pm
-    nbs, d = find_notebooks(nbs), Path(out)/job['name']
+    nbs, d = find_notebooks(nbs, [job['table']]), Path(out)/job['name']
     d.mkdir(parents=True, exist_ok=True)
     params = {**job['params'], 'out_dir': str(d.resolve()), 'preset': job['preset']}
     t0, rec = time.time(), dict(name=job['name'], table=job['table'], out_dir=str(d), params=params)
     try:
-        pm.execute_notebook(str(nbs/job['notebook']), str(d/job['notebook']), parameters=params, kernel_name=_kernel_name(kernel),
+        pm.execute_notebook(str(nbs/job['notebook']), str(d/job['notebook']), parameters=params, kernel_name=_kernel_name(kernel), language='python',
                             cwd=str(d), progress_bar=progress, log_output=False)
         rec.update(ok=True)
     except Exception as e:
@@ -205,7 +206,7 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
                workers:int=1, nbs=None, kernel=None) -> list:
     "Run the jobs (in parallel with `workers` > 1), write `out/summary.md`, return the job records."
     jobs, out = plan_jobs(tables, preset, overrides, seeds, betas), Path(out)
-    find_notebooks(nbs); out.mkdir(parents=True, exist_ok=True)  # fail early if the notebooks are missing
+    find_notebooks(nbs, tables); out.mkdir(parents=True, exist_ok=True)  # fail early if the notebooks are missing
     records = []
     if workers <= 1 or len(jobs) == 1:
         for j in jobs:
