@@ -3,12 +3,14 @@
 dSprites uses the package's rendered grid (cached under $MPVAE_DATA or ~/.cache/mpvae); CelebA uses a small folder in
 CelebA's layout that this test builds. The smoke preset's numbers mean nothing; what is checked is that every
 artefact is produced and is well formed, and that a failing notebook gives a non-zero exit naming the cell."""
-import json, subprocess, sys, shutil
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent/'mpvae-tables'
+# the other xdist worker keeps one core busy: one torch thread per kernel (oversubscribed threads are many times slower here)
+ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('MPVAE_TEST_THREADS', '1')}
 
 @pytest.mark.xdist_group('tables')
 def test_smoke_tables(tmp_path):
@@ -17,7 +19,7 @@ def test_smoke_tables(tmp_path):
     out = tmp_path/'results'
     r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'dsprites', 'celeba', '--out', str(out),
                         '-p', f'data_root={json.dumps(str(celeba))}'],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=1500)
+                       capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     for t, labels in (('dsprites', ['shape', 'scale', 'orientation', 'posX', 'posY']), ('celeba', None)):
         d = out/t
@@ -45,7 +47,7 @@ def test_failing_notebook_is_reported(tmp_path):
     "A bad parameter makes the notebook fail: exit code 1, and the message names the notebook's folder, the cell and the error."
     out = tmp_path/'results'
     r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'celeba', '--out', str(out), '-p', 'bs=0'],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600, env=ENV)
     assert r.returncode == 1
     assert 'FAILED' in r.stderr and 'celeba' in r.stderr and 'bs must be' in r.stderr, r.stderr[-3000:]
     assert 'FAILED at cell' in (out/'summary.md').read_text()
