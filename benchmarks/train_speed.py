@@ -283,7 +283,10 @@ def benchmark(a) -> dict:
     import mpvae.model, mpvae.loss                                  # import everything up front: the runs then pay no imports
     if any(w == 'learner' for w, _ in plan): import mpvae.train
     if any(w == 'pythae' for w, _ in plan): import pythae.trainers, pythae.models
-    info['rss_mb_before_runs'] = rss_mb()                          # libraries + data; peak_rss_mb minus this ~ what training adds
+    w = torch.zeros(1, requires_grad=True); w.grad = torch.zeros(1)    # torch.optim's first step imports torch._dynamo
+    torch.optim.Adam([w]).step()
+    with torch.autocast(dev.type, dtype=torch.bfloat16): pass
+    info['rss_mb_before_runs'] = rss_mb()         # libraries, lazy torch modules, data: peak_rss_mb minus this ~ what training adds
     keys = ('images_per_s', 'cpu_images_per_s', 'fit_images_per_s')
     res = {f'{w}/{p}': {k: [] for k in keys} for w, p in plan}
     total = a.warmup + a.iters

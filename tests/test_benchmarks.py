@@ -4,7 +4,7 @@ The script is run as a user runs it (a subprocess with the command line), one th
 one round. pythae is an optional extra (`pip install -e '.[bench]'`): without it the script must say it skipped it,
 and the pythae-specific checks are skipped with that reason.
 """
-import importlib.util, json, subprocess, sys
+import importlib.util, json, re, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -112,3 +112,15 @@ def test_pyspy_breakdown_buckets(tmp_path, capsys):
     assert '100 samples inside the training call (50 more in one-time imports, left out)' in out
     assert ' 60.00%  model forward' in out and ' 30.00%  backward' in out and ' 10.00%  framework' in out
     assert '  6.00%  callback NaNGuard.after_backward' in out and '  4.00%  loop Learner._call_one' in out
+
+
+def test_learner_overhead_counts_callbacks():
+    "benchmarks/learner_overhead.py: a 2-batch epoch; the default callbacks are all counted and cost less than a batch."
+    p = subprocess.run([sys.executable, str(SCRIPT.parent/'learner_overhead.py'), '--batches', '2', '--precision', 'bf16'],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    m = re.search(r'([\d.]+) ms of CPU per batch over 2 batches', p.stdout); assert m, p.stdout
+    m2 = re.search(r'callbacks ([\d.]+) ms/batch .*data ([\d.]+) ms/batch', p.stdout); assert m2, p.stdout
+    assert 0 < float(m2[1]) + float(m2[2]) < float(m[1])
+    for handler in ('NaNGuard.after_backward', 'Autocast.after_pred', 'Recorder.after_batch', 'ArrayDataLoader.next batch'):
+        assert handler in p.stdout, handler
