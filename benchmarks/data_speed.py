@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F_
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model, loadavg, peak_rss_mb  # noqa: E402
 
 TARGET = 20.0
 
@@ -47,21 +49,6 @@ def parse_args(argv=None):
     if a.device == 'cuda' and not torch.cuda.is_available(): p.error('--device cuda: CUDA is not available here')
     return a
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def loadavg():
-    try: return [round(v, 2) for v in os.getloadavg()]
-    except OSError: return None
-
-def peak_rss_mb() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(r / 1024 if sys.platform != 'darwin' else r / 2**20, 1)
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)

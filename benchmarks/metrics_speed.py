@@ -26,6 +26,8 @@ import numpy as np
 
 from mpvae.disentangle import (METRIC_DEFAULTS, ToyGroundTruth, sample_codes, mig, dci, sap, factor_vae_score, beta_vae_score,
                                evaluate_paths, metric_settings)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model, loadavg  # noqa: E402
 
 SIZES = [1, 3, 6, 40, 32, 32]
 NAMES = ['color', 'shape', 'scale', 'orientation', 'posX', 'posY']
@@ -46,18 +48,6 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if a.repeats < 1 or not 0 < a.scale <= 1: p.error('--repeats must be >= 1 and --scale in (0, 1]')
     return a
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def loadavg():
-    try: return [round(v, 2) for v in os.getloadavg()]
-    except OSError: return None
 
 
 class StandIn:

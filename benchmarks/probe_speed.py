@@ -28,6 +28,8 @@ import torch
 
 from mpvae.probe import run_probe, feature_sets
 from mpvae.core import atomic_write
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model, loadavg  # noqa: E402
 
 SIZES = [3, 6, 40, 32, 32]
 NAMES = ['shape', 'scale', 'orientation', 'posX', 'posY']
@@ -50,18 +52,6 @@ def parse_args(argv=None):
     if a.repeats < 1 or min(a.threads) < 1: p.error('--repeats and --threads must be >= 1')
     if a.train + a.valid > a.pool: p.error('--train + --valid must not exceed --pool')
     return a
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def loadavg():
-    try: return [round(v, 2) for v in os.getloadavg()]
-    except OSError: return None
 
 
 def make_features(n, seed=0):

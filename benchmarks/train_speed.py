@@ -26,6 +26,8 @@ import argparse, contextlib, datetime, io, json, logging, os, platform, resource
 from pathlib import Path
 
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model, loadavg, peak_rss_mb  # noqa: E402
 
 CONTENDERS = ('bare', 'learner', 'pythae')
 PRECISIONS = ('fp32', 'bf16')
@@ -62,22 +64,6 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------------------------------- machine, load
-
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def loadavg():
-    try: return [round(v, 2) for v in os.getloadavg()]
-    except OSError: return None
-
-def peak_rss_mb() -> float:
-    "Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(r / 1024 if sys.platform != 'darwin' else r / 2**20, 1)
 
 def rss_mb() -> float|None:
     "Current resident set size of this process, MiB."

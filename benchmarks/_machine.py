@@ -1,0 +1,21 @@
+"""What every benchmark script prints about the machine it ran on (shared by benchmarks/*.py)."""
+import os, platform, resource, sys
+from pathlib import Path
+
+def cpu_model() -> str:
+    "The CPU's model name (from /proc/cpuinfo where there is one)."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+def loadavg():
+    "1, 5 and 15 minute load averages (None where the OS has none): timings taken under load are inflated."
+    try: return [round(v, 2) for v in os.getloadavg()]
+    except OSError: return None
+
+def peak_rss_mb() -> float:
+    "Peak resident memory of this process, MiB."
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(r / 1024 if sys.platform != 'darwin' else r / 2**20, 1)
