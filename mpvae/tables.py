@@ -13,8 +13,9 @@ import numpy as np
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'aggregate', 'markdown_table', 'ordering_holds', 'find_notebooks', 'plan_jobs',
-           'run_job', 'summarize', 'run_tables', 'main']
+__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'THREAD_VARS', 'aggregate', 'markdown_table', 'ordering_holds',
+           'find_notebooks', 'plan_jobs', 'job_threads', 'run_job', 'combine_seeds', 'aggregate_sweep',
+           'sweep_markdown', 'plot_sweep', 'summarize', 'run_tables', 'main']
 
 # %% ../nbs/08_tables.ipynb #4566ca39
 PAPER = {
@@ -135,6 +136,8 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
     for t in tables:
         if t not in TABLE_NOTEBOOKS: raise ValueError(f"unknown table {t!r}; choose from {sorted(TABLE_NOTEBOOKS)}")
         base = {**PRESETS[preset][t], **(overrides or {})}
+        for what, v in (('seeds', seeds), ('betas', betas)):
+            if v and len(set(map(float, v))) < len(v): raise ValueError(f"duplicate {what} in {list(v)}: each job needs its own folder")
         for s in (seeds or [None]):
             for b in (betas or [None]):
                 p, name = dict(base), t
@@ -144,6 +147,22 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
     return jobs
 
 # %% ../nbs/08_tables.ipynb #68d28b8a
+def job_threads(workers:int=1, # jobs running at once
+                cpus:int|None=None, # cores to share (default: those this process may run on)
+                env:dict|None=None # environment to read `OMP_NUM_THREADS` from (default `os.environ`)
+               ) -> int:
+    "CPU threads for each of `workers` parallel jobs: the cores split evenly, at most `$OMP_NUM_THREADS` if set."
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    if cpus is None: cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    n = max(1, cpus // workers)
+    cap = str((os.environ if env is None else env).get('OMP_NUM_THREADS', '')).strip()
+    if cap.isdigit() and int(cap) >= 1: n = min(n, int(cap))
+    return n
+
+THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+
+# %% ../nbs/08_tables.ipynb #96ad1431
 def _kernel_name(kernel=None):
     from jupyter_client.kernelspec import KernelSpecManager
     specs = KernelSpecManager().find_kernel_specs()
@@ -155,14 +174,19 @@ def _kernel_name(kernel=None):
     print("note: no 'mpvae' Jupyter kernel registered (make install does it); using 'python3' of this environment", file=sys.stderr)
     return 'python3'
 
-def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None, progress:bool=True) -> dict:
-    "Execute one job's notebook with papermill into `out/job['name']/`; return a record of what happened."
+def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None, progress:bool=True,
+            threads:int|None=None # CPU threads of the job's kernel (`OMP_NUM_THREADS` etc.); None: inherit the environment
+           ) -> dict:
+    "Execute one job's notebook with papermill into `out/job['name']/`; return a record of what happened (also written to `job.json` there)."
     import papermill as pm
     nbs, d = find_notebooks(nbs, [job['table']]), Path(out)/job['name']
     d.mkdir(parents=True, exist_ok=True)
+    for f in ('results.json', 'job.json'): (d/f).unlink(missing_ok=True)   # a failed rerun must not leave the last run's numbers
     params = {**job['params'], 'out_dir': str(d.resolve()), 'preset': job['preset']}
-    t0, rec = time.time(), dict(name=job['name'], table=job['table'], out_dir=str(d), params=params)
+    t0, rec = time.time(), dict(name=job['name'], table=job['table'], out_dir=str(d), params=params, threads=threads)
+    old = {k: os.environ.get(k) for k in THREAD_VARS}
     try:
+        if threads: os.environ.update({k: str(int(threads)) for k in THREAD_VARS})   # the kernel inherits them
         pm.execute_notebook(str(nbs/job['notebook']), str(d/job['notebook']), parameters=params, kernel_name=_kernel_name(kernel), language='python',
                             cwd=str(d), progress_bar=progress, log_output=False)
         rec.update(ok=True)
@@ -171,12 +195,140 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
         src = (getattr(e, 'source', '') or '').strip().splitlines()
         rec.update(ok=False, error=f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', str(e))}",
                    cell=cell, cell_source=src[0] if src else '')
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     rec['elapsed_s'] = time.time() - t0
+    with atomic_write(d/'job.json', 'w') as f: json.dump(rec, f, indent=1, default=str)
     return rec
 
-# %% ../nbs/08_tables.ipynb #076293d5
+# %% ../nbs/08_tables.ipynb #8afd9c29
+def _combine_cells(cells:list) -> dict:
+    "Several `aggregate`s of one cell (each over its own representation seeds) as one `aggregate` over all their seeds."
+    runs = {c['n_runs'] for c in cells}
+    if len(runs) > 1: raise ValueError(f"cannot combine cells with different numbers of probe runs {sorted(runs)}")
+    per_seed = [float(x) for c in cells for x in c['per_seed']]
+    n = np.array([c['n_seeds'] for c in cells], dtype=float)
+    return dict(mean=float(np.mean(per_seed)),
+                std_runs=float(np.sqrt(np.sum(n*np.array([c['std_runs'] for c in cells])**2)/n.sum())),
+                std_seeds=float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
+                per_seed=per_seed, n_seeds=len(per_seed), n_runs=runs.pop())
+
+def combine_seeds(results:list # `results.json` dicts of one table that differ only by representation seed
+                 ) -> dict:
+    "The results of one multi-seed run, from jobs that each trained other representation seeds."
+    if not results: raise ValueError("no results to combine")
+    r0 = results[0]
+    for r in results[1:]:
+        if r['table'] != r0['table'] or r['labels'] != r0['labels'] or list(r['rows']) != list(r0['rows']):
+            raise ValueError(f"cannot combine results of different tables, labels or rows: {r0['table']} {r0['labels']} "
+                             f"{list(r0['rows'])} vs {r['table']} {r['labels']} {list(r['rows'])}")
+    rows = {}
+    for key, row in r0['rows'].items():
+        rows[key] = {k: v for k, v in row.items() if k not in ('acc', 'mean')}
+        rows[key]['acc'] = {l: _combine_cells([r['rows'][key]['acc'][l] for r in results]) for l in r0['labels']}
+        rows[key]['mean'] = _combine_cells([r['rows'][key]['mean'] for r in results])
+    seeds = [s for r in results for s in r.get('params', {}).get('rep_seeds', [])]
+    res = dict(table=r0['table'], labels=list(r0['labels']), rows=rows, names=r0.get('names', {}),
+               chance=r0.get('chance'), majority={l: float(np.mean([r['majority'][l] for r in results])) for l in r0['labels']}
+                                                 if all(r.get('majority') for r in results) else r0.get('majority'),
+               params={**r0.get('params', {}), 'rep_seeds': seeds}, preset=r0.get('preset'), n_jobs=len(results))
+    if 'z1+z2' in rows and 'baseline' in rows: res['ordering'] = ordering_holds(res)
+    return res
+
+# %% ../nbs/08_tables.ipynb #0472752c
+_SWEPT = ('rep_seeds', 'beta', 'out_dir')
+
+def _group_key(job):
+    return json.dumps([job['table'], {k: v for k, v in job['params'].items() if k not in _SWEPT}], sort_keys=True, default=str)
+
+def aggregate_sweep(jobs:list # job records (`run_job`'s) with `results` (the job's `results.json`, or None if it failed)
+                   ) -> list:
+    "Jobs that differ only by seed and beta, grouped into sweeps; in each, every beta's seeds combined (`combine_seeds`)."
+    groups = {}
+    for j in jobs:
+        if j.get('params') is not None: groups.setdefault(_group_key(j), []).append(j)
+    sweeps = []
+    for js in groups.values():
+        if len(js) < 2: continue
+        ok = lambda j: bool(j.get('ok')) and j.get('results') is not None
+        betas = sorted({j['params'].get('beta') for j in js}, key=lambda b: (b is None, b or 0))
+        cells = []
+        for b in betas:
+            good = [j for j in js if j['params'].get('beta') == b and ok(j)]
+            cells.append(dict(beta=b, jobs=[j['name'] for j in good], results=combine_seeds([j['results'] for j in good]) if good else None,
+                              failed=[j['name'] for j in js if j['params'].get('beta') == b and not ok(j)]))
+        seeds = sorted({s for j in js for s in j['params'].get('rep_seeds') or []})
+        sweeps.append(dict(table=js[0]['table'], params={k: v for k, v in js[0]['params'].items() if k not in _SWEPT},
+                           seeds=seeds, betas=betas, jobs=[j['name'] for j in js], cells=cells,
+                           failed=[dict(name=j['name'], error=j.get('error') or 'finished without writing results.json',
+                                        cell=j.get('cell'), cell_source=j.get('cell_source', '')) for j in js if not ok(j)]))
+    return sweeps
+
+# %% ../nbs/08_tables.ipynb #d639f38f
+def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
+    "One sweep of `aggregate_sweep` in Markdown: the combined table (a seed sweep), or mean accuracy per feature set x beta."
+    cells = sweep['cells']
+    axes = ([f"seeds {', '.join(map(str, sweep['seeds']))}"] if len(sweep['seeds']) > 1 else []) + \
+           ([f"beta {', '.join(f'{b:g}' for b in sweep['betas'])}"] if len(cells) > 1 else [])
+    parts = [f"## Sweep: {sweep['table']} over {' x '.join(axes) or 'repeated jobs'} ({len(sweep['jobs'])} jobs)\n"]
+    if sweep['failed']:
+        parts.append(f"**{len(sweep['failed'])} of {len(sweep['jobs'])} jobs FAILED and are left out of every number below:** " +
+                     '; '.join(f"{f['name']} (cell [{f['cell']}] `{f['cell_source']}`: {f['error']})" for f in sweep['failed']) +
+                     ". The aggregate is over the jobs that finished only.\n")
+    def n_seeds(c): return c['results']['rows'][next(iter(c['results']['rows']))]['mean']['n_seeds']
+    def claim(o): return (f"**Paper's claim (z1+z2 beats the baseline on the mean):** {o['verdict']} "
+                          f"(difference {o['diff']:+.2f} points, standard error {o['se']:.2f} over {o['unit']}).\n")
+    if len(cells) > 1:
+        done = [c for c in cells if c['results']]
+        keys = list(done[0]['results']['rows']) if done else []
+        names = {**PAPER.get(sweep['table'], {}).get('names', {}), **(done[0]['results'].get('names', {}) if done else {})}
+        head = ['features'] + [f"beta = {c['beta']:g}" for c in cells]
+        lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] + ['---:']*len(cells)) + '|']
+        for k in keys:
+            row = [names.get(k, k)]
+            for c in cells:
+                if not c['results']: row.append('FAILED'); continue
+                m = c['results']['rows'][k]['mean']
+                row.append(f"{m['mean']:.2f}" + (f" ± {m['std_seeds']:.2f}" if m['n_seeds'] > 1 else '') + f" (n={m['n_seeds']})")
+            lines.append('| ' + ' | '.join(row) + ' |')
+        if any(c['results'] and 'ordering' in c['results'] for c in cells):
+            lines.append('| ' + ' | '.join(['*claim: z1+z2 > baseline*'] + [c['results']['ordering']['verdict'] if c['results'] and 'ordering' in c['results']
+                                                                          else '–' for c in cells]) + ' |')
+        parts.append("Mean accuracy over the labels (%), ± the standard deviation over representation seeds, n = seeds "
+                     "per cell (one job each).\n\n" + '\n'.join(lines) + '\n')
+        if figure: parts.append(f"![mean accuracy against beta]({figure})\n")
+        for c in done:
+            if n_seeds(c) > 1:
+                parts.append(f"### beta = {c['beta']:g}: {n_seeds(c)} seeds combined\n\n" + markdown_table(c['results']) + '\n')
+                if 'ordering' in c['results']: parts.append(claim(c['results']['ordering']))
+    elif cells[0]['results']:
+        c = cells[0]
+        parts.append(f"Combined over n = {n_seeds(c)} representation seeds ({', '.join(map(str, c['results']['params']['rep_seeds']))}; "
+                     f"jobs {', '.join(c['jobs'])}), as one multi-seed run would report it: ± the spread over probe runs, "
+                     "(seeds ± ...) the standard deviation over seeds.\n\n" + markdown_table(c['results']) + '\n')
+        if 'ordering' in c['results']: parts.append(claim(c['results']['ordering']))
+    else: parts.append("No job of this sweep finished: nothing to aggregate.\n")
+    return '\n'.join(parts)
+
+def plot_sweep(sweep:dict):
+    "Mean accuracy of each feature set against beta (± std over seeds), as a matplotlib Figure."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5, 3.5)); ax = fig.subplots()
+    cells = [c for c in sweep['cells'] if c['results'] and c['beta'] is not None]
+    names = {**PAPER.get(sweep['table'], {}).get('names', {}), **(cells[0]['results'].get('names', {}) if cells else {})}
+    for k in (cells[0]['results']['rows'] if cells else []):
+        m = [c['results']['rows'][k]['mean'] for c in cells]
+        ax.errorbar([c['beta'] for c in cells], [a['mean'] for a in m], yerr=[a['std_seeds'] for a in m], marker='o', capsize=3, label=names.get(k, k))
+    if cells and min(c['beta'] for c in cells) > 0 and max(c['beta'] for c in cells) >= 10*min(c['beta'] for c in cells): ax.set_xscale('log')
+    ax.set_xlabel('beta'); ax.set_ylabel('mean accuracy (%)'); ax.set_title(f"{sweep['table']}: accuracy against beta")
+    ax.legend(fontsize=7); fig.tight_layout()
+    return fig
+
+# %% ../nbs/08_tables.ipynb #ca149546
 def summarize(out:str|Path, records:list|None=None) -> str:
-    "Collect every `results.json` under `out` into one Markdown summary (written atomically to `out/summary.md`)."
+    "Collect every `results.json` under `out`, and aggregate sweeps, into one Markdown summary (`out/summary.md`, plus `out/sweep.json`)."
     out = Path(out)
     parts = [f"# mpvae tables: summary\n\nGenerated {datetime.datetime.now().isoformat(timespec='seconds')} on "
              f"{platform.node() or 'unknown host'} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs).\n"]
@@ -186,6 +338,20 @@ def summarize(out:str|Path, records:list|None=None) -> str:
             st = 'ok' if r['ok'] else f"FAILED at cell [{r.get('cell')}] `{r.get('cell_source','')}`: {r.get('error')}"
             parts.append(f"| {r['name']} | {st} | {r['elapsed_s']/60:.1f} min |")
         parts.append('')
+    jobs = []
+    for r in (records if records is not None else [json.loads(f.read_text()) for f in sorted(out.glob('*/job.json'))]):
+        f = out/r['name']/'results.json'
+        jobs.append({**r, 'results': json.loads(f.read_text()) if r.get('ok') and f.exists() else None})
+    sweeps = aggregate_sweep(jobs)
+    for i, sw in enumerate(sweeps):
+        fig = None
+        if len([c for c in sw['cells'] if c['results'] and c['beta'] is not None]) > 1:
+            fig = f"sweep_{sw['table']}{'' if i == 0 else f'_{i}'}.png"
+            with atomic_write(out/fig, 'wb') as fh: plot_sweep(sw).savefig(fh, format='png', dpi=110)
+            sw['figure'] = fig
+        parts.append(sweep_markdown(sw, fig))
+    if sweeps:
+        with atomic_write(out/'sweep.json', 'w') as fh: json.dump(dict(sweeps=sweeps), fh, indent=1, default=str)
     for f in sorted(out.glob('*/results.json')):
         res = json.loads(f.read_text())
         parts.append(f"## {f.parent.name}: {res['table']} ({res.get('preset', '?')} preset, {res.get('elapsed_s', 0)/60:.1f} min)\n")
@@ -201,20 +367,23 @@ def summarize(out:str|Path, records:list|None=None) -> str:
     with atomic_write(out/'summary.md', 'w') as fh: fh.write(md)
     return md
 
-# %% ../nbs/08_tables.ipynb #8afd9c29
+# %% ../nbs/08_tables.ipynb #fa90a3ae
 def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
                workers:int=1, nbs=None, kernel=None) -> list:
-    "Run the jobs (in parallel with `workers` > 1), write `out/summary.md`, return the job records."
+    "Run the jobs (in parallel with `workers` > 1, each with its share of the cores), write `out/summary.md`, return the job records."
     jobs, out = plan_jobs(tables, preset, overrides, seeds, betas), Path(out)
+    job_threads(workers)                     # rejects workers < 1 before anything is written
     find_notebooks(nbs, tables); out.mkdir(parents=True, exist_ok=True)  # fail early if the notebooks are missing
+    workers = min(workers, len(jobs)); threads = job_threads(workers)
     records = []
-    if workers <= 1 or len(jobs) == 1:
+    if workers == 1:
         for j in jobs:
-            print(f"[mpvae-tables] running {j['name']} ({j['notebook']}, preset {preset})", flush=True)
-            records.append(run_job(j, out, nbs, kernel)); _report(records[-1])
+            print(f"[mpvae-tables] running {j['name']} ({j['notebook']}, preset {preset}, {threads} threads)", flush=True)
+            records.append(run_job(j, out, nbs, kernel, threads=threads)); _report(records[-1])
     else:
+        print(f"[mpvae-tables] running {len(jobs)} jobs, {workers} at a time, {threads} threads each", flush=True)
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = {ex.submit(run_job, j, out, nbs, kernel, False): j for j in jobs}
+            futs = {ex.submit(run_job, j, out, nbs, kernel, False, threads): j for j in jobs}
             for f in as_completed(futs): records.append(f.result()); _report(records[-1])
         records.sort(key=lambda r: [j['name'] for j in jobs].index(r['name']))
     summarize(out, records)
@@ -225,7 +394,7 @@ def _report(r):
     else: print(f"[mpvae-tables] {r['name']}: FAILED in notebook {r['out_dir']}, cell [{r.get('cell')}] "
                 f"`{r.get('cell_source','')}`: {r['error']}", file=sys.stderr, flush=True)
 
-# %% ../nbs/08_tables.ipynb #b7b5b40b
+# %% ../nbs/08_tables.ipynb #de04411a
 def _parse_value(v:str):
     try: return json.loads(v)
     except json.JSONDecodeError: return v
@@ -239,7 +408,8 @@ def main(argv=None):
     ap.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE', help="override a notebook parameter (JSON value)")
     ap.add_argument('--seeds', nargs='+', type=int, help="sweep: one independent job per representation seed")
     ap.add_argument('--betas', nargs='+', type=float, help="sweep: one independent job per beta")
-    ap.add_argument('--workers', type=int, default=1, help="jobs run in parallel (default 1)")
+    ap.add_argument('--workers', type=int, default=1, help="jobs run in parallel (default 1); each gets max(1, cores // workers) "
+                    "CPU threads, at most $OMP_NUM_THREADS if set")
     ap.add_argument('--nbs', help="folder holding the table notebooks (default: the repository's nbs/)")
     ap.add_argument('--kernel', help="Jupyter kernel name (default: 'mpvae' if registered)")
     a = ap.parse_args(argv)
