@@ -52,3 +52,58 @@ def test_failing_notebook_is_reported(tmp_path):
     assert 'FAILED' in r.stderr and 'celeba' in r.stderr and 'bs must be' in r.stderr, r.stderr[-3000:]
     assert 'FAILED at cell' in (out/'summary.md').read_text()
     assert not (out/'celeba'/'results.json').exists()
+
+# a dSprites job small enough that two of them in parallel take well under a minute here (the numbers mean nothing)
+TINY = ['-p', 'train_images=256', '-p', 'epochs=1', '-p', 'probe_pool=600', '-p', 'probe_train=300', '-p', 'probe_valid=150',
+        '-p', 'metrics="none"', '-p', 'figures=false']
+
+@pytest.mark.xdist_group('tables')
+def test_parallel_seed_sweep_is_aggregated(tmp_path):
+    "Two seeds as two parallel jobs: each writes its own table, each kernel gets its share of the cores, and the summary combines them."
+    out = tmp_path/'results'
+    env = {k: v for k, v in ENV.items() if k not in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')}
+    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'dsprites', '--seeds', '0', '1', '--workers', '2',
+                        '--out', str(out), *TINY], capture_output=True, text=True, cwd=tmp_path, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert '2 at a time' in r.stdout
+    res = [json.loads((out/f'dsprites-seed{s}'/'results.json').read_text()) for s in (0, 1)]
+    for s, rs in enumerate(res):
+        assert rs['params']['rep_seeds'] == [s]
+        assert rs['params']['threads'] == max(1, len(os.sched_getaffinity(0))//2)   # the kernel's torch threads: its share of the cores
+        assert json.loads((out/f'dsprites-seed{s}'/'job.json').read_text())['ok'] is True
+    summary = (out/'summary.md').read_text()
+    assert '## Sweep: dsprites over seeds 0, 1 (2 jobs)' in summary and 'n = 2 representation seeds' in summary
+    assert 'FAILED' not in summary
+    sweep = json.loads((out/'sweep.json').read_text())['sweeps']
+    assert len(sweep) == 1 and sweep[0]['seeds'] == [0, 1] and sweep[0]['failed'] == []
+    comb = sweep[0]['cells'][0]['results']
+    for key in res[0]['rows']:
+        for cell, parts in [(comb['rows'][key]['mean'], [rs['rows'][key]['mean'] for rs in res])] + \
+                           [(comb['rows'][key]['acc'][l], [rs['rows'][key]['acc'][l] for rs in res]) for l in res[0]['labels']]:
+            a, b = parts[0]['mean'], parts[1]['mean']
+            assert cell['n_seeds'] == 2 and cell['per_seed'] == pytest.approx([a, b])
+            assert cell['mean'] == pytest.approx((a + b)/2)
+            assert cell['std_seeds'] == pytest.approx(abs(a - b)/2**0.5)      # sample std of two numbers
+    m = comb['rows']['z1+z2']['mean']
+    assert f"{m['mean']:.2f} ± {m['std_runs']:.2f} (seeds ± {m['std_seeds']:.2f})" in summary
+    assert comb['ordering']['unit'] == 'representation seeds'
+
+@pytest.mark.xdist_group('tables')
+def test_failed_job_of_sweep_is_left_out(tmp_path):
+    "One beta of a sweep fails (a negative beta is rejected): exit code 1, the job is named as failed, the other still reported."
+    out = tmp_path/'results'
+    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'dsprites', '--betas', '4', '-1', '--workers', '2',
+                        '--out', str(out), *TINY], capture_output=True, text=True, cwd=tmp_path, timeout=900, env=ENV)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-5000:]
+    assert 'dsprites-beta-1: FAILED' in r.stderr and 'betas must be >= 0' in r.stderr, r.stderr[-3000:]
+    summary = (out/'summary.md').read_text()
+    assert '1 of 2 jobs FAILED and are left out' in summary and 'dsprites-beta-1' in summary
+    assert '| beta = -1 | beta = 4 |' in summary and '| FAILED |' in summary
+    ok = json.loads((out/'dsprites-beta4'/'results.json').read_text())
+    m = ok['rows']['baseline']['mean']['mean']
+    assert f"| beta-VAE (z=12) | FAILED | {m:.2f} (n=1) |" in summary
+    assert not (out/'dsprites-beta-1'/'results.json').exists()
+    sweep = json.loads((out/'sweep.json').read_text())['sweeps'][0]
+    assert [f['name'] for f in sweep['failed']] == ['dsprites-beta-1']
+    assert [c['jobs'] for c in sweep['cells']] == [[], ['dsprites-beta4']]
+    assert (out/'sweep_dsprites.png').exists() is False   # one beta finished: no curve to draw
