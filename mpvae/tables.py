@@ -333,10 +333,10 @@ def summarize(out:str|Path, records:list|None=None) -> str:
     parts = [f"# mpvae tables: summary\n\nGenerated {datetime.datetime.now().isoformat(timespec='seconds')} on "
              f"{platform.node() or 'unknown host'} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs).\n"]
     if records:
-        parts.append('| job | status | time |\n|---|---|---:|')
+        parts.append('| job | status | time | CPU threads |\n|---|---|---:|---:|')
         for r in records:
             st = 'ok' if r['ok'] else f"FAILED at cell [{r.get('cell')}] `{r.get('cell_source','')}`: {r.get('error')}"
-            parts.append(f"| {r['name']} | {st} | {r['elapsed_s']/60:.1f} min |")
+            parts.append(f"| {r['name']} | {st} | {r['elapsed_s']/60:.1f} min | {r.get('threads') or 'inherited'} |")
         parts.append('')
     jobs = []
     for r in (records if records is not None else [json.loads(f.read_text()) for f in sorted(out.glob('*/job.json'))]):
@@ -350,8 +350,7 @@ def summarize(out:str|Path, records:list|None=None) -> str:
             with atomic_write(out/fig, 'wb') as fh: plot_sweep(sw).savefig(fh, format='png', dpi=110)
             sw['figure'] = fig
         parts.append(sweep_markdown(sw, fig))
-    if sweeps:
-        with atomic_write(out/'sweep.json', 'w') as fh: json.dump(dict(sweeps=sweeps), fh, indent=1, default=str)
+    with atomic_write(out/'sweep.json', 'w') as fh: json.dump(dict(sweeps=sweeps), fh, indent=1, default=str)  # always: never a stale one
     for f in sorted(out.glob('*/results.json')):
         res = json.loads(f.read_text())
         parts.append(f"## {f.parent.name}: {res['table']} ({res.get('preset', '?')} preset, {res.get('elapsed_s', 0)/60:.1f} min)\n")

@@ -3,7 +3,7 @@
 dSprites uses the package's rendered grid (cached under $MPVAE_DATA or ~/.cache/mpvae); CelebA uses a small folder in
 CelebA's layout that this test builds. The smoke preset's numbers mean nothing; what is checked is that every
 artefact is produced and is well formed, and that a failing notebook gives a non-zero exit naming the cell."""
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -67,11 +67,13 @@ def test_parallel_seed_sweep_is_aggregated(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert '2 at a time' in r.stdout
     res = [json.loads((out/f'dsprites-seed{s}'/'results.json').read_text()) for s in (0, 1)]
+    share = max(1, len(os.sched_getaffinity(0))//2)
+    summary = (out/'summary.md').read_text()
     for s, rs in enumerate(res):
         assert rs['params']['rep_seeds'] == [s]
-        assert rs['params']['threads'] == max(1, len(os.sched_getaffinity(0))//2)   # the kernel's torch threads: its share of the cores
+        assert rs['params']['threads'] == share      # the kernel's torch threads: its share of the cores, not all of them
         assert json.loads((out/f'dsprites-seed{s}'/'job.json').read_text())['ok'] is True
-    summary = (out/'summary.md').read_text()
+        assert re.search(rf"\| dsprites-seed{s} \| ok \| [\d.]+ min \| {share} \|", summary)
     assert '## Sweep: dsprites over seeds 0, 1 (2 jobs)' in summary and 'n = 2 representation seeds' in summary
     assert 'FAILED' not in summary
     sweep = json.loads((out/'sweep.json').read_text())['sweeps']
