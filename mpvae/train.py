@@ -23,14 +23,24 @@ from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model
 from .loss import MPVAELoss, LossConfig
 
 # %% auto #0
-__all__ = ['LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError', 'NaNGuard', 'CSVLog',
-           'ReconTracker', 'show_image_rows', 'show_reconstructions', 'Checkpoint', 'load_checkpoint_model',
+__all__ = ['unwrap', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError', 'NaNGuard',
+           'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions', 'Checkpoint', 'load_checkpoint_model',
            'MPVAELearner', 'mpvae_learner', 'plot_loss_curves']
 
 # %% ../nbs/05_train.ipynb #182c2fd5
 def _is_main() -> bool:
     "True in the process that writes files (rank 0, or the only one)."
     return rank_distrib() == 0
+
+def unwrap(model:nn.Module) -> nn.Module:
+    "The model inside a `DistributedDataParallel`/`DataParallel` wrapper (or `model` itself)."
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+def _world() -> tuple:
+    "(rank, world size) of the initialised process group, else (0, 1)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 class _InFit(Callback):
     "A callback that acts only inside `fit` (fastai also fires epoch events in `validate` and `get_preds`)."
@@ -201,7 +211,7 @@ class ReconTracker(_InFit):
     def __init__(self, x:torch.Tensor, every:int=1): self.x, self.every, self.history = x, every, []
     def _snap(self, label):
         dev = next(self.model.parameters()).device
-        self.history.append((label, self.model.reconstruct(self.x.to(dev)).float().cpu()))
+        self.history.append((label, unwrap(self.model).reconstruct(self.x.to(dev)).float().cpu()))
     def before_fit(self):
         super().before_fit()
         if not self.history: self._snap('before training')
@@ -265,22 +275,28 @@ class Checkpoint(_InFit):
     def state(self, epoch:int, it:int, dl_state) -> dict:
         "Everything needed to continue this fit at batch `it` of `epoch`."
         rec = self.learn.recorder
-        model = self.learn.model
+        model = unwrap(self.learn.model)
         return {'format': _CKPT, 'version': 1, 'epoch': epoch, 'iter': it, 'n_epoch': self.learn.n_epoch, 'n_iter': len(self.dls.train),
                 'train_iter': self.learn.train_iter, 'pct_train': self.learn.pct_train,
                 'model': model.state_dict(), 'model_config': model.config.to_dict() if isinstance(model, MPVAE) else None,
                 'opt': self.learn.opt.state_dict(),
                 'loss': self.loss_func.state_dict() if isinstance(self.loss_func, nn.Module) else None,
                 'loss_config': self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None,
-                'rng': _rng_state(), 'dl': dl_state,
+                'rng': _rng_state(), 'dl': dl_state, 'world_size': _world()[1],
                 'recorder': {'lrs': rec.lrs, 'iters': rec.iters, 'losses': rec.losses, 'values': rec.values,
                              'smooth': (rec.smooth_loss.count, rec.smooth_loss.val)},
                 'sched_hps': [cb.hps for cb in self.learn.cbs if isinstance(cb, ParamScheduler)],
                 'cbs': {k: cb.state_dict() for k, cb in self._stateful().items()}}
 
     def save(self, epoch:int, it:int, dl_state):
+        rank, world = _world()
+        rngs = None
+        if world > 1:   # every rank's random streams (sampling noise differs per rank), gathered on all ranks: a collective call
+            import torch.distributed as dist
+            rngs = [None]*world; dist.all_gather_object(rngs, _rng_state())
         if not _is_main(): return
         st = self.state(epoch, it, dl_state)
+        if rngs is not None: st['rng_ranks'] = rngs
         with atomic_path(self.path) as tmp: torch.save(st, tmp)
 
     def before_fit(self):
@@ -293,9 +309,14 @@ class Checkpoint(_InFit):
         if st['n_epoch'] != self.learn.n_epoch or st['n_iter'] != len(self.dls.train):
             raise ValueError(f"{self.path} was saved by a fit of {st['n_epoch']} epochs x {st['n_iter']} batches; this fit has "
                              f"{self.learn.n_epoch} x {len(self.dls.train)}: resume with the same fit call and data, or pass resume=False")
-        if isinstance(self.model, MPVAE) and st['model_config'] is not None and MPVAEConfig(**st['model_config']) != self.model.config:
-            raise ValueError(f"{self.path} holds a model with config {st['model_config']}, not this learner's {self.model.config.to_dict()}")
-        self.model.load_state_dict(st['model'])
+        rank, world = _world()
+        if st.get('world_size', 1) != world:
+            raise ValueError(f"{self.path} was saved by a run on {st.get('world_size', 1)} process(es), this one has {world}: "
+                             "resume with the same number of processes, or pass resume=False")
+        model = unwrap(self.model)
+        if isinstance(model, MPVAE) and st['model_config'] is not None and MPVAEConfig(**st['model_config']) != model.config:
+            raise ValueError(f"{self.path} holds a model with config {st['model_config']}, not this learner's {model.config.to_dict()}")
+        model.load_state_dict(st['model'])
         self.learn.opt.load_state_dict(st['opt'])
         if st['loss'] is not None: self.loss_func.load_state_dict(st['loss'])
         self.learn.train_iter = st['train_iter']
@@ -314,7 +335,7 @@ class Checkpoint(_InFit):
     def before_train(self):
         st, self._pending = self._pending, None
         if st is not None:            # the first epoch of a resumed fit: restore the random streams where they were
-            _set_rng_state(st['rng'])
+            _set_rng_state(st['rng_ranks'][_world()[0]] if 'rng_ranks' in st else st['rng'])
             if st['dl'] is not None and hasattr(self.dls.train, 'load_state_dict'): self.dls.train.load_state_dict(st['dl'])
             if st['iter'] > 0: self.learn.pct_train = st['pct_train']
         # the loader's generator before it draws this epoch's order
@@ -355,9 +376,10 @@ class MPVAELearner(Learner):
         for i, b in enumerate(self.dl):
             if i >= skip: self.one_batch(i, b)   # batches before `skip` were done before the interruption
     def save_model(self, path:str|Path, **meta) -> Path:
-        "Save the model and its config for evaluation (`mpvae.model.load_model`), with the loss config as metadata."
+        "Save the model and its config for evaluation (`mpvae.model.load_model`), with the loss config as metadata (rank 0 only)."
         lc = self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None
-        return save_model(self.model, path, loss_config=lc, **meta)
+        if not _is_main(): return Path(path)    # in a distributed run every rank holds the same weights: one file
+        return save_model(unwrap(self.model), path, loss_config=lc, **meta)
 
 # %% ../nbs/05_train.ipynb #abc10b6a
 def _peek(dls):
