@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from fastcore.basics import patch
-from fastai.torch_core import rank_distrib, num_distrib, find_bs
+from fastai.torch_core import rank_distrib, num_distrib, find_bs, to_device
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
@@ -42,6 +42,15 @@ class ShardedDL(DistributedDL):
         return shard // self.bs if self.dl.drop_last else math.ceil(shard / self.bs)
     def state_dict(self): return self.dl.state_dict()
     def load_state_dict(self, sd): self.dl.load_state_dict(sd)
+    def __iter__(self):
+        # fastai's DataLoader.__iter__ goes through a torch DataLoader iterator, whose creation draws a seed from torch's
+        # global RNG: one draw per epoch that a run resumed mid-epoch would not repeat (its noise stream would be shifted).
+        self.randomize(); self.before_iter()
+        idxs = self.get_idxs()
+        for b in self.create_batches(idxs):
+            if self.device is not None: b = to_device(b, self.device)
+            yield self.after_batch(b)
+        self.after_iter()
 
 # %% ../nbs/12_distributed.ipynb #c4fa878f
 def _all_reduce_(t:torch.Tensor, op=None) -> torch.Tensor:

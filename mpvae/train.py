@@ -294,10 +294,11 @@ class Checkpoint(_InFit):
         if world > 1:   # every rank's random streams (sampling noise differs per rank), gathered on all ranks: a collective call
             import torch.distributed as dist
             rngs = [None]*world; dist.all_gather_object(rngs, _rng_state())
-        if not _is_main(): return
-        st = self.state(epoch, it, dl_state)
-        if rngs is not None: st['rng_ranks'] = rngs
-        with atomic_path(self.path) as tmp: torch.save(st, tmp)
+        if _is_main():
+            st = self.state(epoch, it, dl_state)
+            if rngs is not None: st['rng_ranks'] = rngs
+            with atomic_path(self.path) as tmp: torch.save(st, tmp)
+        if world > 1: dist.barrier()   # when save returns, every rank can read the new file
 
     def before_fit(self):
         super().before_fit()
