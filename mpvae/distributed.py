@@ -60,6 +60,15 @@ def _all_reduce_(t:torch.Tensor, op=None) -> torch.Tensor:
     buf = t.detach().to(dev); dist.all_reduce(buf, op=op or dist.ReduceOp.SUM)
     t.copy_(buf.to(t.device)); return t
 
+def _check_data_device(dls, dev:torch.device):
+    "Fail clearly when data held on a GPU sit on another GPU than this rank's model (data built before `init_distributed`)."
+    for dl in dls:
+        x = getattr(getattr(dl, 'dataset', None), 'x', None)
+        if isinstance(x, torch.Tensor) and x.device.type == 'cuda' and dev.type == 'cuda' and x.device != dev:
+            raise RuntimeError(f"rank {rank_distrib()}: the data are held on {x.device} but this process trains on {dev}: "
+                               "call mpvae.distributed.init_distributed() before building the DataLoaders "
+                               "(or build them with data_on_device=False)")
+
 class MPVAEDistributedTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` for MPVAEs: CPU (gloo) or GPU processes, loss parameters synced, per-rank noise, global validation metrics."
     def __init__(self, sync_bn:bool=False, # the MPVAE has no batch norm; kept for fastai's signature
@@ -73,6 +82,7 @@ class MPVAEDistributedTrainer(DistributedTrainer):
 
     def before_fit(self):
         super().before_fit()
+        _check_data_device(self.dls, next(self.model.parameters()).device)
         rank, world = _world()
         if self.per_rank_noise and world > 1:
             # every rank holds the same RNG state here (same seed); derive one seed from it and offset it by the rank
