@@ -12,23 +12,27 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from fastcore.basics import patch
-from fastai.torch_core import rank_distrib, num_distrib, find_bs, to_device
+from fastai.torch_core import rank_distrib, num_distrib, to_device
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
-from .core import ArraySource, ArrayDataLoader, array_dls, atomic_write, set_seed
-from .train import MPVAELearner, LossTerm, unwrap, _world, _is_main
+from .core import atomic_write
+from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, _world, _is_main
 
 # %% auto #0
 __all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'train', 'main']
 
 # %% ../nbs/12_distributed.ipynb #81101e1a
+def _comm_device() -> str:
+    "Where the process group's collectives want their tensors: CUDA for NCCL, else the CPU (gloo)."
+    return 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
+
 class ShardedDL(DistributedDL):
     "fastai's `DistributedDL` for any backend (gloo on CPU, NCCL on GPU), with an exact length and the wrapped loader's RNG state."
     def _broadcast(self, t, rank):
         "rank `rank`'s list `t` on every rank (no-op outside a process group)."
         if self.world_size < 2 or not (dist.is_available() and dist.is_initialized()): return list(t)
-        dev = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
+        dev = _comm_device()
         n = torch.tensor([len(t)], dtype=torch.long, device=dev); dist.broadcast(n, rank)
         if int(n) != len(t): raise RuntimeError(f"rank {self.rank} drew {len(t)} indices but rank {rank} drew {int(n)}: "
                                                 "every process must build the same data (same dataset, n and seed)")
@@ -56,8 +60,7 @@ class ShardedDL(DistributedDL):
 def _all_reduce_(t:torch.Tensor, op=None) -> torch.Tensor:
     "Sum `t` over ranks in place (on the device the backend wants); no-op outside a process group."
     if _world()[1] < 2: return t
-    dev = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-    buf = t.detach().to(dev); dist.all_reduce(buf, op=op or dist.ReduceOp.SUM)
+    buf = t.detach().to(_comm_device()); dist.all_reduce(buf, op=op or dist.ReduceOp.SUM)
     t.copy_(buf.to(t.device)); return t
 
 def _check_data_device(dls, dev:torch.device):
@@ -151,17 +154,15 @@ def _data(a, device):
 
 def train(argv=None) -> dict:
     "Parse `argv` like the command line, train, and return the run record (also written to `OUT/run.json` by rank 0)."
-    from mpvae.train import mpvae_learner, plot_loss_curves
     a = _parser().parse_args(argv)
     if a.bs < 1 or a.epochs < 1: raise ValueError(f"--bs and --epochs must be >= 1 (got bs={a.bs}, epochs={a.epochs})")
-    device = init_distributed()
-    world = max(1, num_distrib())
-    dls, dims = _data(a, device)
-    if a.train_images is not None:
-        if a.train_images < a.bs * world * a.epochs:
-            raise ValueError(f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch")
-        dls.train.n = a.train_images // a.epochs
     if a.valid_images < 1: raise ValueError(f"--valid-images must be >= 1, got {a.valid_images}")
+    world = max(1, num_distrib())
+    if a.train_images is not None and a.train_images < a.bs * world * a.epochs:
+        raise ValueError(f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch")
+    device = init_distributed()
+    dls, dims = _data(a, device)
+    if a.train_images is not None: dls.train.n = a.train_images // a.epochs
     dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
     betas = a.betas[0] if len(a.betas) == 1 else a.betas
     out = Path(a.out)

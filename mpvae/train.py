@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from fastcore.basics import store_attr
 from fastai.learner import Learner, Metric, Recorder
@@ -38,7 +39,6 @@ def unwrap(model:nn.Module) -> nn.Module:
 
 def _world() -> tuple:
     "(rank, world size) of the initialised process group, else (0, 1)."
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
@@ -292,10 +292,9 @@ class Checkpoint(_InFit):
                 'cbs': {k: cb.state_dict() for k, cb in self._stateful().items()}}
 
     def save(self, epoch:int, it:int, dl_state):
-        rank, world = _world()
+        world = _world()[1]
         rngs = None
         if world > 1:   # every rank's random streams (sampling noise differs per rank), gathered on all ranks: a collective call
-            import torch.distributed as dist
             rngs = [None]*world; dist.all_gather_object(rngs, _rng_state())
         if _is_main():
             st = self.state(epoch, it, dl_state)
@@ -313,7 +312,7 @@ class Checkpoint(_InFit):
         if st['n_epoch'] != self.learn.n_epoch or st['n_iter'] != len(self.dls.train):
             raise ValueError(f"{self.path} was saved by a fit of {st['n_epoch']} epochs x {st['n_iter']} batches; this fit has "
                              f"{self.learn.n_epoch} x {len(self.dls.train)}: resume with the same fit call and data, or pass resume=False")
-        rank, world = _world()
+        world = _world()[1]
         if st.get('world_size', 1) != world:
             raise ValueError(f"{self.path} was saved by a run on {st.get('world_size', 1)} process(es), this one has {world}: "
                              "resume with the same number of processes, or pass resume=False")

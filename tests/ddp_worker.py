@@ -107,7 +107,7 @@ def scenario_c(out, rank):
         return mpvae_learner(dls(), CFG, seed=0, path=d, checkpoint='ckpt.pth', checkpoint_every_iters=2, resume=resume, cbs=list(extra))
     full = make(); quiet_fit(full, 2)
     torch.save(dict(sd=state(full), rng=torch.rand(3)), out/f'C_full_rank{rank}.pt')
-    (d/'ckpt.pth').unlink(missing_ok=True) if rank == 0 else None
+    if rank == 0: (d/'ckpt.pth').unlink(missing_ok=True)   # the crashed run starts without the full run's checkpoint
     torch.distributed.barrier()
     crashed = make(extra=[Crash(at=5)])
     try: quiet_fit(crashed, 2)
