@@ -100,6 +100,11 @@ def ordering_holds(res:dict, hi:str='z1+z2', lo:str='baseline', label:str='mean'
     verdict = 'holds' if diff > 2*se else ('reversed' if diff < -2*se else 'within noise')
     return dict(hi=hi, lo=lo, label=label, diff=float(diff), se=float(se), unit=unit, verdict=verdict, holds=bool(diff > 2*se))
 
+def _claim_md(o:dict) -> str:
+    "The verdict of `ordering_holds` (on the mean, z1+z2 vs the baseline) as the summary's Markdown paragraph."
+    return (f"**Paper's claim (z1+z2 beats the baseline on the mean):** {o['verdict']} "
+            f"(difference {o['diff']:+.2f} points, standard error {o['se']:.2f} over {o['unit']}).\n")
+
 # %% ../nbs/08_tables.ipynb #eab9fd75
 PRESETS = {
     'smoke': {
@@ -267,6 +272,10 @@ def aggregate_sweep(jobs:list # job records (`run_job`'s) with `results` (the jo
     return sweeps
 
 # %% ../nbs/08_tables.ipynb #d639f38f
+def _row_names(table:str, res:dict|None) -> dict:
+    "Display names of the table's rows: the paper's, overridden by those a results.json gives."
+    return {**PAPER.get(table, {}).get('names', {}), **((res or {}).get('names', {}))}
+
 def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
     "One sweep of `aggregate_sweep` in Markdown: the combined table (a seed sweep), or mean accuracy per feature set x beta."
     cells = sweep['cells']
@@ -278,12 +287,10 @@ def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
                      '; '.join(f"{f['name']} (cell [{f['cell']}] `{f['cell_source']}`: {f['error']})" for f in sweep['failed']) +
                      ". The aggregate is over the jobs that finished only.\n")
     def n_seeds(c): return c['results']['rows'][next(iter(c['results']['rows']))]['mean']['n_seeds']
-    def claim(o): return (f"**Paper's claim (z1+z2 beats the baseline on the mean):** {o['verdict']} "
-                          f"(difference {o['diff']:+.2f} points, standard error {o['se']:.2f} over {o['unit']}).\n")
     if len(cells) > 1:
         done = [c for c in cells if c['results']]
         keys = list(done[0]['results']['rows']) if done else []
-        names = {**PAPER.get(sweep['table'], {}).get('names', {}), **(done[0]['results'].get('names', {}) if done else {})}
+        names = _row_names(sweep['table'], done[0]['results'] if done else None)
         head = ['features'] + [f"beta = {c['beta']:g}" for c in cells]
         lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] + ['---:']*len(cells)) + '|']
         for k in keys:
@@ -302,13 +309,13 @@ def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
         for c in done:
             if n_seeds(c) > 1:
                 parts.append(f"### beta = {c['beta']:g}: {n_seeds(c)} seeds combined\n\n" + markdown_table(c['results']) + '\n')
-                if 'ordering' in c['results']: parts.append(claim(c['results']['ordering']))
+                if 'ordering' in c['results']: parts.append(_claim_md(c['results']['ordering']))
     elif cells[0]['results']:
         c = cells[0]
         parts.append(f"Combined over n = {n_seeds(c)} representation seeds ({', '.join(map(str, c['results']['params']['rep_seeds']))}; "
                      f"jobs {', '.join(c['jobs'])}), as one multi-seed run would report it: ± the spread over probe runs, "
                      "(seeds ± ...) the standard deviation over seeds.\n\n" + markdown_table(c['results']) + '\n')
-        if 'ordering' in c['results']: parts.append(claim(c['results']['ordering']))
+        if 'ordering' in c['results']: parts.append(_claim_md(c['results']['ordering']))
     else: parts.append("No job of this sweep finished: nothing to aggregate.\n")
     return '\n'.join(parts)
 
@@ -317,7 +324,7 @@ def plot_sweep(sweep:dict):
     from matplotlib.figure import Figure
     fig = Figure(figsize=(5, 3.5)); ax = fig.subplots()
     cells = [c for c in sweep['cells'] if c['results'] and c['beta'] is not None]
-    names = {**PAPER.get(sweep['table'], {}).get('names', {}), **(cells[0]['results'].get('names', {}) if cells else {})}
+    names = _row_names(sweep['table'], cells[0]['results'] if cells else None)
     for k in (cells[0]['results']['rows'] if cells else []):
         m = [c['results']['rows'][k]['mean'] for c in cells]
         ax.errorbar([c['beta'] for c in cells], [a['mean'] for a in m], yerr=[a['std_seeds'] for a in m], marker='o', capsize=3, label=names.get(k, k))
@@ -356,10 +363,7 @@ def summarize(out:str|Path, records:list|None=None) -> str:
         parts.append(f"## {f.parent.name}: {res['table']} ({res.get('preset', '?')} preset, {res.get('elapsed_s', 0)/60:.1f} min)\n")
         parts.append(markdown_table(res) + '\n')
         if res.get('extra_md'): parts.append(res['extra_md'] + '\n')   # the notebook's claim paragraph states the verdict
-        elif 'ordering' in res:
-            o = res['ordering']
-            parts.append(f"**Paper's claim (z1+z2 beats the baseline on the mean):** {o['verdict']} "
-                         f"(difference {o['diff']:+.2f} points, standard error {o['se']:.2f} over {o['unit']}).\n")
+        elif 'ordering' in res: parts.append(_claim_md(res['ordering']))
         if res.get('disentanglement_md'): parts.append("Disentanglement (per path):\n\n" + res['disentanglement_md'] + '\n')
         parts.append("Parameters: " + ', '.join(f"`{k}={v}`" for k, v in res.get('params', {}).items()) + '\n')
     md = '\n'.join(parts)
