@@ -19,3 +19,9 @@ def peak_rss_mb() -> float:
     "Peak resident memory of this process, MiB."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(r / 1024 if sys.platform != 'darwin' else r / 2**20, 1)
+
+def write_json(path, obj):
+    "Write a benchmark's results to `path` atomically (a half-written file never looks like a result); numpy scalars as floats."
+    import json
+    from mpvae.core import atomic_write
+    with atomic_write(Path(path), 'w') as f: json.dump(obj, f, indent=1, default=float)

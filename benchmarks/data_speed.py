@@ -18,7 +18,7 @@ medians and as the median of the per-round ratios. The target is a ratio >= 20: 
     python benchmarks/data_speed.py --grid small --repeats 1 --batches 20 --train-steps 2   # a quick smoke run
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform, resource, statistics, sys, tempfile, time
+import argparse, datetime, os, platform, resource, statistics, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F_
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model, loadavg, peak_rss_mb  # noqa: E402
+from _machine import cpu_model, loadavg, peak_rss_mb, write_json  # noqa: E402
 
 TARGET = 20.0
 
@@ -161,7 +161,7 @@ def main(argv=None):
     print(f"train:   {res['train_images_per_s']['median']} images/s (median of {res['train_images_per_s']['runs']})")
     print(f"ratio loader/train: {res['ratio']['ratio_of_medians']} (median of per-round ratios {res['ratio']['median_of_round_ratios']}); "
           f"target >= {TARGET}: {'OK' if res['ratio']['ok'] else 'MISSED'}")
-    if a.json: Path(a.json).write_text(json.dumps(res, indent=1))
+    if a.json: write_json(a.json, res)
     if tmp is not None: tmp.cleanup()
     return res
 

@@ -20,14 +20,14 @@ Two runs, each repeated `--repeats` times (median reported):
 The machine may be shared: the load average before and after each run is printed beside its time.
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform, statistics, sys, time
+import argparse, datetime, os, platform, statistics, sys, time
 from pathlib import Path
 import numpy as np
 
 from mpvae.disentangle import (METRIC_DEFAULTS, ToyGroundTruth, sample_codes, mig, dci, sap, factor_vae_score, beta_vae_score,
                                evaluate_paths, metric_settings)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model, loadavg  # noqa: E402
+from _machine import cpu_model, loadavg, write_json  # noqa: E402
 
 SIZES = [1, 3, 6, 40, 32, 32]
 NAMES = ['color', 'shape', 'scale', 'orientation', 'posX', 'posY']
@@ -158,8 +158,7 @@ def main(argv=None):
     a = parse_args(argv)
     out = benchmark(a)
     print(report(out))
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1, default=float))
+    if a.json: write_json(a.json, out)
     return out
 
 

@@ -21,15 +21,14 @@ oversubscribed machine one torch thread can be much faster than two (threads spi
 run_probe uses one by default.
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform, statistics, sys, time
+import argparse, datetime, os, platform, statistics, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 
 from mpvae.probe import run_probe, feature_sets
-from mpvae.core import atomic_write
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model, loadavg  # noqa: E402
+from _machine import cpu_model, loadavg, write_json  # noqa: E402
 
 SIZES = [3, 6, 40, 32, 32]
 NAMES = ['shape', 'scale', 'orientation', 'posX', 'posY']
@@ -127,7 +126,7 @@ def main(argv=None):
               f"-> ~{cmp['extrapolated_500_fits_s']:.0f} s for 500; accuracy ours - sklearn per run: max |diff| "
               f"{cmp['abs_diff_points_max']:.2f} points, mean |diff| {cmp['abs_diff_points_mean']:.3f}")
     if a.json:
-        with atomic_write(Path(a.json), 'w') as f: json.dump(out, f, indent=1, default=float)
+        write_json(a.json, out)
         print(f"wrote {a.json}")
     return out
 

@@ -22,12 +22,12 @@ of the per-round ratios.
 See BENCHMARKS.md for the numbers and how they were taken.
 """
 from __future__ import annotations
-import argparse, contextlib, datetime, io, json, logging, os, platform, resource, statistics, sys, tempfile, time
+import argparse, contextlib, datetime, io, logging, os, platform, resource, statistics, sys, tempfile, time
 from pathlib import Path
 
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model, loadavg, peak_rss_mb  # noqa: E402
+from _machine import cpu_model, loadavg, peak_rss_mb, write_json  # noqa: E402
 
 CONTENDERS = ('bare', 'learner', 'pythae')
 PRECISIONS = ('fp32', 'bf16')
@@ -334,10 +334,7 @@ def main(argv=None):
     a = parse_args(argv)
     out = benchmark(a)
     print(report(out))
-    if a.json:
-        p = Path(a.json); p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f'.{p.name}.tmp')
-        tmp.write_text(json.dumps(out, indent=1)); os.replace(tmp, p)
+    if a.json: write_json(a.json, out)
     return out
 
 if __name__ == '__main__':

@@ -124,3 +124,13 @@ def test_learner_overhead_counts_callbacks():
     assert 0 < float(m2[1]) + float(m2[2]) < float(m[1])
     for handler in ('NaNGuard.after_backward', 'Autocast.after_pred', 'Recorder.after_batch', 'ArrayDataLoader.next batch'):
         assert handler in p.stdout, handler
+
+
+def test_variant_ab_runs(tmp_path):
+    "benchmarks/variant_ab.py stays runnable (not a timing): one round of one step prints a ratio per variant and precision."
+    cmd = [sys.executable, str(ROOT/'benchmarks'/'variant_ab.py'), '--variants', 'base', 'lastcl', 'pad2', '--rounds', '1',
+           '--iters', '1', '--threads', '1']
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for prec in ('fp32', 'bf16'):
+        for v in ('lastcl', 'pad2'): assert re.search(rf"^{prec} {v} / base: \d+\.\d{{3}}$", p.stdout, re.M), p.stdout
