@@ -10,7 +10,7 @@ TABLES ?= dsprites
 OUT ?= results/$(PRESET)
 PYTEST_ARGS ?=
 
-.PHONY: install kernel reproduce test check-sync readme clean-venv
+.PHONY: install kernel reproduce test check-sync readme docs clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ reproduce: install
 
 readme:
 	$(BIN)/python tools/make_readme.py nbs/index.ipynb README.md
+
+# the docs site, built into _docs/ from the notebooks as committed (their stored outputs), without Quarto;
+# on GitHub, .github/workflows/deploy.yaml publishes the same notebooks with nbdev's Quarto workflow
+docs:
+	$(BIN)/python tools/make_docs.py nbs _docs
 
 # the library must be what the notebooks export, the notebooks clean, README what index.ipynb says
 check-sync:
