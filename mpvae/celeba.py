@@ -1,4 +1,4 @@
-"""The aligned CelebA faces from their standard folder: 40 binary attributes, the official partition, a cached 64x64 preprocessing, fast loaders, and a small synthetic folder of the same layout for tests.
+"""The aligned CelebA faces and their 40 attributes, read from the standard folder layout.
 
 Docs: https://mpvae.github.io/mpvae/celeba.html.md"""
 

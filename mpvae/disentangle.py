@@ -1,4 +1,4 @@
-"""MIG, DCI, SAP, the FactorVAE score and the BetaVAE score, following disentanglement_lib's definitions and default sizes; evaluated per MPVAE path (z1, z2, z1+z2), with the estimator and settings of every number written down.
+"""MIG, DCI, SAP, FactorVAE and BetaVAE scores of each MPVAE path, as disentanglement_lib defines them.
 
 Docs: https://mpvae.github.io/mpvae/disentangle.html.md"""
 

@@ -1,4 +1,4 @@
-"""The factor grid, the official file when you have it, a calibrated renderer of the same 737,280 images when you do not, a bit-packed on-disk cache, and fast fastai loaders.
+"""The 737,280 dSprites images: the official file when you have it, a calibrated renderer when you do not.
 
 Docs: https://mpvae.github.io/mpvae/dsprites.html.md"""
 

@@ -1,4 +1,4 @@
-"""The ELBO of the paper's equation 6: a reconstruction term plus one weighted KL term per path, with every term kept for metrics.
+"""The negative ELBO of the paper's equation 6, with one beta per path and every term kept.
 
 Docs: https://mpvae.github.io/mpvae/loss.html.md"""
 
@@ -17,16 +17,23 @@ from .model import MPVAEOutput
 __all__ = ['kl_normal', 'recon_nll', 'LossConfig', 'MPVAELoss']
 
 # %% ../nbs/04_loss.ipynb #d5ab8bd7
-def kl_normal(mu:torch.Tensor, logvar:torch.Tensor) -> torch.Tensor:
-    "Per-sample KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims: shape `(n,)`, computed in float32."
+def kl_normal(mu:torch.Tensor, # posterior means, `(n, d)`
+              logvar:torch.Tensor # posterior log-variances, `(n, d)`
+             )->torch.Tensor: # KL per sample, `(n,)`, float32
+    "Per-sample KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dims."
     mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu.pow(2) + logvar.exp() - 1. - logvar).sum(dim=1)
 
 # %% ../nbs/04_loss.ipynb #3658a6b1
-def recon_nll(logits:torch.Tensor, x:torch.Tensor, kind:str='bernoulli', log_sigma:torch.Tensor|float=0.) -> torch.Tensor:
-    "Per-sample `-log p(x|z)` summed over pixels, shape `(n,)`, in float32. `kind`: 'bernoulli' or 'gaussian' (std `exp(log_sigma)`)."
+def recon_nll(logits:torch.Tensor, # decoder output, `(n, c, h, w)`
+              x:torch.Tensor, # targets in [0, 1], same shape
+              kind:str='bernoulli', # 'bernoulli' (BCE on logits) or 'gaussian' (mean `sigmoid(logits)`)
+              log_sigma:torch.Tensor|float=0. # the Gaussian's log std (ignored for 'bernoulli')
+             )->torch.Tensor: # `-log p(x|z)` per sample, `(n,)`, float32
+    "Per-sample negative log-likelihood of `x` under the decoder, summed over pixels."
     logits, x = logits.float(), x.float()
-    if logits.shape != x.shape: raise ValueError(f"reconstruction logits {tuple(logits.shape)} and target {tuple(x.shape)} differ in shape")
+    if logits.shape != x.shape:
+        raise ValueError(f"reconstruction logits {tuple(logits.shape)} and target {tuple(x.shape)} differ in shape")
     if kind == 'bernoulli':
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction='none')
     elif kind == 'gaussian':
@@ -40,7 +47,8 @@ def _per_path(v, n, name):
     if v is None: return None
     if isinstance(v, (int, float)): return [float(v)]*n
     v = [float(o) for o in v]
-    if len(v) != n: raise ValueError(f"{name} has {len(v)} values but the model has {n} paths: give one per path (or a single number)")
+    if len(v) != n:
+        raise ValueError(f"{name} has {len(v)} values but the model has {n} paths: give one per path (or a single number)")
     return v
 
 @dataclass
@@ -51,16 +59,23 @@ class LossConfig:
     sigma:float = 1.0               # Gaussian std (the initial value when learned)
     learn_sigma:bool = False        # learn one scalar log-sigma with the model
     def __post_init__(self):
-        if self.recon not in ('bernoulli', 'gaussian'): raise ValueError(f"recon must be 'bernoulli' or 'gaussian', got {self.recon!r}")
+        if self.recon not in ('bernoulli', 'gaussian'):
+            raise ValueError(f"recon must be 'bernoulli' or 'gaussian', got {self.recon!r}")
         if not self.sigma > 0: raise ValueError(f"sigma must be > 0, got {self.sigma}")
         if self.betas is not None and not isinstance(self.betas, (int, float)): self.betas = tuple(float(b) for b in self.betas)
-        if self.betas is not None and any(b < 0 for b in ((self.betas,) if isinstance(self.betas, (int, float)) else self.betas)):
-            raise ValueError(f"betas must be >= 0, got {self.betas}")
-    def to_dict(self): return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        bs = () if self.betas is None else (self.betas,) if isinstance(self.betas, (int, float)) else self.betas
+        if any(b < 0 for b in bs): raise ValueError(f"betas must be >= 0, got {self.betas}")
 
+    def to_dict(self) -> dict:
+        "Plain python values (tuples as lists), as saved in checkpoints and results."
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+# %% ../nbs/04_loss.ipynb #c04266d6
 class MPVAELoss(nn.Module):
     "Negative ELBO with one beta per path (paper eq. 6): recon summed over pixels + sum_k beta_k KL_k, batch mean."
-    def __init__(self, config:LossConfig|dict|None=None, **kwargs):
+    def __init__(self,
+                 config:LossConfig|dict|None=None, # the settings; a dict is read as `LossConfig(**config)`
+                 **kwargs): # `LossConfig` fields, when no `LossConfig` is given
         super().__init__()
         if config is None: config = LossConfig(**kwargs)
         elif isinstance(config, dict): config = LossConfig(**{**config, **kwargs})
@@ -72,13 +87,20 @@ class MPVAELoss(nn.Module):
         self.beta_weight, self.capacity, self.gamma = 1.0, None, 1000.0
         self.last = {}
 
-    def betas(self, n_paths:int) -> list:
+    def betas(self,
+              n_paths:int # the model's number of paths
+             )->list: # one float per path
         "The effective beta of each path (configured betas times `beta_weight`)."
         b = _per_path(self.config.betas, n_paths, 'betas') or [1.]*n_paths
         return [self.beta_weight * o for o in b]
 
-    def forward(self, out:MPVAEOutput, target:torch.Tensor) -> torch.Tensor:
-        if not isinstance(out, MPVAEOutput): raise TypeError(f"MPVAELoss needs the MPVAEOutput of an MPVAE, got {type(out).__name__}")
+    def forward(self,
+                out:MPVAEOutput, # the model's output for a batch
+                target:torch.Tensor # the batch's images, the reconstruction target
+               )->torch.Tensor: # the scalar loss to minimise; every term is kept in `self.last`
+        "The batch-mean loss: reconstruction plus each path's weighted KL (or capacity) term."
+        if not isinstance(out, MPVAEOutput):
+            raise TypeError(f"MPVAELoss needs the MPVAEOutput of an MPVAE, got {type(out).__name__}")
         n = len(out.mu)
         recon = recon_nll(out.logits, target, self.config.recon, self.log_sigma).mean()
         kls = [kl_normal(m, lv).mean() for m, lv in zip(out.mu, out.logvar)]
@@ -93,4 +115,6 @@ class MPVAELoss(nn.Module):
         return loss
 
     @property
-    def sigma(self) -> float: return float(self.log_sigma.exp())
+    def sigma(self) -> float:
+        "The Gaussian std in use (learned or fixed)."
+        return float(self.log_sigma.exp())

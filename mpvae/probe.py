@@ -1,4 +1,4 @@
-"""Encode a dataset to posterior means per path, then measure how well classifiers trained on them predict labels: 5 splits x 5 seeds per label and feature set, with chance and majority-class accuracy beside every number.
+"""How well classifiers trained on each path's posterior means predict the labels.
 
 Docs: https://mpvae.github.io/mpvae/probe.html.md"""
 

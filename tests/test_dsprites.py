@@ -113,7 +113,7 @@ def test_calibration_against_real_frames():
     assert frames.shape == (160, 64, 64)
     m = match_frames(frames)
     med, worst = np.median(m['iou']), m['iou'].min()
-    assert med >= 0.97 and worst >= 0.9, (med, worst)            # the spec's targets
+    # a sprite one pixel off, or one scale step too big or small, loses far more than 2% IoU on a small sprite
     assert med >= 0.999 and worst >= 0.98, (med, worst)          # what the calibrated geometry achieves
     # the gif's structure (its README): hearts over scale, orientation and position, then ellipses, then squares
     shapes = m['classes'][:, 1]
