@@ -32,7 +32,9 @@ METRIC_DEFAULTS = {
 }
 
 # %% ../nbs/07_disentangle.ipynb #4c294c57
-def check_codes(codes, name:str='codes') -> np.ndarray:
+def check_codes(codes, # an array-like or tensor of codes
+                name:str='codes' # what to call it in error messages
+               )->np.ndarray: # float64 `(N, d)`
     "`codes` as a finite float64 `(N, d)` array, or a `ValueError` saying what is wrong."
     if isinstance(codes, (list, tuple)):
         raise TypeError(f"{name} is a {type(codes).__name__}: pass one (N, d) array (np.concatenate the paths first, "
@@ -45,18 +47,23 @@ def check_codes(codes, name:str='codes') -> np.ndarray:
     bad = ~np.isfinite(a)
     if bad.any():
         rows = np.flatnonzero(bad.any(1))
-        raise ValueError(f"{name} has {bad.sum()} NaN/inf entries in {len(rows)} of {len(a)} rows (first rows {rows[:5].tolist()}): "
-                         "the encoder produced non-finite codes; check the model (diverged training?) before measuring it")
+        raise ValueError(f"{name} has {bad.sum()} NaN/inf entries in {len(rows)} of {len(a)} rows "
+                         f"(first rows {rows[:5].tolist()}): the encoder produced non-finite codes; "
+                         "check the model (diverged training?) before measuring it")
     return a
 
-def check_classes(classes, n:int|None=None, names=None) -> np.ndarray:
+def check_classes(classes, # an array-like or tensor of class indices
+                  n:int|None=None, # the number of rows required, if any
+                  names=None # factor names, whose number must match the columns
+                 )->np.ndarray: # int64 `(N, k)`
     "`classes` as an int64 `(N, k)` array of non-negative class indices (with `N == n` if given)."
     if hasattr(classes, 'detach'): classes = classes.detach().cpu().numpy()
     c = np.asarray(classes)
     if c.ndim == 1: c = c[:, None]
     if c.ndim != 2 or c.shape[1] == 0: raise ValueError(f"classes must be an (N, k) array, got shape {c.shape}")
     if n is not None and len(c) != n:
-        raise ValueError(f"codes have {n} rows but classes have {len(c)}: they must describe the same points, row for row")
+        raise ValueError(f"codes have {n} rows but classes have {len(c)}: "
+                         "they must describe the same points, row for row")
     if not np.issubdtype(c.dtype, np.integer):
         if not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)) or not np.all(c == np.round(c)):
             raise ValueError("classes must be integer class indices (0..size-1) per factor, not factor values: "
@@ -67,12 +74,14 @@ def check_classes(classes, n:int|None=None, names=None) -> np.ndarray:
         raise ValueError(f"{len(names)} factor names for {c.shape[1]} factor columns")
     return c.astype(np.int64, copy=False)
 
-def _factor_names(k, names=None): return [str(o) for o in names] if names is not None else [f'factor{i}' for i in range(k)]
+def _factor_names(k, names=None):
+    return [str(o) for o in names] if names is not None else [f'factor{i}' for i in range(k)]
 
 def _used_factors(classes, names):
     "Columns with more than one class in `classes` (the others carry no information and are dropped)."
     keep = [j for j in range(classes.shape[1]) if len(np.unique(classes[:, j])) > 1]
-    if not keep: raise ValueError(f"every factor ({names}) takes a single value in these points: nothing to measure disentanglement against")
+    if not keep: raise ValueError(f"every factor ({names}) takes a single value in these points: "
+                                  "nothing to measure disentanglement against")
     return keep
 
 def _codes_classes(codes, classes, names):
@@ -90,7 +99,9 @@ def _split(n_rows, n_train, n_test, seed, what):
     return perm[:n_train], perm[n_train:n_train + n_test]
 
 # %% ../nbs/07_disentangle.ipynb #424ee4bb
-def histogram_discretize(codes, n_bins:int=20) -> np.ndarray:
+def histogram_discretize(codes, # codes `(N, d)`: one row per point, one column per code dimension
+                         n_bins:int=20 # equal-width bins per column, over its range
+                        )->np.ndarray: # bin numbers `(N, d)`
     "Each column of `codes` binned into `n_bins` equal-width bins over its range: ints in 1..n_bins."
     x = check_codes(codes)
     out = np.empty(x.shape, dtype=np.int64)
@@ -98,13 +109,17 @@ def histogram_discretize(codes, n_bins:int=20) -> np.ndarray:
         out[:, i] = np.digitize(x[:, i], np.histogram(x[:, i], n_bins)[1][:-1])
     return out
 
-def mi_matrix(codes, classes, n_bins:int=20) -> np.ndarray:
+def mi_matrix(codes, # codes `(N, d)`: one row per point, one column per code dimension
+              classes, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+              n_bins:int=20 # bins of the code discretisation
+             )->np.ndarray: # MI in nats, `(d, k)`
     "Plug-in mutual information (nats) between each 20-bin discretised code dimension and each factor: `(d, k)`."
     x = check_codes(codes); y = check_classes(classes, len(x))
     disc = histogram_discretize(x, n_bins)
     return np.array([[mutual_info_score(y[:, j], disc[:, i]) for j in range(y.shape[1])] for i in range(x.shape[1])])
 
-def factor_entropy(classes) -> np.ndarray:
+def factor_entropy(classes # factor classes `(N, k)`: integer class indices, row for row with `codes`
+                  )->np.ndarray: # entropy in nats, `(k,)`
     "Plug-in entropy (nats) of each factor column."
     y = check_classes(classes)
     return np.array([mutual_info_score(y[:, j], y[:, j]) for j in range(y.shape[1])])
@@ -115,7 +130,13 @@ def _top_two_gap(m):
     return s[0] - (s[1] if len(s) > 1 else 0.)
 
 # %% ../nbs/07_disentangle.ipynb #7f4c51be
-def mig(codes, classes, n:int|None=10_000, n_bins:int=20, seed:int=0, factor_names=None) -> dict:
+def mig(codes, # codes `(N, d)`: one row per point, one column per code dimension
+        classes, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+        n:int|None=10_000, # points used (a seeded random subset); None: all
+        n_bins:int=20, # bins of the code discretisation
+        seed:int=0, # seed of the subset
+        factor_names=None # names of the `k` factors (default `factor0`, ...)
+       )->dict: # `mig`, `per_factor` gaps, `top_dim`, the normalised `mi` matrix and the settings
     "Mutual information gap (disentanglement_lib `mig`, histogram discretiser)."
     x, y, names = _codes_classes(codes, classes, factor_names)
     if n is not None and len(x) > n:
@@ -125,7 +146,24 @@ def mig(codes, classes, n:int|None=10_000, n_bins:int=20, seed:int=0, factor_nam
     return dict(mig=float(gaps.mean()), per_factor=dict(zip(names, gaps.tolist())),
                 top_dim=dict(zip(names, m.argmax(0).tolist())), mi=m / h, factors=names, n=len(x), n_bins=n_bins)
 
-# %% ../nbs/07_disentangle.ipynb #f74070fd
+# %% ../nbs/07_disentangle.ipynb #ec4cb6af
+def _one_minus_entropy(p, base):
+    "1 - entropy of each column of `p` (normalised), in `base`; 1 when base is 1 (a single option is trivially pure)."
+    if base <= 1: return np.ones(p.shape[1])
+    p = p + 1e-11; p = p / p.sum(0, keepdims=True)
+    return 1. + (p * np.log(p)).sum(0) / math.log(base)
+
+def dci_scores(importance:np.ndarray # `(d, k)` importance of each code dimension (rows) for each factor (columns)
+              )->tuple[float, float]: # (disentanglement, completeness)
+    "Disentanglement and completeness of an importance matrix (disentanglement_lib's formulas)."
+    R = np.abs(np.asarray(importance, dtype=np.float64))
+    d, k = R.shape
+    w = R if R.sum() > 0 else np.ones_like(R)
+    dis = float(np.sum(_one_minus_entropy(R.T, k) * w.sum(1) / w.sum()))
+    com = float(np.sum(_one_minus_entropy(R, d) * w.sum(0) / w.sum()))
+    return dis, com
+
+# %% ../nbs/07_disentangle.ipynb #cf7f53b8
 def _softmax(a):
     e = np.exp(a - a.max(1, keepdims=True)); return e / e.sum(1, keepdims=True)
 
@@ -135,7 +173,8 @@ def _stage_table(stage):
     nds = [t.nodes for t in stage]; sizes = [len(n) for n in nds]; off = np.cumsum([0] + sizes)
     cat = lambda f: np.concatenate([n[f] for n in nds])
     shift = np.repeat(off[:-1], sizes); leaf = cat('is_leaf').astype(bool); me = np.arange(off[-1])
-    L = np.where(leaf, me, cat('left').astype(np.int64) + shift); R = np.where(leaf, me, cat('right').astype(np.int64) + shift)
+    L = np.where(leaf, me, cat('left').astype(np.int64) + shift)
+    R = np.where(leaf, me, cat('right').astype(np.int64) + shift)
     return dict(off=off[:-1], M=off[-1], leaf=leaf, feat=np.where(leaf, 0, cat('feature_idx').astype(np.int64)),
                 thr=cat('num_threshold').astype(np.float64), L=L, R=R, depth=cat('depth').astype(np.int64),
                 value=cat('value').astype(np.float64))
@@ -147,14 +186,15 @@ def _stage_leaves(T, xt, rows, n):
         node = np.where(xt[T['feat'][node] * n + rows] <= T['thr'][node], T['L'][node], T['R'][node])
     return node
 
+# %% ../nbs/07_disentangle.ipynb #b188408f
 def _replay(model, x, y):
     """Replay the training points `x` (labels `y`) through a fitted HistGradientBoostingClassifier, stage by stage:
     raw predictions `(n, K)` and GradientBoostingClassifier-style importances (impurity decrease of the boosting
     residuals, summed per code dimension)."""
     preds, base = getattr(model, '_predictors', None), getattr(model, '_baseline_prediction', None)
     if preds is None or base is None:
-        raise RuntimeError("this sklearn's HistGradientBoostingClassifier has no `_predictors`/`_baseline_prediction` to replay: "
-                           "use dci(..., estimator='gbt') (exact GradientBoostingClassifier, slow)")
+        raise RuntimeError("this sklearn's HistGradientBoostingClassifier has no `_predictors`/`_baseline_prediction` "
+                           "to replay: use dci(..., estimator='gbt') (exact GradientBoostingClassifier, slow)")
     n, d = x.shape; K = len(preds[0])
     yi = np.searchsorted(model.classes_, y)
     Y = (yi[:, None] == np.arange(K)[None]) if K > 1 else (yi[:, None] == 1)   # binary: one tree, for class 1
@@ -162,12 +202,14 @@ def _replay(model, x, y):
     imp = np.zeros(d); xt = np.ascontiguousarray(x.T).ravel(); rows = np.tile(np.arange(n), K)
     for stage in preds:
         T = _stage_table(stage); M = T['M']
-        r = (Y - (_softmax(raw) if K > 1 else 1 / (1 + np.exp(-raw)))).T.ravel()   # residuals, tree-major
+        p = _softmax(raw) if K > 1 else 1 / (1 + np.exp(-raw))
+        r = (Y - p).T.ravel()                                                     # residuals, tree-major
         node = _stage_leaves(T, xt, rows, n)
         cnt = np.bincount(node, minlength=M).astype(np.float64); tot = np.bincount(node, weights=r, minlength=M)
         sp = np.flatnonzero(~T['leaf'])
         for dep in range(int(T['depth'].max()) - 1, -1, -1):   # internal nodes: sums of their children, bottom-up
-            s_ = sp[T['depth'][sp] == dep]; cnt[s_] = cnt[T['L'][s_]] + cnt[T['R'][s_]]; tot[s_] = tot[T['L'][s_]] + tot[T['R'][s_]]
+            s_ = sp[T['depth'][sp] == dep]
+            cnt[s_] = cnt[T['L'][s_]] + cnt[T['R'][s_]]; tot[s_] = tot[T['L'][s_]] + tot[T['R'][s_]]
         l, rr = T['L'][sp], T['R'][sp]; nl, nr = cnt[l], cnt[rr]; ok = (nl > 0) & (nr > 0)
         dec = np.zeros(len(sp))
         dec[ok] = nl[ok] * nr[ok] / (nl[ok] + nr[ok]) * (tot[l][ok] / nl[ok] - tot[rr][ok] / nr[ok])**2 / n
@@ -175,12 +217,12 @@ def _replay(model, x, y):
         raw += T['value'][node].reshape(K, n).T
     return raw, imp
 
+# %% ../nbs/07_disentangle.ipynb #f233d312
 def _hgb_predict(model, raw):
     return model.classes_[raw.argmax(1)] if raw.shape[1] > 1 else model.classes_[(raw[:, 0] > 0).astype(int)]
 
 def _fit_importance(x_tr, y_tr, x_te, y_te, estimator='hgb', seed=0, n_threads=1):
     "One factor: (importance over code dims summing to 1 (or 0s), train accuracy, test accuracy)."
-    d = x_tr.shape[1]
     if estimator == 'hgb':
         model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_depth=3, max_leaf_nodes=None,
                                                min_samples_leaf=1, l2_regularization=0., max_bins=255,
@@ -191,35 +233,28 @@ def _fit_importance(x_tr, y_tr, x_te, y_te, estimator='hgb', seed=0, n_threads=1
         raw_tr, imp = _replay(model, x_tr, y_tr)
         with threadpool_limits(limits=n_threads): raw_te = model._raw_predict(x_te)
         if not np.allclose(raw_tr[:64], check, atol=1e-6):
-            raise RuntimeError("replaying HistGradientBoostingClassifier's trees did not reproduce its predictions (sklearn "
-                               "internals changed?): use dci(..., estimator='gbt')")
+            raise RuntimeError("replaying HistGradientBoostingClassifier's trees did not reproduce its predictions "
+                               "(sklearn internals changed?): use dci(..., estimator='gbt')")
         p_tr, p_te = _hgb_predict(model, raw_tr), _hgb_predict(model, raw_te)
     elif estimator == 'gbt':
         model = GradientBoostingClassifier(random_state=seed).fit(x_tr, y_tr)
         imp = np.abs(model.feature_importances_); p_tr, p_te = model.predict(x_tr), model.predict(x_te)
-    else: raise ValueError(f"estimator must be 'hgb' (histogram GBT, replayed impurity importance) or 'gbt' (sklearn GradientBoostingClassifier), got {estimator!r}")
+    else: raise ValueError(f"estimator must be 'hgb' (histogram GBT, replayed impurity importance) or 'gbt' "
+                           f"(sklearn GradientBoostingClassifier), got {estimator!r}")
     s = imp.sum(); imp = imp / s if s > 0 else imp
     return imp, float(np.mean(p_tr == y_tr)), float(np.mean(p_te == y_te))
 
-def _one_minus_entropy(p, base):
-    "1 - entropy of each column of `p` (normalised), in `base`; 1 when base is 1 (a single option is trivially pure)."
-    if base <= 1: return np.ones(p.shape[1])
-    p = p + 1e-11; p = p / p.sum(0, keepdims=True)
-    return 1. + (p * np.log(p)).sum(0) / math.log(base)
-
-def dci_scores(importance:np.ndarray) -> tuple[float, float]:
-    "(disentanglement, completeness) of a `(d, k)` importance matrix (disentanglement_lib's formulas)."
-    R = np.abs(np.asarray(importance, dtype=np.float64))
-    d, k = R.shape
-    w = R if R.sum() > 0 else np.ones_like(R)
-    dis = float(np.sum(_one_minus_entropy(R.T, k) * w.sum(1) / w.sum()))
-    com = float(np.sum(_one_minus_entropy(R, d) * w.sum(0) / w.sum()))
-    return dis, com
-
 # %% ../nbs/07_disentangle.ipynb #82fa82ec
-def dci(codes, classes, n_train:int=10_000, n_test:int=5_000, estimator:str='hgb', seed:int=0,
-        n_threads:int=1, factor_names=None) -> dict:
-    "DCI disentanglement, completeness and informativeness (disentanglement_lib `dci`; GBT estimator as documented above)."
+def dci(codes, # codes `(N, d)`: one row per point, one column per code dimension
+        classes, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+        n_train:int=10_000, # points the classifiers are fit on
+        n_test:int=5_000, # held-out points for informativeness
+        estimator:str='hgb', # 'hgb' (histogram GBT, replayed importance) or 'gbt' (exact sklearn GBT, slow)
+        seed:int=0, # seed of the split and the trees
+        n_threads:int=1, # OpenMP threads of each fit
+        factor_names=None # names of the `k` factors (default `factor0`, ...)
+       )->dict: # D, C, I (test and train), `chance`, per-factor accuracy, the `importance` matrix and the settings
+    "DCI disentanglement, completeness and informativeness (disentanglement_lib `dci`)."
     x, y, names = _codes_classes(codes, classes, factor_names)
     tr, te = _split(len(x), n_train, n_test, seed, 'dci')
     R = np.zeros((x.shape[1], y.shape[1])); acc_tr, acc_te = [], []
@@ -234,7 +269,14 @@ def dci(codes, classes, n_train:int=10_000, n_test:int=5_000, estimator:str='hgb
                 n_train=n_train, n_test=n_test, estimator=estimator)
 
 # %% ../nbs/07_disentangle.ipynb #a9dcfe10
-def sap(codes, classes, n_train:int=10_000, n_test:int=5_000, C:float=0.01, seed:int=0, factor_names=None) -> dict:
+def sap(codes, # codes `(N, d)`: one row per point, one column per code dimension
+        classes, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+        n_train:int=10_000, # points each one-dimension classifier is fit on
+        n_test:int=5_000, # held-out points it is scored on
+        C:float=0.01, # LinearSVC's inverse regularisation
+        seed:int=0, # seed of the split
+        factor_names=None # names of the `k` factors (default `factor0`, ...)
+       )->dict: # `sap`, `per_factor` gaps, the `score_matrix` `(d, k)` and the settings
     "SAP score for discrete factors (disentanglement_lib `sap_score`, `continuous_factors=False`)."
     x, y, names = _codes_classes(codes, classes, factor_names)
     tr, te = _split(len(x), n_train, n_test, seed, 'sap')
@@ -252,13 +294,23 @@ def sap(codes, classes, n_train:int=10_000, n_test:int=5_000, C:float=0.01, seed
 # %% ../nbs/07_disentangle.ipynb #14448a18
 class ToyFactorSpace:
     "A minimal FactorSpace: independent uniform factors with `sizes` classes each."
-    def __init__(self, sizes, names=None):
+    def __init__(self,
+                 sizes, # classes of each factor
+                 names=None # factor names (default `factor0`, ...)
+                ):
         self.sizes = [int(s) for s in sizes]
         if not self.sizes or min(self.sizes) < 1: raise ValueError(f"factor sizes must be >= 1, got {sizes}")
         self.names = _factor_names(len(self.sizes), names)
     @property
-    def n(self): return int(np.prod(self.sizes))
-    def sample_classes(self, n:int, rng:np.random.Generator, fixed:dict|None=None) -> np.ndarray:
+    def n(self):
+        "Number of points of the grid."
+        return int(np.prod(self.sizes))
+    def sample_classes(self,
+                       n:int, # rows to draw
+                       rng:np.random.Generator, # the random generator
+                       fixed:dict|None=None # factor name or index -> the class every row takes
+                      )->np.ndarray: # classes `(n, k)`
+        "`n` rows of classes drawn uniformly and independently, the `fixed` factors set."
         c = rng.integers(0, self.sizes, size=(int(n), len(self.sizes)), dtype=np.int64)
         for key, v in (fixed or {}).items():
             c[:, self.names.index(key) if isinstance(key, str) else int(key)] = v
@@ -266,9 +318,16 @@ class ToyFactorSpace:
 
 class ToyGroundTruth:
     "Ground-truth data whose 'images' are the factor classes as float32, passed through `transform` if given."
-    def __init__(self, sizes, names=None, transform=None):
+    def __init__(self,
+                 sizes, # classes of each factor
+                 names=None, # factor names
+                 transform=None # a function of the `(n, k)` float32 classes giving the 'images'
+                ):
         self.factors = ToyFactorSpace(sizes, names); self.transform = transform
-    def images_from_classes(self, classes) -> np.ndarray:
+    def images_from_classes(self,
+                            classes # `(n, k)` factor classes
+                           )->np.ndarray: # the 'images'
+        "The classes as float32, through `transform`."
         x = np.asarray(classes, dtype=np.float32)
         return self.transform(x) if self.transform is not None else x
 
@@ -285,11 +344,15 @@ def _encode(representation_fn, images) -> tuple[np.ndarray, list[int]|None]:
     codes = np.concatenate(parts, 1).astype(np.float64, copy=False)
     n = len(images) if hasattr(images, '__len__') else len(codes)
     if codes.ndim != 2 or len(codes) != n:
-        raise ValueError(f"representation_fn returned codes of shape {codes.shape} for {n} images; it must return (n, d) (or a list of (n, d_k))")
+        raise ValueError(f"representation_fn returned codes of shape {codes.shape} for {n} images; "
+                         "it must return (n, d) (or a list of (n, d_k))")
     check_codes(codes, 'representation_fn output')
     return codes, ([p.shape[1] for p in parts] if is_list else None)
 
-def encoder_fn(model, bs:int=1024, device=None):
+def encoder_fn(model, # a model with `encode(x) -> list of (n, d_k)` (an `MPVAE`)
+               bs:int=1024, # images per forward pass
+               device=None # where to run it; None: the model's device
+              ): # a `representation_fn`
     "A representation function: images -> list of posterior-mean arrays, one per path, from `model.encode`."
     import torch
     def f(images):
@@ -321,7 +384,12 @@ def _random_codes(data, representation_fn, n, rng, encode_bs):
     codes, widths = _sample_encode(data, representation_fn, classes, encode_bs)
     return codes, classes, widths
 
-def sample_codes(data, representation_fn, n:int, seed:int=0, encode_bs:int=4096):
+def sample_codes(data, # ground truth: `.factors` (names, sizes, `sample_classes`) and `.images_from_classes`
+                 representation_fn, # images -> codes `(n, d)`, or a list of per-path codes
+                 n:int, # points to sample
+                 seed:int=0, # seed of the sampling
+                 encode_bs:int=4096 # images per call of `representation_fn`
+                ): # `(codes, classes)`
     "`(codes, classes)` for `n` points drawn from `data.factors`; codes is a list when `representation_fn` returns one."
     codes, classes, widths = _random_codes(data, representation_fn, n, np.random.default_rng(seed), encode_bs)
     return (codes if widths is None else np.split(codes, np.cumsum(widths)[:-1], 1)), classes
@@ -341,7 +409,7 @@ def _fixed_factor_images(data, rng, n_batches, batch_size, keep, pairs=False):
     return (out[0],) + tuple(data.images_from_classes(c.reshape(n_batches * batch_size, k)) for c in out[1:])
 
 def _fixed_factor_batches(data, rng, n_batches, batch_size, keep, pairs=False):
-    "Classes `(n_batches, batch_size, k)` (two of them if `pairs`) with one usable factor per batch held fixed, and that factor."
+    "Classes `(n_batches, batch_size, k)` (two if `pairs`), one usable factor held fixed per batch, and that factor."
     fac = rng.choice(keep, size=n_batches)
     k = len(data.factors.sizes)
     a = np.asarray(data.factors.sample_classes(n_batches * batch_size, rng)).reshape(n_batches, batch_size, k)
@@ -396,9 +464,17 @@ def _factor_vae_views(data, representation_fn, views=None, n_train=10_000, n_eva
     return out
 
 # %% ../nbs/07_disentangle.ipynb #de560983
-def factor_vae_score(data, representation_fn, n_train:int=10_000, n_eval:int=5_000, batch_size:int=64,
-                     n_var:int=10_000, prune_threshold:float=0.05, seed:int=0, encode_bs:int=4096) -> dict:
-    "FactorVAE disentanglement score (disentanglement_lib `factor_vae_score`): majority-vote accuracy of argmin-variance dims."
+def factor_vae_score(data, # ground truth: `.factors` (names, sizes, `sample_classes`) and `.images_from_classes`
+                     representation_fn, # images -> codes `(n, d)`, or a list of per-path codes
+                     n_train:int=10_000, # votes the majority classifier is built from
+                     n_eval:int=5_000, # votes it is scored on
+                     batch_size:int=64, # points per vote (one factor held fixed)
+                     n_var:int=10_000, # points for the global variance of each dimension
+                     prune_threshold:float=0.05, # dims whose global std is below this are inactive
+                     seed:int=0, # seed of every draw
+                     encode_bs:int=4096 # images per call of `representation_fn`
+                    )->dict: # eval and train accuracy, active dims, chance
+    "FactorVAE score (disentanglement_lib `factor_vae_score`): majority-vote accuracy of argmin-variance dims."
     return _factor_vae_views(data, representation_fn, None, n_train, n_eval, batch_size, n_var, prune_threshold,
                              seed, encode_bs)['z']
 
@@ -413,7 +489,8 @@ def _bvae_points(data, representation_fn, n_points, batch_size, rng, keep, encod
         feats.append(np.abs(za - zb).reshape(m, batch_size, -1).mean(1)); labels.append(fac); done += m
     return np.concatenate(feats), np.concatenate(labels)
 
-def _beta_vae_views(data, representation_fn, views=None, n_train=10_000, n_eval=5_000, batch_size=64, seed=0, encode_bs=4096):
+def _beta_vae_views(data, representation_fn, views=None, n_train=10_000, n_eval=5_000, batch_size=64, seed=0,
+                    encode_bs=4096):
     names, keep = _usable_factors(data)
     rng = np.random.default_rng(seed)
     xtr, ytr = _bvae_points(data, representation_fn, n_train, batch_size, rng, keep, encode_bs)
@@ -425,34 +502,57 @@ def _beta_vae_views(data, representation_fn, views=None, n_train=10_000, n_eval=
         with warnings.catch_warnings(), threadpool_limits(limits=1):
             warnings.simplefilter('ignore', ConvergenceWarning)
             model = LogisticRegression(max_iter=1000, random_state=seed).fit(xtr[:, cols], ytr)
-        out[v] = dict(eval_accuracy=float(model.score(xev[:, cols], yev)), train_accuracy=float(model.score(xtr[:, cols], ytr)),
+        out[v] = dict(eval_accuracy=float(model.score(xev[:, cols], yev)),
+                      train_accuracy=float(model.score(xtr[:, cols], ytr)),
                       chance=1 / len(keep), factors=[names[j] for j in keep])
     return out
 
-def beta_vae_score(data, representation_fn, n_train:int=10_000, n_eval:int=5_000, batch_size:int=64, seed:int=0,
-                   encode_bs:int=4096) -> dict:
+def beta_vae_score(data, # ground truth: `.factors` (names, sizes, `sample_classes`) and `.images_from_classes`
+                   representation_fn, # images -> codes `(n, d)`, or a list of per-path codes
+                   n_train:int=10_000, # training points of the linear classifier
+                   n_eval:int=5_000, # points it is scored on
+                   batch_size:int=64, # pairs averaged into one point
+                   seed:int=0, # seed of every draw and of the classifier
+                   encode_bs:int=4096 # images per call of `representation_fn`
+                  )->dict: # eval and train accuracy, chance
     "BetaVAE disentanglement score (disentanglement_lib `beta_vae_sklearn`): accuracy of predicting the fixed factor."
     return _beta_vae_views(data, representation_fn, None, n_train, n_eval, batch_size, seed, encode_bs)['z']
 
 # %% ../nbs/07_disentangle.ipynb #d7bd9760
 class CodeTable:
-    "Codes of every point of a finite factor grid: `.factors`, `.images_from_classes` (-> grid index), `.representation_fn`."
-    def __init__(self, factors, codes:np.ndarray, widths:list[int]|None):
+    "Codes of every point of a finite factor grid, usable as ground-truth `data` with its own `representation_fn`."
+    def __init__(self,
+                 factors, # the grid's factor space
+                 codes:np.ndarray, # codes of every grid point, in grid order
+                 widths:list[int]|None # the width of each path; None: one code
+                ):
         self.factors, self.codes, self.widths = factors, codes, widths
         self.shape = tuple(int(s) for s in factors.sizes)
-    def images_from_classes(self, classes): return np.ravel_multi_index(np.asarray(classes, dtype=np.int64).T, self.shape)
-    def representation_fn(self, idx):
+    def images_from_classes(self, classes):
+        "Grid indices of these classes: the 'images' whose codes `representation_fn` returns."
+        return np.ravel_multi_index(np.asarray(classes, dtype=np.int64).T, self.shape)
+    def representation_fn(self,
+                          idx # grid indices, as `images_from_classes` returns
+                         ): # their codes (a list per path when `widths` is given)
+        "The stored codes of these grid points."
         z = self.codes[np.asarray(idx)]
         return z if self.widths is None else np.split(z, np.cumsum(self.widths)[:-1], 1)
 
 class CodePool(CodeTable):
     "Codes of `n` random grid points; batches with a factor held fixed are drawn from these points (an approximation)."
-    def __init__(self, factors, classes:np.ndarray, codes:np.ndarray, widths:list[int]|None):
+    def __init__(self,
+                 factors, # the grid's factor space
+                 classes:np.ndarray, # classes of the pooled points
+                 codes:np.ndarray, # their codes
+                 widths:list[int]|None # the width of each path; None: one code
+                ):
         super().__init__(factors, codes, widths); self.classes = np.asarray(classes, dtype=np.int64)
         self._order = [np.argsort(self.classes[:, j], kind='stable') for j in range(self.classes.shape[1])]
-        self._start = [np.searchsorted(self.classes[o, j], np.arange(int(sz) + 1)) for j, (o, sz) in enumerate(zip(self._order, factors.sizes))]
+        self._start = [np.searchsorted(self.classes[o, j], np.arange(int(sz) + 1))
+                       for j, (o, sz) in enumerate(zip(self._order, factors.sizes))]
     def __len__(self): return len(self.classes)
     def images_from_classes(self, classes):
+        "Refused: a pool holds only some grid points, so it has no 'image' for arbitrary classes."
         raise TypeError("a CodePool holds only some grid points, so it cannot encode arbitrary classes; "
                         "the metrics sample from it directly (use tabulate_codes(..., n=None) for the whole grid)")
     def _pool_random(self, n, rng):
@@ -471,8 +571,13 @@ class CodePool(CodeTable):
             b[rows] = self._order[j][lo + (rng.random(c.shape) * (hi - lo)).astype(np.int64)]
         return fac, a.ravel(), b.ravel()
 
-def tabulate_codes(data, representation_fn, n:int|None=None, seed:int=0, encode_bs:int=4096,
-                   max_points:int=5_000_000) -> CodeTable:
+def tabulate_codes(data, # ground truth: `.factors` (names, sizes, `sample_classes`) and `.images_from_classes`
+                   representation_fn, # images -> codes `(n, d)`, or a list of per-path codes
+                   n:int|None=None, # None: the whole grid (exact); a number: a random pool
+                   seed:int=0, # seed of the pool
+                   encode_bs:int=4096, # images per call of `representation_fn`
+                   max_points:int=5_000_000 # refuse grids larger than this
+                  )->CodeTable: # a `CodeTable` (or `CodePool`) usable as `data` and `representation_fn`
     "Encode every point of `data`'s factor grid once (`n=None`, exact) or `n` random grid points (a `CodePool`)."
     shape = tuple(int(s) for s in data.factors.sizes)
     if n is not None:
@@ -480,13 +585,16 @@ def tabulate_codes(data, representation_fn, n:int|None=None, seed:int=0, encode_
         codes, widths = _sample_encode(data, representation_fn, classes, encode_bs)
         return CodePool(data.factors, classes, codes.astype(np.float32), widths)
     N = int(np.prod(shape))
-    if N > max_points: raise ValueError(f"the factor grid has {N:,} points (> max_points={max_points:,}); pass n= to encode a random pool")
+    if N > max_points:
+        raise ValueError(f"the factor grid has {N:,} points (> max_points={max_points:,}); "
+                         "pass n= to encode a random pool")
     classes = np.stack(np.unravel_index(np.arange(N), shape), 1)
     codes, widths = _sample_encode(data, representation_fn, classes, encode_bs)
     return CodeTable(data.factors, codes.astype(np.float32), widths)
 
 # %% ../nbs/07_disentangle.ipynb #9b6d3ae8
-_COLUMNS = ['dims', 'mig', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'dci_informativeness_train',
+_COLUMNS = ['dims', 'mig', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness',
+            'dci_informativeness_train',
             'dci_chance', 'sap', 'factor_vae', 'factor_vae_train', 'factor_vae_active_dims', 'factor_vae_chance',
             'beta_vae', 'beta_vae_train', 'beta_vae_chance']
 ALL_METRICS = ('mig', 'dci', 'sap', 'factor_vae', 'beta_vae')
@@ -500,45 +608,66 @@ def _settings(settings=None):
         out[m].update(v)
     return out
 
-def path_views(widths:list[int], path_names=None) -> dict[str, np.ndarray]:
+def _path_names(n): return ['z'] if n == 1 else [f'z{i+1}' for i in range(n)]
+
+def path_views(widths:list[int], # the code width of each path
+               path_names=None # names of the paths (default `z1`, `z2`, ...)
+              )->dict[str, np.ndarray]: # view name -> column indices
     "Column indices of each path, and of all paths together (`'z1+z2'`), in the concatenated code."
-    names = list(path_names) if path_names is not None else (['z'] if len(widths) == 1 else [f'z{i+1}' for i in range(len(widths))])
+    names = list(path_names) if path_names is not None else _path_names(len(widths))
     if len(names) != len(widths): raise ValueError(f"{len(names)} path names for {len(widths)} paths")
     ends = np.cumsum(widths); views = {n: np.arange(e - w, e) for n, w, e in zip(names, widths, ends)}
     if len(widths) > 1: views['+'.join(names)] = np.arange(ends[-1])
     return views
 
 # %% ../nbs/07_disentangle.ipynb #d783a648
-def evaluate_paths(codes=None, classes=None, data=None, representation_fn=None, path_names=None, factor_names=None,
-                   metrics=None, settings:dict|None=None, seed:int=0, tabulate:bool|int=False, encode_bs:int=4096) -> pd.DataFrame:
+def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (for MIG, DCI, SAP)
+                   classes=None, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+                   data=None, # ground truth, as for `factor_vae_score` (for all five metrics)
+                   representation_fn=None, # images -> codes `(n, d)`, or a list of per-path codes
+                   path_names=None, # names of the paths
+                   factor_names=None, # names of the `k` factors (default `factor0`, ...)
+                   metrics=None, # which metrics (default: all that the inputs allow)
+                   settings:dict|None=None, # per-metric overrides of `METRIC_DEFAULTS`
+                   seed:int=0, # seed of every metric
+                   tabulate:bool|int=False, # False: sample; True: encode the grid once; n: a pool of n points
+                   encode_bs:int=4096 # images per call of `representation_fn`
+                  )->pd.DataFrame: # one row per view, one column per number
     "Every metric for each path and all paths together: one row per view (`z1`, `z2`, `z1+z2`), one column per number."
     S = _settings(settings)
     have_data = data is not None and representation_fn is not None
     metrics = tuple(metrics) if metrics is not None else (ALL_METRICS if have_data else ('mig', 'dci', 'sap'))
-    if set(metrics) - set(ALL_METRICS): raise ValueError(f"unknown metrics {sorted(set(metrics) - set(ALL_METRICS))}; known: {ALL_METRICS}")
+    if set(metrics) - set(ALL_METRICS):
+        raise ValueError(f"unknown metrics {sorted(set(metrics) - set(ALL_METRICS))}; known: {ALL_METRICS}")
     if {'factor_vae', 'beta_vae'} & set(metrics) and not have_data:
-        raise ValueError("the FactorVAE and BetaVAE scores need `data` (ground truth with .factors and .images_from_classes) "
+        raise ValueError("the FactorVAE and BetaVAE scores need `data` "
+                         "(ground truth with .factors and .images_from_classes) "
                          "and `representation_fn`; pass them, or metrics=('mig', 'dci', 'sap')")
     if have_data and factor_names is None: factor_names = list(data.factors.names)
     seconds = {}
     sampling = ('exact: every point sampled from the factor distribution and encoded' if not tabulate else
                 'exact: codes of the whole factor grid, encoded once (tabulate=True)' if tabulate is True else
-                f'APPROXIMATION: batches drawn from a pool of {int(tabulate):,} encoded random grid points (tabulate={int(tabulate)})')
+                f'APPROXIMATION: batches drawn from a pool of {int(tabulate):,} encoded random grid points '
+                f'(tabulate={int(tabulate)})')
     if tabulate is not False and tabulate is not None and have_data:
         t = time.perf_counter()
         tab = tabulate_codes(data, representation_fn, None if tabulate is True else int(tabulate), seed, encode_bs)
         data, representation_fn = tab, tab.representation_fn; seconds['tabulate'] = time.perf_counter() - t
     if codes is None and {'mig', 'dci', 'sap'} & set(metrics):
-        if not have_data: raise ValueError("pass `codes` and `classes`, or `data` and `representation_fn` to sample them from")
+        if not have_data:
+            raise ValueError("pass `codes` and `classes`, or `data` and `representation_fn` to sample them from")
         n = max(S['mig']['n'], S['dci']['n_train'] + S['dci']['n_test'], S['sap']['n_train'] + S['sap']['n_test'])
         t = time.perf_counter(); codes, classes = sample_codes(data, representation_fn, n, seed, encode_bs)
         seconds['sample'] = time.perf_counter() - t
     widths = None
     if codes is not None:
-        parts = [check_codes(c, f'codes[{i}]') for i, c in enumerate(codes)] if isinstance(codes, (list, tuple)) else [check_codes(codes)]
-        if len({len(p) for p in parts}) > 1: raise ValueError(f"the paths' codes have different numbers of rows: {[len(p) for p in parts]}")
+        listy = isinstance(codes, (list, tuple))
+        parts = [check_codes(c, f'codes[{i}]') for i, c in enumerate(codes)] if listy else [check_codes(codes)]
+        if len({len(p) for p in parts}) > 1:
+            raise ValueError(f"the paths' codes have different numbers of rows: {[len(p) for p in parts]}")
         widths = [p.shape[1] for p in parts]; allz = np.concatenate(parts, 1)
-        if classes is None: raise ValueError("`codes` given without `classes`: pass the factor classes (N, k) of the same points")
+        if classes is None:
+            raise ValueError("`codes` given without `classes`: pass the factor classes (N, k) of the same points")
     else:
         z, _, widths = _random_codes(data, representation_fn, 2, np.random.default_rng(0), encode_bs)
         widths = widths or [z.shape[1]]
@@ -552,66 +681,90 @@ def evaluate_paths(codes=None, classes=None, data=None, representation_fn=None, 
             res.loc[v, 'mig'] = r['mig']; seconds['mig'] = seconds.get('mig', 0) + time.perf_counter() - t
         if 'dci' in metrics:
             t = time.perf_counter(); r = dci(x, classes, seed=seed, factor_names=factor_names, **S['dci'])
-            res.loc[v, ['dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'dci_informativeness_train', 'dci_chance']] = \
-                [r['disentanglement'], r['completeness'], r['informativeness'], r['informativeness_train'], r['chance']]
+            cols = ['dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'dci_informativeness_train',
+                    'dci_chance']
+            res.loc[v, cols] = [r['disentanglement'], r['completeness'], r['informativeness'],
+                                r['informativeness_train'], r['chance']]
             seconds['dci'] = seconds.get('dci', 0) + time.perf_counter() - t
         if 'sap' in metrics:
             t = time.perf_counter(); r = sap(x, classes, seed=seed, factor_names=factor_names, **S['sap'])
             res.loc[v, 'sap'] = r['sap']; seconds['sap'] = seconds.get('sap', 0) + time.perf_counter() - t
     if 'factor_vae' in metrics:
-        t = time.perf_counter(); rs = _factor_vae_views(data, representation_fn, views, seed=seed, encode_bs=encode_bs, **S['factor_vae'])
+        t = time.perf_counter()
+        rs = _factor_vae_views(data, representation_fn, views, seed=seed, encode_bs=encode_bs, **S['factor_vae'])
         for v, r in rs.items():
             res.loc[v, ['factor_vae', 'factor_vae_train', 'factor_vae_active_dims', 'factor_vae_chance']] = \
                 [r['eval_accuracy'], r['train_accuracy'], r['num_active_dims'], r.get('chance', np.nan)]
         seconds['factor_vae'] = time.perf_counter() - t
     if 'beta_vae' in metrics:
-        t = time.perf_counter(); rs = _beta_vae_views(data, representation_fn, views, seed=seed, encode_bs=encode_bs, **S['beta_vae'])
-        for v, r in rs.items(): res.loc[v, ['beta_vae', 'beta_vae_train', 'beta_vae_chance']] = [r['eval_accuracy'], r['train_accuracy'], r['chance']]
+        t = time.perf_counter()
+        rs = _beta_vae_views(data, representation_fn, views, seed=seed, encode_bs=encode_bs, **S['beta_vae'])
+        for v, r in rs.items():
+            res.loc[v, ['beta_vae', 'beta_vae_train', 'beta_vae_chance']] = [r['eval_accuracy'], r['train_accuracy'],
+                                                                             r['chance']]
         seconds['beta_vae'] = time.perf_counter() - t
     res = res.dropna(axis=1, how='all')
-    res.attrs.update(settings=metric_settings(settings, metrics), seconds=seconds, seed=seed, sampling=sampling if have_data else 'given codes',
+    res.attrs.update(settings=metric_settings(settings, metrics), seconds=seconds, seed=seed,
+                     sampling=sampling if have_data else 'given codes',
                      factors=list(factor_names) if factor_names is not None else None)
     return res
 
 # %% ../nbs/07_disentangle.ipynb #e64e118e
 _ESTIMATORS = {
-    'mig': "MIG (Chen et al. 2018): codes discretised into {n_bins} equal-width histogram bins per dimension; plug-in MI "
-           "(sklearn mutual_info_score, nats) with each factor's classes; gap between the top two dimensions / factor entropy; "
-           "mean over factors; {n} points",
-    'dci': "DCI (Eastwood & Williams 2018): per factor a gradient-boosted-trees classifier on all dims ({est}); importance matrix "
-           "normalised per factor; D, C = 1 - entropy (base k resp. d), importance-weighted; informativeness = test accuracy; "
-           "{n_train} train / {n_test} test points",
-    'sap': "SAP (Kumar et al. 2018), discrete factors: LinearSVC(C={C}, class_weight='balanced') per (code dim, factor) on the single "
-           "raw dim; test accuracy matrix; mean over factors of the top-two gap; {n_train} train / {n_test} test points",
-    'factor_vae': "FactorVAE score (Kim & Mnih 2018): global variances from {n_var} points; dims with std < {prune_threshold} pruned; "
-                  "per vote a batch of {batch_size} with one factor fixed, argmin of variance / global variance; majority-vote "
-                  "classifier dim -> factor from {n_train} votes; accuracy on {n_eval} votes",
-    'beta_vae': "BetaVAE score (Higgins et al. 2017): feature = mean |z_a - z_b| over {batch_size} pairs sharing one fixed factor; "
-                "LogisticRegression (sklearn defaults: lbfgs, C=1; max_iter=1000) on {n_train} points; accuracy on {n_eval} points",
+    'mig': 'MIG (Chen et al. 2018): codes discretised into {n_bins} equal-width histogram bins per dimension; '
+           "plug-in MI (sklearn mutual_info_score, nats) with each factor's classes; gap between the top two "
+           'dimensions / factor entropy; mean over factors; {n} points',
+    'dci': 'DCI (Eastwood & Williams 2018): per factor a gradient-boosted-trees classifier on all dims ({est}); '
+           'importance matrix normalised per factor; D, C = 1 - entropy (base k resp. d), importance-weighted; '
+           'informativeness = test accuracy; {n_train} train / {n_test} test points',
+    'sap': "SAP (Kumar et al. 2018), discrete factors: LinearSVC(C={C}, class_weight='balanced') per (code dim, "
+           'factor) on the single raw dim; test accuracy matrix; mean over factors of the top-two gap; {n_train} '
+           'train / {n_test} test points',
+    'factor_vae': 'FactorVAE score (Kim & Mnih 2018): global variances from {n_var} points; dims with std < '
+                  '{prune_threshold} pruned; per vote a batch of {batch_size} with one factor fixed, argmin of '
+                  'variance / global variance; majority-vote classifier dim -> factor from {n_train} votes; '
+                  'accuracy on {n_eval} votes',
+    'beta_vae': 'BetaVAE score (Higgins et al. 2017): feature = mean |z_a - z_b| over {batch_size} pairs sharing '
+                'one fixed factor; LogisticRegression (sklearn defaults: lbfgs, C=1; max_iter=1000) on {n_train} '
+                'points; accuracy on {n_eval} points',
 }
-_DCI_EST = {'hgb': "sklearn HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_depth=3, min_samples_leaf=1, "
-                   "l2_regularization=0, max_bins=255, no early stopping), importance = GradientBoostingClassifier's impurity decrease of the "
-                   "boosting residuals per split, replayed on these trees and summed per dim",
-            'gbt': "sklearn GradientBoostingClassifier() defaults (100 stages, lr 0.1, depth 3), feature_importances_ (as disentanglement_lib)"}
+_DCI_EST = {
+    'hgb': 'sklearn HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_depth=3, '
+           'min_samples_leaf=1, l2_regularization=0, max_bins=255, no early stopping), importance = '
+           "GradientBoostingClassifier's impurity decrease of the boosting residuals per split, replayed on these"
+           ' trees and summed per dim',
+    'gbt': 'sklearn GradientBoostingClassifier() defaults (100 stages, lr 0.1, depth 3), feature_importances_ (as'
+           ' disentanglement_lib)',
+}
 
-def metric_settings(settings:dict|None=None, metrics=ALL_METRICS) -> pd.DataFrame:
-    "One row per metric: the estimator in words and the exact settings (defaults = disentanglement_lib's, updated by `settings`)."
+def metric_settings(settings:dict|None=None, # per-metric overrides of `METRIC_DEFAULTS`
+                    metrics=ALL_METRICS # which metrics to list
+                   )->pd.DataFrame: # one row per metric: estimator in words, settings
+    "One row per metric: the estimator in words and the exact settings used."
     S = _settings(settings); rows = []
     for m in metrics:
         s = S[m]; kw = dict(s, est=_DCI_EST.get(s.get('estimator'), '')) if m == 'dci' else s
-        rows.append(dict(metric=m, estimator=_ESTIMATORS[m].format(**kw), settings=', '.join(f'{k}={v}' for k, v in s.items())))
+        rows.append(dict(metric=m, estimator=_ESTIMATORS[m].format(**kw),
+                         settings=', '.join(f'{k}={v}' for k, v in s.items())))
     return pd.DataFrame(rows).set_index('metric')
 
 # %% ../nbs/07_disentangle.ipynb #6445bcea
-def kl_per_dim(mu, logvar) -> np.ndarray:
+def kl_per_dim(mu, # posterior means `(N, d)`
+               logvar # posterior log-variances `(N, d)`
+              )->np.ndarray: # mean KL per dimension, `(d,)`
     "Mean over points of KL(N(mu, exp(logvar)) || N(0, 1)) for each dimension: `(d,)` in nats."
     mu = check_codes(_to_numpy(mu), 'mu'); lv = check_codes(_to_numpy(logvar), 'logvar')
     if mu.shape != lv.shape: raise ValueError(f"mu {mu.shape} and logvar {lv.shape} must have the same shape")
     return (0.5 * (mu**2 + np.exp(lv) - lv - 1)).mean(0)
 
-def _as_list(a): return [check_codes(_to_numpy(o)) for o in a] if isinstance(a, (list, tuple)) else [check_codes(_to_numpy(a))]
+def _as_list(a):
+    return [check_codes(_to_numpy(o)) for o in (a if isinstance(a, (list, tuple)) else [a])]
 
-def plot_kl_bars(mu, logvar, path_names=None, ax=None):
+def plot_kl_bars(mu, # posterior means: an array, or a list per path
+                 logvar, # log-variances, shaped like `mu`
+                 path_names=None, # legend names of the paths
+                 ax=None # an axes to draw on; None: a new figure
+                ): # the figure
     "Bar chart of the mean KL per latent dimension, one colour per path (`mu`, `logvar`: arrays or lists per path)."
     import matplotlib.pyplot as plt
     mus, lvs = _as_list(mu), _as_list(logvar)
@@ -625,14 +778,22 @@ def plot_kl_bars(mu, logvar, path_names=None, ax=None):
     ax.set_xticks(np.arange(start)); ax.set_xlabel('latent dimension'); ax.set_ylabel('mean KL (nats)'); ax.legend()
     return fig
 
-def plot_mi_heatmaps(codes, classes, factor_names=None, path_names=None, n_bins:int=20, n:int|None=10_000, seed:int=0):
-    "One heatmap per path: normalised MI (MI / factor entropy) of each code dimension (rows) with each factor (columns)."
+def plot_mi_heatmaps(codes, # an array, or a list of per-path codes
+                     classes, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+                     factor_names=None, # names of the `k` factors (default `factor0`, ...)
+                     path_names=None, # titles of the heatmaps
+                     n_bins:int=20, # bins of the code discretisation
+                     n:int|None=10_000, # points used per path
+                     seed:int=0 # seed of the subset
+                    ): # the figure
+    "One heatmap per path: MI / factor entropy of each code dimension (rows) with each factor (columns)."
     import matplotlib.pyplot as plt
     parts = _as_list(codes)
-    names = list(path_names) if path_names is not None else (['z'] if len(parts) == 1 else [f'z{i+1}' for i in range(len(parts))])
+    names = list(path_names) if path_names is not None else _path_names(len(parts))
     mis = [mig(p, classes, n=n, n_bins=n_bins, seed=seed, factor_names=factor_names) for p in parts]
     fnames = mis[0]['factors']
-    fig, axs = plt.subplots(1, len(parts), figsize=(1.2 + 0.8 * len(fnames) * len(parts), 0.8 + 0.35 * max(p.shape[1] for p in parts)),
+    size = (1.2 + 0.8 * len(fnames) * len(parts), 0.8 + 0.35 * max(p.shape[1] for p in parts))
+    fig, axs = plt.subplots(1, len(parts), figsize=size,
                             squeeze=False)
     for ax, r, nm in zip(axs[0], mis, names):
         im = ax.imshow(r['mi'], vmin=0, vmax=1, cmap='viridis', aspect='auto')
