@@ -48,7 +48,8 @@ def _per_path(v, n, name):
     if isinstance(v, (int, float)): return [float(v)]*n
     v = [float(o) for o in v]
     if len(v) != n:
-        raise ValueError(f"{name} has {len(v)} values but the model has {n} paths: give one per path (or a single number)")
+        raise ValueError(f"{name} has {len(v)} values but the model has {n} paths: "
+                         "give one per path (or a single number)")
     return v
 
 @dataclass
@@ -62,7 +63,8 @@ class LossConfig:
         if self.recon not in ('bernoulli', 'gaussian'):
             raise ValueError(f"recon must be 'bernoulli' or 'gaussian', got {self.recon!r}")
         if not self.sigma > 0: raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        if self.betas is not None and not isinstance(self.betas, (int, float)): self.betas = tuple(float(b) for b in self.betas)
+        if self.betas is not None and not isinstance(self.betas, (int, float)):
+            self.betas = tuple(float(b) for b in self.betas)
         bs = () if self.betas is None else (self.betas,) if isinstance(self.betas, (int, float)) else self.betas
         if any(b < 0 for b in bs): raise ValueError(f"betas must be >= 0, got {self.betas}")
 

@@ -88,8 +88,11 @@ def feature_sets(codes:list, # one (n, d_k) array per path, as `encode_dataset` 
 
 # %% ../nbs/06_probe.ipynb #f1e656d7
 def probe_splits(n:int, # rows in the pool of encoded examples
-                 train_size:int, valid_size:int, # rows per split
-                 n_splits:int=5, seed:int=0) -> list[tuple[np.ndarray, np.ndarray]]:
+                 train_size:int, # training rows per split
+                 valid_size:int, # validation rows per split
+                 n_splits:int=5, # how many splits
+                 seed:int=0 # seeds every split
+                )->list[tuple[np.ndarray, np.ndarray]]: # `(train_idx, valid_idx)` per split
     "`n_splits` pairs `(train_idx, valid_idx)` of disjoint row indices into a pool of `n`."
     for nm, v, lo in (('train_size', train_size, 1), ('valid_size', valid_size, 1), ('n_splits', n_splits, 1)):
         if not isinstance(v, (int, np.integer)) or v < lo: raise ValueError(f"{nm} must be an int >= {lo}, got {v!r}")
@@ -249,17 +252,24 @@ _VERSION = 1
 def run_probe(features, # dict name -> (n, d) array (or one array, or a list of per-path codes)
               labels, # (n,) or (n, n_labels) integer classes, rows aligned with the features
               label_names:list|None=None, # a name per label column
-              train_size:int=10_000, valid_size:int=5_000, # examples per split
-              n_splits:int=5, n_seeds:int=5, # the paper's 5 x 5
+              train_size:int=10_000, # training examples per split
+              valid_size:int=5_000, # validation examples per split
+              n_splits:int=5, # train/validation splits (the paper: 5)
+              n_seeds:int=5, # classifier seeds per split (the paper: 5)
               kind:str='logreg', # 'logreg' (multinomial logistic regression) or 'mlp'
               l2:float=1e-4, # L2 penalty on the mean cross-entropy (logreg: sklearn's C = 1/(l2*train_size))
-              max_iter:int=200, tol:float=1e-4, # logreg: L-BFGS iterations and gradient tolerance
-              hidden:int=64, epochs:int=30, bs:int=256, lr:float=3e-3, # mlp: width and Adam training
+              max_iter:int=200, # logreg: L-BFGS iterations
+              tol:float=1e-4, # logreg: gradient tolerance
+              hidden:int=64, # mlp: hidden width
+              epochs:int=30, # mlp: epochs of Adam
+              bs:int=256, # mlp: batch size
+              lr:float=3e-3, # mlp: Adam learning rate
               split_seed:int=0, # seeds the splits
               seed:int=0, # classifier seed s of a run is `seed + s`
               device=None, # None: CUDA if available, else CPU
               threads:int|None=1, # torch CPU threads during the call (restored after); None: leave torch's setting
-              progress:bool=False) -> 'ProbeResult':
+              progress:bool=False # show a progress bar
+             )->'ProbeResult': # accuracies of every run, with chance and majority levels
     "Validation accuracy of `n_splits x n_seeds` classifiers per label and feature set, with chance and majority-class levels."
     kw = dict(locals()); kw.pop('threads')
     if threads is None:
@@ -349,37 +359,62 @@ def _plain(o):
     return o.item() if isinstance(o, np.generic) else str(o)
 
 class ProbeResult:
-    "Validation accuracies `acc[feature, label, split, seed]` (fractions) of a probe protocol, with its baselines and parameters."
-    def __init__(self, acc, features, dims, labels, n_classes, majority, params, info=None, splits=None):
-        self.acc, self.features, self.dims, self.labels = np.asarray(acc, dtype=float), list(features), dict(dims), list(labels)
+    "Validation accuracies of a probe protocol (fractions), with its baselines and parameters."
+    def __init__(self,
+                 acc, # accuracies `(features, labels, splits, seeds)`, as fractions
+                 features, # names of the feature sets
+                 dims, # feature set -> its dimension
+                 labels, # names of the labels
+                 n_classes, # classes of each label
+                 majority, # majority-class accuracy per label and split `(labels, splits)`
+                 params, # the protocol's parameters, as `run_probe` records them
+                 info=None, # anything else worth keeping (timings, ...)
+                 splits=None # the `(train_idx, valid_idx)` pairs, when kept
+                ):
+        self.acc, self.features = np.asarray(acc, dtype=float), list(features)
+        self.dims, self.labels = dict(dims), list(labels)
         self.n_classes, self.majority_per_split = np.asarray(n_classes, dtype=int), np.asarray(majority, dtype=float)
         self.params, self.info, self.splits = dict(params), dict(info or {}), splits
     @property
-    def chance(self) -> dict: return {l: 1/c for l, c in zip(self.labels, self.n_classes)}
+    def chance(self) -> dict:
+        "Label -> the accuracy of a uniform guess, 1 / classes."
+        return {l: 1/c for l, c in zip(self.labels, self.n_classes)}
     @property
-    def majority(self) -> dict: return {l: float(m.mean()) for l, m in zip(self.labels, self.majority_per_split)}
+    def majority(self) -> dict:
+        "Label -> the accuracy of always predicting the training split's most frequent class, mean over splits."
+        return {l: float(m.mean()) for l, m in zip(self.labels, self.majority_per_split)}
     def _cell(self, feature, label):
         a = self.acc[self.features.index(feature)]
         return a.mean(0) if label == 'mean' else a[self.labels.index(label)]          # (S, E)
-    def runs(self, feature:str, label:str='mean') -> np.ndarray:
-        "The `n_splits * n_seeds` accuracies (fractions) of one cell, split-major."
+    def runs(self,
+             feature:str, # a feature set, e.g. 'z1+z2'
+             label:str='mean' # a label, or 'mean' over labels
+            )->np.ndarray: # `n_splits * n_seeds` fractions
+        "Every run's accuracy of one cell, split-major."
         return self._cell(feature, label).reshape(-1)
-    def stats(self, feature:str, label:str='mean') -> dict:
+    def stats(self,
+              feature:str, # a feature set
+              label:str='mean' # a label, or 'mean' over labels
+             )->dict: # mean, std, std between splits, std within a split, runs
         "Mean and spreads of one cell, as fractions."
         a = self._cell(feature, label)
         within = float(np.sqrt(np.mean(a.var(1, ddof=1)))) if a.shape[1] > 1 else 0.0
         return dict(mean=float(a.mean()), std=_sd(a), std_between_splits=_sd(a.mean(1)), std_within_split=within,
                     runs=a.tolist())
-    def summary(self, fmt:bool=False, digits:int=2) -> pd.DataFrame:
-        "Rows: feature sets, then chance and majority; columns: (label, mean/std) for each label and the mean; in percent."
+    def summary(self,
+                fmt:bool=False, # one 'mean ± std' string per cell instead of numbers
+                digits:int=2 # decimals when `fmt`
+               )->pd.DataFrame: # rows: feature sets, chance, majority; columns: (label, mean/std), in percent
+        "The table of the protocol: every feature set against the chance and majority levels, in percent."
         cols = self.labels + ['mean']
         rows = {f: {c: self.stats(f, c) for c in cols} for f in self.features}
         data = {f: {(c, s): 100*r[c][s] for c in cols for s in ('mean', 'std')} for f, r in rows.items()}
         ch, mj = self.chance, self.majority
-        data['chance'] = {**{(c, 'mean'): 100*ch[c] for c in self.labels}, ('mean', 'mean'): 100*np.mean(list(ch.values()))}
-        data['majority'] = {**{(c, 'mean'): 100*mj[c] for c in self.labels}, ('mean', 'mean'): 100*np.mean(list(mj.values()))}
+        for name, b in (('chance', ch), ('majority', mj)):
+            data[name] = {**{(c, 'mean'): 100*b[c] for c in self.labels}, ('mean', 'mean'): 100*np.mean(list(b.values()))}
         df = pd.DataFrame.from_dict(data, orient='index')
-        df.columns = pd.MultiIndex.from_tuples(df.columns); df = df.reindex(columns=pd.MultiIndex.from_product([cols, ['mean', 'std']]))
+        df.columns = pd.MultiIndex.from_tuples(df.columns)
+        df = df.reindex(columns=pd.MultiIndex.from_product([cols, ['mean', 'std']]))
         if not fmt: return df
         out = pd.DataFrame(index=df.index, columns=cols, dtype=object)
         for r in df.index:
@@ -391,32 +426,49 @@ class ProbeResult:
         "Everything, JSON-serialisable: parameters, per-label baselines, every run's accuracy (fractions)."
         return dict(version=_VERSION, unit='fraction', params=json.loads(json.dumps(self.params, default=_plain)),
                     features={f: dict(dim=int(self.dims[f])) for f in self.features},
-                    labels={l: dict(n_classes=int(c), chance=float(1/c), majority=float(m.mean()), majority_per_split=m.tolist())
+                    labels={l: dict(n_classes=int(c), chance=float(1/c), majority=float(m.mean()),
+                                    majority_per_split=m.tolist())
                             for l, c, m in zip(self.labels, self.n_classes, self.majority_per_split)},
                     acc={f: {c: self.stats(f, c) for c in self.labels + ['mean']} for f in self.features},
                     info=json.loads(json.dumps(self.info, default=float)))
     @classmethod
-    def from_dict(cls, d:dict) -> 'ProbeResult':
+    def from_dict(cls,
+                  d:dict # what `to_dict` returned, e.g. read back from JSON
+                 )->'ProbeResult':
         "Rebuild a result from `to_dict()` (e.g. a JSON file)."
         fs, ls = list(d['features']), list(d['labels'])
         acc = np.array([[d['acc'][f][l]['runs'] for l in ls] for f in fs], dtype=float)
         return cls(acc, fs, {f: d['features'][f]['dim'] for f in fs}, ls, [d['labels'][l]['n_classes'] for l in ls],
                    [d['labels'][l]['majority_per_split'] for l in ls], d['params'], d.get('info'))
-    def save(self, path) -> Path:
+    def save(self,
+             path # the JSON file to write
+            )->Path:
         "Write `to_dict()` as JSON, atomically."
         path = Path(path)
         with atomic_write(path, 'w') as f: json.dump(self.to_dict(), f, indent=1)
         return path
     @classmethod
-    def load(cls, path) -> 'ProbeResult': return cls.from_dict(json.loads(Path(path).read_text()))
-    def plot(self, ax=None, labels=None, features=None, title=None): return plot_probe(self, ax, labels, features, title)
+    def load(cls,
+             path # a JSON file written by `save`
+            )->'ProbeResult':
+        "Read a result saved with `save`."
+        return cls.from_dict(json.loads(Path(path).read_text()))
+    def plot(self, ax=None, labels=None, features=None, title=None):
+        "The grouped bar chart of `plot_probe`."
+        return plot_probe(self, ax, labels, features, title)
     def __repr__(self):
         p = self.params
         return (f"ProbeResult({p.get('kind')}: {len(self.features)} feature sets x {len(self.labels)} labels x "
-                f"{p.get('n_splits')} splits x {p.get('n_seeds')} seeds, train {p.get('train_size')}, valid {p.get('valid_size')})")
+                f"{p.get('n_splits')} splits x {p.get('n_seeds')} seeds, train {p.get('train_size')}, "
+                f"valid {p.get('valid_size')})")
 
 # %% ../nbs/06_probe.ipynb #2ceb88aa
-def plot_probe(res:ProbeResult, ax=None, labels:list|None=None, features:list|None=None, title:str|None=None):
+def plot_probe(res:ProbeResult, # the result to draw
+               ax=None, # an axes to draw on; None: a new figure
+               labels:list|None=None, # the labels to show (default: all, and 'mean')
+               features:list|None=None, # the feature sets to show (default: all)
+               title:str|None=None # the axes title
+              ): # the axes
     "Grouped bar chart of `res` (percent), chance and majority marked per label; returns the axes."
     import matplotlib.pyplot as plt
     labels = labels or res.labels + ['mean']; features = features or res.features
