@@ -190,32 +190,51 @@ def _split_code(split) -> int:
 
 class CelebA:
     "Aligned CelebA images (uint8), 0/1 attributes and the official partition, row-aligned."
-    def __init__(self, imgs:torch.Tensor, attrs:np.ndarray, attr_names:list, partition:np.ndarray, filenames:list,
-                 root:Path|None=None, size:int=64, crop:int|None=148, cache_path:Path|None=None):
+    def __init__(self,
+                 imgs:torch.Tensor, # uint8 images `(N, 3, size, size)`
+                 attrs:np.ndarray, # 0/1 attributes `(N, 40)`
+                 attr_names:list, # the attributes' names
+                 partition:np.ndarray, # 0 train, 1 valid, 2 test, per row
+                 filenames:list, # the JPEG of each row
+                 root:Path|None=None, # the folder read
+                 size:int=64, # image side after preprocessing
+                 crop:int|None=148, # centre crop before resizing; None: none
+                 cache_path:Path|None=None # the cache file the images came from
+                ):
         n = len(imgs)
         if not (len(attrs) == len(partition) == len(filenames) == n):
-            raise ValueError(f"rows disagree: {n} images, {len(attrs)} attribute rows, {len(partition)} partition entries, {len(filenames)} filenames")
-        self.imgs, self.attrs, self.attr_names, self.partition, self.filenames = imgs, attrs, list(attr_names), partition, list(filenames)
+            raise ValueError(f"rows disagree: {n} images, {len(attrs)} attribute rows, "
+                             f"{len(partition)} partition entries, {len(filenames)} filenames")
+        self.imgs, self.attrs, self.attr_names = imgs, attrs, list(attr_names)
+        self.partition, self.filenames = partition, list(filenames)
         self.root, self.size, self.crop, self.cache_path = root, size, crop, cache_path
     def __len__(self): return len(self.imgs)
-    def images(self, idx=None, # int, slice, index array or boolean mask; None: all
-               device=None) -> torch.Tensor:
+    def images(self,
+               idx=None, # int, slice, index array or boolean mask; None: all
+               device=None # where to put them; None: where they are
+              )->torch.Tensor: # float images `(n, 3, size, size)` in [0, 1]
         "Float images (n, 3, size, size) in [0, 1]."
         x = self.imgs if idx is None else self.imgs[_as_rows(idx)]
         if device is not None: x = x.to(device)
         return x.float().div_(255)
-    def split_idx(self, split) -> np.ndarray:
+    def split_idx(self,
+                  split # 'train', 'valid', 'test', 0, 1, 2, or a list of them
+                 )->np.ndarray: # row indices, int64
         "Row indices of `split` ('train', 'valid', 'test', 0, 1, 2, or a list of them)."
         codes = [_split_code(s) for s in ([split] if isinstance(split, (str, int, np.integer)) else split)]
         return np.flatnonzero(np.isin(self.partition, codes)).astype(np.int64)
-    def labels(self, name:str|int) -> np.ndarray:
+    def labels(self,
+               name:str|int # an attribute name, or its column
+              )->np.ndarray: # 0/1 labels `(N,)`
         "The 0/1 labels (N,) of one attribute, by name or column."
-        j = name if isinstance(name, (int, np.integer)) else self.attr_names.index(name) if name in self.attr_names else None
+        if isinstance(name, (int, np.integer)): j = name
+        else: j = self.attr_names.index(name) if name in self.attr_names else None
         if j is None: raise KeyError(f"no attribute {name!r}; the attributes are {self.attr_names}")
         return self.attrs[:, j]
     def __repr__(self):
         counts = {k: int((self.partition == v).sum()) for k, v in CELEBA_SPLITS.items()}
-        return f"CelebA({len(self)} images {self.size}x{self.size} (crop {self.crop}), {len(self.attr_names)} attributes, {counts})"
+        return (f"CelebA({len(self)} images {self.size}x{self.size} (crop {self.crop}), "
+                f"{len(self.attr_names)} attributes, {counts})")
 
 # %% ../nbs/02_celeba.ipynb #c73d0fef
 _CACHE_VERSION = 1  # bump when the preprocessing code changes what pixels it produces

@@ -43,7 +43,9 @@ class FactorSpace:
     @property
     def k(self) -> int: "Number of factors."; return len(self.names)
 
-    def index(self, name:str|int) -> int:
+    def index(self,
+              name:str|int # a factor name, or its position
+             )->int: # its position
         "Position of factor `name` (a name or an int position)."
         if isinstance(name, (int, np.integer)):
             if not 0 <= name < self.k: raise IndexError(f"factor position {name} out of range [0, {self.k})")
@@ -51,7 +53,9 @@ class FactorSpace:
         if name not in self.names: raise KeyError(f"unknown factor {name!r}; the factors are {self.names}")
         return self.names.index(name)
 
-    def index_to_classes(self, idx) -> np.ndarray:
+    def index_to_classes(self,
+                         idx # flat indices `(...)` into the grid
+                        )->np.ndarray: # classes `(..., k)` int64
         "Classes (..., k) int64 of flat indices `idx` (...)."
         idx = np.asarray(idx)
         if not np.issubdtype(idx.dtype, np.integer): raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
@@ -59,7 +63,9 @@ class FactorSpace:
         if idx.size and (idx.min() < 0 or idx.max() >= self.n): raise IndexError(f"indices must lie in [0, {self.n})")
         return (idx[..., None] // self.bases) % np.asarray(self.sizes, dtype=np.int64)
 
-    def classes_to_index(self, classes) -> np.ndarray:
+    def classes_to_index(self,
+                         classes # classes `(..., k)`: one integer class per factor
+                        )->np.ndarray: # flat indices `(...)` int64
         "Flat indices (...) int64 of classes (..., k)."
         c = np.asarray(classes)
         if c.shape[-1:] != (self.k,): raise ValueError(f"classes must have a last axis of {self.k} factors {self.names}, got shape {c.shape}")
@@ -71,7 +77,9 @@ class FactorSpace:
             raise IndexError(f"classes out of range for factor(s) {bad}; sizes are {dict(zip(self.names, self.sizes))}")
         return c @ self.bases
 
-    def classes_to_values(self, classes) -> np.ndarray:
+    def classes_to_values(self,
+                          classes # classes `(..., k)`: one integer class per factor
+                         )->np.ndarray: # factor values `(..., k)` float64
         "Factor values (..., k) float64 of classes (..., k)."
         c = np.asarray(classes, dtype=np.int64)
         self.classes_to_index(c)  # validates
@@ -95,7 +103,9 @@ class FactorSpace:
             out[:, i] = cls
         return out
 
-    def subset(self, **keep) -> FactorSpace:
+    def subset(self,
+               **keep # factor name -> the classes to keep
+              )->FactorSpace:
         "A smaller grid keeping, for each factor named in `keep`, only the given classes (handy for tests and demos)."
         vals = list(self.values)
         for name, cls in keep.items():
@@ -493,19 +503,29 @@ def unpack_images(packed:torch.Tensor) -> torch.Tensor:
 class DSprites:
     "dSprites images (bit-packed, in memory) with their factor classes and values."
     def __init__(self, packed, # (n, 512) uint8 bit-packed images in index order of `factors`
-                 factors:FactorSpace=DSPRITES_FACTORS, source:str='rendered', metadata:dict|None=None, path=None):
+                 factors:FactorSpace=DSPRITES_FACTORS, # the grid the images cover
+                 source:str='rendered', # where the images came from: 'rendered' or 'official'
+                 metadata:dict|None=None, # the official file's metadata, when read from it
+                 path=None # the file the images were read from
+                ):
         packed = torch.as_tensor(packed)
         if packed.dtype != torch.uint8 or tuple(packed.shape) != (factors.n, PACKED):
-            raise ValueError(f"packed must be ({factors.n}, {PACKED}) uint8 for {factors}, got {tuple(packed.shape)} {packed.dtype}")
+            raise ValueError(f"packed must be ({factors.n}, {PACKED}) uint8 for {factors}, "
+                             f"got {tuple(packed.shape)} {packed.dtype}")
         self.packed, self.factors, self.source, self.metadata, self.path = packed, factors, source, metadata, path
         self.classes = factors.all_classes()
         self.values = factors.classes_to_values(self.classes)
 
     def __len__(self): return len(self.packed)
     def __repr__(self): return f"DSprites({len(self)} images, {self.source}, {self.factors})"
-    def nbytes(self) -> int: "Memory held (images, classes, values)."; return self.packed.nbytes + self.classes.nbytes + self.values.nbytes
+    def nbytes(self) -> int:
+        "Memory held (images, classes, values)."
+        return self.packed.nbytes + self.classes.nbytes + self.values.nbytes
 
-    def images(self, idx, device=None) -> torch.Tensor:
+    def images(self,
+               idx, # indices: an int, slice, array or tensor
+               device=None # where to unpack; None: where the images are
+              )->torch.Tensor: # float images `(n, 1, 64, 64)` in {0, 1}
         "Float images (n, 1, 64, 64) in {0, 1} of indices `idx` (int, slice, array or tensor), unpacked on `device`."
         if isinstance(idx, (int, np.integer)): idx = [int(idx)]
         if not isinstance(idx, slice): idx = torch.as_tensor(np.asarray(idx), dtype=torch.long).reshape(-1)
@@ -513,11 +533,17 @@ class DSprites:
         if device is not None: rows = rows.to(default_device(device), non_blocking=True)
         return unpack_images(rows)
 
-    def images_from_classes(self, classes, device=None) -> torch.Tensor:
+    def images_from_classes(self,
+                            classes, # factor classes `(n, k)`
+                            device=None # where to unpack; None: where the images are
+                           )->torch.Tensor: # float images `(n, 1, 64, 64)`
         "Float images (n, 1, 64, 64) of factor classes (n, k)."
-        return self.images(self.factors.classes_to_index(np.asarray(classes, dtype=np.int64).reshape(-1, self.factors.k)), device)
+        classes = np.asarray(classes, dtype=np.int64).reshape(-1, self.factors.k)
+        return self.images(self.factors.classes_to_index(classes), device)
 
-    def labels(self, name:str|int) -> np.ndarray:
+    def labels(self,
+               name:str|int # a factor name, or its position
+              )->np.ndarray: # its class `(n,)` int64 for every image
         "Class (n,) int64 of factor `name` for every image."
         return self.classes[:, self.factors.index(name)]
 
