@@ -33,17 +33,18 @@ CELEBA_IMAGE_SIZE = (178, 218)  # (width, height) of every image in img_align_ce
 IMG_DIR, ATTR_FILE, PARTITION_FILE = 'img_align_celeba', 'list_attr_celeba.txt', 'list_eval_partition.txt'
 
 # %% ../nbs/02_celeba.ipynb #af7c8203
-def celeba_root(root:str|Path|None=None # folder holding `img_align_celeba/` (or `celeba/img_align_celeba/`); None: `data_dir()/'celeba'`
+def celeba_root(root:str|Path|None=None # holds `img_align_celeba/` or `celeba/` does; None: `data_dir()/'celeba'`
                ) -> Path:
-    "The CelebA folder: `root` itself or its `celeba/` subfolder (torchvision's layout), checked to hold the three entries."
+    "The CelebA folder: `root` or its `celeba/` subfolder (torchvision's layout), checked to hold the three entries."
     root = Path(root).expanduser() if root is not None else data_dir()/'celeba'
     if not root.is_dir(): raise FileNotFoundError(
         f"CelebA folder {root} does not exist; pass the folder that holds {IMG_DIR}/, {ATTR_FILE} and {PARTITION_FILE}")
     if not (root/ATTR_FILE).exists() and (root/'celeba'/ATTR_FILE).exists(): root = root/'celeba'
     for name in (IMG_DIR, ATTR_FILE, PARTITION_FILE):
         if not (root/name).exists(): raise FileNotFoundError(
-            f"{root/name} is missing: a CelebA folder holds {IMG_DIR}/ (the aligned JPEGs), {ATTR_FILE} and {PARTITION_FILE}, "
-            "as in the official release (unzip img_align_celeba.zip there; the two text files are in its Anno/ and Eval/ folders)")
+            f"{root/name} is missing: a CelebA folder holds {IMG_DIR}/ (the aligned JPEGs), {ATTR_FILE} and "
+            f"{PARTITION_FILE}, as in the official release (unzip img_align_celeba.zip there; the two text files are "
+            "in its Anno/ and Eval/ folders)")
     if not (root/IMG_DIR).is_dir(): raise NotADirectoryError(f"{root/IMG_DIR} should be the folder of aligned JPEGs")
     return root
 
@@ -54,7 +55,7 @@ def _lines(path:Path) -> list[str]:
     return text.splitlines()
 
 def _attrs_fast(path:Path, k:int):
-    "(filenames, values) of a well-formed attribute file via pandas' C parser; None on any anomaly (the slow path then says what)."
+    "(filenames, values) of a well-formed attribute file via pandas' C parser; None on any anomaly."
     import pandas as pd
     try: df = pd.read_csv(path, sep=r'\s+', skiprows=2, header=None, dtype={0: str}, engine='c')
     except Exception: return None
@@ -72,9 +73,12 @@ def read_celeba_attrs(path:str|Path # a `list_attr_celeba.txt`
     except UnicodeDecodeError as e: raise ValueError(f"{path} is not a text file ({e})") from None
     if not head[1].strip(): raise ValueError(f"{path} should start with the image count and a line of attribute names")
     try: count = int(head[0].strip())
-    except ValueError: raise ValueError(f"{path} line 1 should be the number of images, got {head[0].strip()[:60]!r}") from None
+    except ValueError:
+        raise ValueError(f"{path} line 1 should be the number of images, got {head[0].strip()[:60]!r}") from None
     names = head[1].split()
-    if len(set(names)) != len(names): raise ValueError(f"{path} line 2 repeats attribute names: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path} line 2 repeats attribute names: "
+                         f"{sorted(n for n in set(names) if names.count(n) > 1)}")
     k, fast = len(names), _attrs_fast(path, len(names))
     if fast is not None: files, pos = fast
     else:  # slow path: find the first problem and say where it is
@@ -83,19 +87,24 @@ def read_celeba_attrs(path:str|Path # a `list_attr_celeba.txt`
         for i, r in enumerate(rows):
             if len(r) != k + 1:
                 what = 'is empty' if not r else f"({r[0]}) has {len(r)-1} values"
-                raise ValueError(f"{path} line {i+3} {what}; expected a filename and {k} values, one per attribute name on line 2")
+                raise ValueError(f"{path} line {i+3} {what}; expected a filename and {k} values, one per "
+                                 f"attribute name on line 2")
         files = [r[0] for r in rows]
         seen = set()
         for i, f in enumerate(files):
-            if f in seen: raise ValueError(f"{path} lists {f} more than once (line {i+3}); each image must have one line")
+            if f in seen:
+                raise ValueError(f"{path} lists {f} more than once (line {i+3}); each image must have one line")
             seen.add(f)
         vals = np.array([r[1:] for r in rows], dtype=str).reshape(len(rows), k)
         pos, bad = vals == '1', ~((vals == '1') | (vals == '-1'))
         if bad.any():
             i, j = map(int, np.argwhere(bad)[0])
             hint = " (this looks like a 0/1 file; the standard one uses -1/1)" if vals[i, j] == '0' else ''
-            raise ValueError(f"{path} line {i+3} ({files[i]}): attribute {names[j]!r} is {str(vals[i, j])!r}, expected -1 or 1{hint}")
-    if len(files) != count: raise ValueError(f"{path} line 1 says {count} images but the file lists {len(files)}; the file is truncated or was edited")
+            raise ValueError(f"{path} line {i+3} ({files[i]}): attribute {names[j]!r} is "
+                             f"{str(vals[i, j])!r}, expected -1 or 1{hint}")
+    if len(files) != count:
+        raise ValueError(f"{path} line 1 says {count} images but the file lists {len(files)}; the file "
+                         f"is truncated or was edited")
     return files, pos.astype(np.int64), names
 
 # %% ../nbs/02_celeba.ipynb #bcffecae
@@ -107,7 +116,8 @@ def read_celeba_partition(path:str|Path # a `list_eval_partition.txt`
         r = l.split()
         if not r: continue
         if len(r) != 2 or r[1] not in ('0', '1', '2'):
-            raise ValueError(f"{path} line {i+1} is {l.strip()[:60]!r}; expected `filename 0|1|2` (0 train, 1 valid, 2 test)")
+            raise ValueError(f"{path} line {i+1} is {l.strip()[:60]!r}; expected `filename 0|1|2` "
+                             f"(0 train, 1 valid, 2 test)")
         if r[0] in out: raise ValueError(f"{path} lists {r[0]} more than once (line {i+1})")
         out[r[0]] = int(r[1])
     if not out: raise ValueError(f"{path} is empty; expected one `filename 0|1|2` line per image")
@@ -126,7 +136,7 @@ def center_crop_box(w:int, h:int, # image width and height
 # %% ../nbs/02_celeba.ipynb #ee320992
 def celeba_preprocess(im:Image.Image, # a PIL image (any mode; converted to RGB)
                       size:int=64, crop:int|None=148) -> Image.Image:
-    "Centre-crop `im` to `crop` x `crop`, then resize it to `size` x `size` (bilinear): torchvision's `CenterCrop(crop)`, `Resize(size)`."
+    "Centre-crop `im` to `crop` x `crop`, then resize to `size` x `size` (bilinear), as torchvision's transforms."
     if im.mode != 'RGB': im = im.convert('RGB')
     im = im.crop(center_crop_box(*im.size, crop))
     return im if im.size == (size, size) else im.resize((size, size), Image.Resampling.BILINEAR)
@@ -136,7 +146,8 @@ def _decode_one(path:Path, size:int, crop:int|None, expect_size) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if expect_size is not None and tuple(im.size) != tuple(expect_size):
-                raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} (width x height), expected {expect_size[0]}x{expect_size[1]}, "
+                raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} (width x height), expected "
+                                 f"{expect_size[0]}x{expect_size[1]}, "
                                  f"the size of every aligned CelebA image that the {crop} crop assumes; "
                                  "pass expect_size=None to accept other sizes (each is cropped about its own centre)")
             c = min(im.size) if crop is None else crop
@@ -153,7 +164,7 @@ def _decode_one(path:Path, size:int, crop:int|None, expect_size) -> np.ndarray:
 
 def decode_celeba_images(paths:list, # image files
                          size:int=64, crop:int|None=148,
-                         expect_size:tuple|None=CELEBA_IMAGE_SIZE, # (width, height) every image must have; None: any size >= crop
+                         expect_size:tuple|None=CELEBA_IMAGE_SIZE, # (width, height) of every image; None: any size
                          n_workers:int|None=None, # decoding threads (default: the CPU count, at most 8)
                          progress:bool=True # show a fastprogress bar
                         ) -> np.ndarray:
@@ -265,17 +276,20 @@ def load_celeba(root:str|Path|None=None, # the CelebA folder (see `celeba_root`)
                 split:str|int|list|None=None, # keep only 'train', 'valid', 'test' (or a list); None: all images
                 max_items:int|None=None, # keep only the first `max_items` selected images (file order)
                 cache:bool=True, # read/write the decoded uint8 array from/to `cache_dir`
-                cache_dir:str|Path|None=None, # default: root/.mpvae_cache, or data_dir()/celeba_cache if root is read-only
-                expect_size:tuple|None=CELEBA_IMAGE_SIZE, # (width, height) every image must have; None: any size >= crop
+                cache_dir:str|Path|None=None, # default: root/.mpvae_cache (data_dir()/celeba_cache if read-only)
+                expect_size:tuple|None=CELEBA_IMAGE_SIZE, # (width, height) of every image; None: any size
                 n_workers:int|None=None, # decoding threads
                 progress:bool=True, # progress bar while decoding
                 mmap:bool=False # memory-map the cache (copy-on-write) instead of reading it into RAM
                ) -> CelebA:
-    "Load aligned CelebA from its standard folder: images centre-cropped and resized, 0/1 attributes, the official partition."
-    if not isinstance(size, (int, np.integer)) or size < 1: raise ValueError(f"size must be a positive int, got {size!r}")
-    if crop is not None and (not isinstance(crop, (int, np.integer)) or crop < 1): raise ValueError(f"crop must be a positive int or None, got {crop!r}")
+    "Load aligned CelebA from its standard folder: cropped and resized images, 0/1 attributes, the official partition."
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    if crop is not None and (not isinstance(crop, (int, np.integer)) or crop < 1):
+        raise ValueError(f"crop must be a positive int or None, got {crop!r}")
     if crop is not None and expect_size is not None and crop > min(expect_size):
-        raise ValueError(f"crop={crop} does not fit in the {expect_size[0]}x{expect_size[1]} images (at most {min(expect_size)})")
+        raise ValueError(f"crop={crop} does not fit in the {expect_size[0]}x{expect_size[1]} images (at "
+                         f"most {min(expect_size)})")
     if max_items is not None and max_items < 1: raise ValueError(f"max_items must be positive or None, got {max_items}")
     root = celeba_root(root)
     files, attrs, names = read_celeba_attrs(root/ATTR_FILE)
@@ -284,8 +298,12 @@ def load_celeba(root:str|Path|None=None, # the CelebA folder (see `celeba_root`)
     extra, lacking = [f for f in part if f not in fset], [f for f in files if f not in part]
     if extra or lacking:
         msg = []
-        if lacking: msg.append(f"{len(lacking)} image(s) of {ATTR_FILE} have no line in {PARTITION_FILE} ({', '.join(lacking[:5])})")
-        if extra: msg.append(f"{len(extra)} image(s) of {PARTITION_FILE} have no line in {ATTR_FILE} ({', '.join(extra[:5])})")
+        if lacking:
+            msg.append(f"{len(lacking)} image(s) of {ATTR_FILE} have no line in {PARTITION_FILE} "
+                       f"({', '.join(lacking[:5])})")
+        if extra:
+            msg.append(f"{len(extra)} image(s) of {PARTITION_FILE} have no line in {ATTR_FILE} "
+                       f"({', '.join(extra[:5])})")
         raise ValueError(f"{root}: the two files must list the same images, but " + '; '.join(msg))
     partition = np.array([part[f] for f in files], dtype=np.int64)
     keep = np.arange(len(files)) if split is None else np.flatnonzero(np.isin(partition,
@@ -313,12 +331,14 @@ def load_celeba(root:str|Path|None=None, # the CelebA folder (see `celeba_root`)
             try:
                 with atomic_path(cache_path) as tmp: np.save(tmp, imgs)
                 with atomic_write(cache_path.with_suffix('.json'), 'w') as fh:
-                    json.dump(dict(root=str(root.resolve()), n=len(files), first=files[0], last=files[-1], size=size, crop=crop,
-                                   expect_size=expect_size, split=split, max_items=max_items, version=_CACHE_VERSION), fh, indent=1)
+                    json.dump(dict(root=str(root.resolve()), n=len(files), first=files[0], last=files[-1], size=size,
+                                   crop=crop, expect_size=expect_size, split=split, max_items=max_items,
+                                   version=_CACHE_VERSION), fh, indent=1)
             except OSError as e:
                 warnings.warn(f"could not write the CelebA cache {cache_path} ({e}); the next load decodes again")
                 cache_path = None
-    return CelebA(torch.from_numpy(imgs), attrs, names, partition, files, root=root, size=size, crop=crop, cache_path=cache_path)
+    return CelebA(torch.from_numpy(imgs), attrs, names, partition, files, root=root, size=size, crop=crop,
+                  cache_path=cache_path)
 
 # %% ../nbs/02_celeba.ipynb #d5775e50
 def u8_to_unit(x:torch.Tensor) -> torch.Tensor:
@@ -333,8 +353,10 @@ def celeba_dls(ds:CelebA, split='train', # rows to train on: 'train', 'valid', '
     if len(trn) == 0: raise ValueError(f"{ds} has no {split!r} images to train on (was it loaded with another split=?)")
     val = ds.split_idx(valid_split) if valid_split is not None else np.zeros(0, np.int64)
     if valid_split is not None and len(val) == 0:
-        raise ValueError(f"{ds} has no {valid_split!r} images to validate on; load it with split=None, or pass valid_split=None")
-    return array_dls(ds.imgs, decode=u8_to_unit, train_idx=trn, valid_idx=val, bs=bs, val_bs=val_bs, seed=seed, device=device, drop_last=drop_last)
+        raise ValueError(f"{ds} has no {valid_split!r} images to validate on; load it with split=None, "
+                         f"or pass valid_split=None")
+    return array_dls(ds.imgs, decode=u8_to_unit, train_idx=trn, valid_idx=val, bs=bs, val_bs=val_bs, seed=seed,
+                     device=device, drop_last=drop_last)
 
 # %% ../nbs/02_celeba.ipynb #090eac16
 def attribute_balance(ds:CelebA, split=None # None: all rows; else a split as in `CelebA.split_idx`
@@ -359,9 +381,11 @@ def _draw_face(a:dict, rng:np.random.Generator, w:int, h:int) -> Image.Image:
     bg = (bg0 * (1 - t) + bg1 * t + rng.normal(0, 6, (h, w, 3))).clip(0, 255).astype(np.uint8)
     im = Image.fromarray(bg); d = ImageDraw.Draw(im)
     jx, jy = rng.normal(0, 3, 2)
-    hair = ((170, 170, 172) if a['Gray_Hair'] else (225, 200, 110) if a['Blond_Hair'] else (25, 20, 18) if a['Black_Hair']
-            else (110, 70, 40) if a['Brown_Hair'] else tuple(int(v) for v in rng.integers(30, 120, 3)))
-    skin = (245, 225, 215) if a['Pale_Skin'] else tuple(int(v) for v in np.array([215, 170, 140]) + rng.integers(-35, 20, 3))
+    hair = ((170, 170, 172) if a['Gray_Hair'] else (225, 200, 110) if a['Blond_Hair'] else
+            (25, 20, 18) if a['Black_Hair'] else (110, 70, 40) if a['Brown_Hair'] else
+            tuple(int(v) for v in rng.integers(30, 120, 3)))
+    skin = ((245, 225, 215) if a['Pale_Skin'] else
+            tuple(int(v) for v in np.array([215, 170, 140]) + rng.integers(-35, 20, 3)))
     if not a['Bald']: d.ellipse(P(28 + jx, 38 + jy, 150 + jx, 200 + jy), fill=hair)
     d.rectangle(P(60 + jx, 170 + jy, 118 + jx, 218), fill=skin)                                     # neck
     d.ellipse(P(44 + jx, 62 + jy, 134 + jx, 182 + jy), fill=skin)                                    # face
@@ -374,10 +398,12 @@ def _draw_face(a:dict, rng:np.random.Generator, w:int, h:int) -> Image.Image:
         for ex in (71, 107): d.ellipse(P(ex - 13 + jx, 99 + jy, ex + 13 + jx, 121 + jy), outline=(10, 10, 10), width=3)
         d.line(P(84 + jx, 110 + jy, 94 + jx, 110 + jy), fill=(10, 10, 10), width=3)
     lips = (200, 20, 50) if a['Wearing_Lipstick'] else (150, 80, 80)
-    if a['Mouth_Slightly_Open']: d.ellipse(P(76 + jx, 146 + jy, 102 + jx, 160 + jy), fill=(60, 10, 20), outline=lips, width=3)
+    if a['Mouth_Slightly_Open']:
+        d.ellipse(P(76 + jx, 146 + jy, 102 + jx, 160 + jy), fill=(60, 10, 20), outline=lips, width=3)
     elif a['Smiling']: d.chord(P(72 + jx, 136 + jy, 106 + jx, 160 + jy), 0, 180, fill=lips)
     else: d.line(P(76 + jx, 152 + jy, 102 + jx, 152 + jy), fill=lips, width=4)
-    if a['Wearing_Hat']: d.rectangle(P(30 + jx, 30 + jy, 148 + jx, 72 + jy), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    if a['Wearing_Hat']:
+        d.rectangle(P(30 + jx, 30 + jy, 148 + jx, 72 + jy), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
     if a['Blurry']: im = im.filter(ImageFilter.GaussianBlur(2.5 * sx))
     return im
 
@@ -387,12 +413,13 @@ def make_celeba_folder(root:str|Path, # folder to create (or overwrite files in)
                        size:tuple=CELEBA_IMAGE_SIZE, # (width, height) of the JPEGs; the real ones are 178x218
                        quality:int=90 # JPEG quality
                       ) -> Path:
-    "Write a small, well-formed CelebA-layout folder (`img_align_celeba/`, attribute and partition files) and return it."
+    "Write a small, well-formed CelebA-layout folder (images, attribute and partition files) and return it."
     if n < 3: raise ValueError(f"n must be at least 3 (one image per split), got {n}")
     root = Path(root); w, h = size
     rng = np.random.default_rng(seed)
     attrs = (rng.random((n, len(CELEBA_ATTRS))) < _APPROX_RATES).astype(np.int64)
-    nv = max(1, round(n * CELEBA_SPLIT_SIZES['valid'] / 202_599)); nt = max(1, round(n * CELEBA_SPLIT_SIZES['test'] / 202_599))
+    nv = max(1, round(n * CELEBA_SPLIT_SIZES['valid'] / 202_599))
+    nt = max(1, round(n * CELEBA_SPLIT_SIZES['test'] / 202_599))
     part = np.array([0] * (n - nv - nt) + [1] * nv + [2] * nt)
     for s in range(3):
         rows = np.flatnonzero(part == s)

@@ -22,7 +22,7 @@ __all__ = ['SHAPES', 'DSPRITES_FACTORS', 'DSPRITES_FILENAME', 'IMG', 'PACKED', '
 
 # %% ../nbs/01_dsprites.ipynb #17d039e9
 class FactorSpace:
-    "Names, sizes and class values of independent discrete factors; index <-> classes in mixed radix, last factor fastest."
+    "Names, sizes and class values of independent discrete factors; index <-> classes in mixed radix."
     def __init__(self, names, # one name per factor, e.g. ('color', 'shape', ...)
                  values # one 1-d array of the factor's values per factor, in class order
                 ):
@@ -68,7 +68,8 @@ class FactorSpace:
                         )->np.ndarray: # flat indices `(...)` int64
         "Flat indices (...) int64 of classes (..., k)."
         c = np.asarray(classes)
-        if c.shape[-1:] != (self.k,): raise ValueError(f"classes must have a last axis of {self.k} factors {self.names}, got shape {c.shape}")
+        if c.shape[-1:] != (self.k,):
+            raise ValueError(f"classes must have a last axis of {self.k} factors {self.names}, got shape {c.shape}")
         if not np.issubdtype(c.dtype, np.integer):
             if not np.all(np.mod(c, 1) == 0): raise TypeError("classes must be integers")
         c = c.astype(np.int64)
@@ -94,12 +95,15 @@ class FactorSpace:
                        fixed:dict|None=None # {factor name or position: class (int, or n ints)} held fixed
                       ) -> np.ndarray:
         "`n` class rows (n, k) int64, each free factor uniform over its classes, the `fixed` ones set as given."
-        if not isinstance(rng, np.random.Generator): raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         out = np.stack([rng.integers(0, s, size=n) for s in self.sizes], -1).astype(np.int64)
         for name, cls in (fixed or {}).items():
             i = self.index(name); cls = np.asarray(cls, dtype=np.int64)
-            if cls.ndim and cls.shape != (n,): raise ValueError(f"fixed[{name!r}] must be one class or {n} classes, got shape {cls.shape}")
-            if (cls < 0).any() or (cls >= self.sizes[i]).any(): raise IndexError(f"fixed class for {self.names[i]!r} must lie in [0, {self.sizes[i]})")
+            if cls.ndim and cls.shape != (n,):
+                raise ValueError(f"fixed[{name!r}] must be one class or {n} classes, got shape {cls.shape}")
+            if (cls < 0).any() or (cls >= self.sizes[i]).any():
+                raise IndexError(f"fixed class for {self.names[i]!r} must lie in [0, {self.sizes[i]})")
             out[:, i] = cls
         return out
 
@@ -110,7 +114,8 @@ class FactorSpace:
         vals = list(self.values)
         for name, cls in keep.items():
             i = self.index(name); cls = np.atleast_1d(np.asarray(cls, dtype=np.int64))
-            if (cls < 0).any() or (cls >= self.sizes[i]).any(): raise IndexError(f"classes for {name!r} must lie in [0, {self.sizes[i]})")
+            if (cls < 0).any() or (cls >= self.sizes[i]).any():
+                raise IndexError(f"classes for {name!r} must lie in [0, {self.sizes[i]})")
             vals[i] = self.values[i][cls]
         return FactorSpace(self.names, vals)
 
@@ -125,13 +130,15 @@ class FactorSpace:
                all(np.array_equal(a, b) for a, b in zip(self.values, other.values))
     __hash__ = None
     def __len__(self): return self.n
-    def __repr__(self): return f"FactorSpace({', '.join(f'{n}={s}' for n, s in zip(self.names, self.sizes))}; n={self.n})"
+    def __repr__(self):
+        return f"FactorSpace({', '.join(f'{n}={s}' for n, s in zip(self.names, self.sizes))}; n={self.n})"
 
 # %% ../nbs/01_dsprites.ipynb #6a406947
 SHAPES = ('square', 'ellipse', 'heart')
 DSPRITES_FACTORS = FactorSpace(
     names=('color', 'shape', 'scale', 'orientation', 'posX', 'posY'),
-    values=([1.], [1., 2., 3.], np.linspace(0.5, 1, 6), np.linspace(0, 2*np.pi, 40), np.linspace(0, 1, 32), np.linspace(0, 1, 32)))
+    values=([1.], [1., 2., 3.], np.linspace(0.5, 1, 6), np.linspace(0, 2*np.pi, 40), np.linspace(0, 1, 32),
+            np.linspace(0, 1, 32)))
 
 # %% ../nbs/01_dsprites.ipynb #4e96ba81
 DSPRITES_FILENAME = 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz'
@@ -152,36 +159,47 @@ def _npy_member(zf, key, path, allow_pickle=False):
     "Read one array of an npz; an object array (which would need unpickling) is refused unless `allow_pickle`."
     with zf.open(key + '.npy') as f: _, _, dtype = _npy_header(f)
     if dtype.hasobject and not allow_pickle:
-        raise DSpritesFileError(f"{path}: '{key}' is an object array; refusing to unpickle it (only 'metadata' may be pickled)")
+        raise DSpritesFileError(f"{path}: '{key}' is an object array; refusing to unpickle it (only "
+                                f"'metadata' may be pickled)")
     with zf.open(key + '.npy') as f:
-        return np.lib.format.read_array(f, allow_pickle=allow_pickle, pickle_kwargs=dict(encoding='latin1') if allow_pickle else None)
+        kw = dict(encoding='latin1') if allow_pickle else None
+        return np.lib.format.read_array(f, allow_pickle=allow_pickle, pickle_kwargs=kw)
 
 def _stream_packed_images(zf, key, n, path, chunk=8192, progress=False):
     "Bit-pack an (n, 64, 64) uint8/bool member of a zip without decompressing it all at once."
     out = np.empty((n, PACKED), np.uint8)
     with zf.open(key + '.npy') as f:
         shape, fortran, dtype = _npy_header(f)
-        if dtype.hasobject: raise DSpritesFileError(f"{path}: '{key}' is an object array; refusing to unpickle it (only 'metadata' may be pickled)")
-        if shape != (n, IMG, IMG): raise DSpritesFileError(f"{path}: '{key}' has shape {shape}, expected ({n}, {IMG}, {IMG})")
-        if dtype not in (np.dtype(np.uint8), np.dtype(bool)): raise DSpritesFileError(f"{path}: '{key}' has dtype {dtype}, expected uint8 in {{0, 1}}")
+        if dtype.hasobject:
+            raise DSpritesFileError(f"{path}: '{key}' is an object array; refusing to unpickle it (only "
+                                    f"'metadata' may be pickled)")
+        if shape != (n, IMG, IMG):
+            raise DSpritesFileError(f"{path}: '{key}' has shape {shape}, expected ({n}, {IMG}, {IMG})")
+        if dtype not in (np.dtype(np.uint8), np.dtype(bool)):
+            raise DSpritesFileError(f"{path}: '{key}' has dtype {dtype}, expected uint8 in {{0, 1}}")
         if fortran: raise DSpritesFileError(f"{path}: '{key}' is stored in Fortran order, expected C order")
         steps = range(0, n, chunk)
         for st in (progress_bar(steps, leave=False) if progress else steps):
             m = min(chunk, n - st); buf = f.read(m * IMG * IMG)
-            if len(buf) != m * IMG * IMG: raise DSpritesFileError(f"{path}: '{key}' ends after {st * IMG * IMG + len(buf)} bytes of {n * IMG * IMG}: the file is truncated")
+            if len(buf) != m * IMG * IMG:
+                raise DSpritesFileError(f"{path}: '{key}' ends after {st * IMG * IMG + len(buf)} bytes of "
+                                        f"{n * IMG * IMG}: the file is truncated")
             a = np.frombuffer(buf, np.uint8).reshape(m, IMG * IMG)
-            if a.max(initial=0) > 1: raise DSpritesFileError(f"{path}: '{key}' has values other than 0 and 1 (max {a.max()}); expected a binary image array")
+            if a.max(initial=0) > 1:
+                raise DSpritesFileError(f"{path}: '{key}' has values other than 0 and 1 (max {a.max()}); "
+                                        f"expected a binary image array")
             out[st:st + m] = np.packbits(a, axis=1)
     return out
 
 # %% ../nbs/01_dsprites.ipynb #a990d409
 def read_dsprites_npz(path:str|Path, # an official-format dSprites npz
-                      factors:FactorSpace=DSPRITES_FACTORS, # the grid the file must contain (the full grid for the official file)
+                      factors:FactorSpace=DSPRITES_FACTORS, # the grid the file holds (the official file: the full grid)
                       read_metadata:bool=True, # unpickle `metadata` (the only key ever unpickled); False skips it
                       progress:bool=False):
     "Read and validate an official-format dSprites file: (bit-packed images (n, 512) uint8, metadata dict or None)."
     path = Path(path)
-    expect = f"an official-format dSprites npz ({DSPRITES_FILENAME}: imgs {factors.n}x64x64 uint8, latents_classes and latents_values {factors.n}x{factors.k}, metadata)"
+    expect = (f"an official-format dSprites npz ({DSPRITES_FILENAME}: imgs {factors.n}x64x64 uint8, "
+              f"latents_classes and latents_values {factors.n}x{factors.k}, metadata)")
     if not path.is_file(): raise FileNotFoundError(f"{path} does not exist; expected {expect}")
     try:
         with zipfile.ZipFile(path) as zf:
@@ -191,24 +209,30 @@ def read_dsprites_npz(path:str|Path, # an official-format dSprites npz
             n, k = factors.n, factors.k
             cls = _npy_member(zf, 'latents_classes', path)
             if cls.shape != (n, k) or not np.issubdtype(cls.dtype, np.integer):
-                raise DSpritesFileError(f"{path}: latents_classes has shape {cls.shape} and dtype {cls.dtype}, expected ({n}, {k}) integers")
+                raise DSpritesFileError(f"{path}: latents_classes has shape {cls.shape} and dtype {cls.dtype}, "
+                                        f"expected ({n}, {k}) integers")
             if not np.array_equal(cls, factors.all_classes()):
-                raise DSpritesFileError(f"{path}: latents_classes is not the grid {factors} in the official order (posY fastest)")
+                raise DSpritesFileError(f"{path}: latents_classes is not the grid {factors} in the "
+                                        f"official order (posY fastest)")
             vals = _npy_member(zf, 'latents_values', path)
             if vals.shape != (n, k) or not np.allclose(vals, factors.classes_to_values(cls), atol=1e-6):
-                raise DSpritesFileError(f"{path}: latents_values (shape {vals.shape}) do not match the factor values of {factors}")
+                raise DSpritesFileError(f"{path}: latents_values (shape {vals.shape}) do not match the "
+                                        f"factor values of {factors}")
             del cls, vals
             meta = None
             if read_metadata and 'metadata' in keys:
                 meta = _npy_member(zf, 'metadata', path, allow_pickle=True)
-                meta = meta.item() if isinstance(meta, np.ndarray) and meta.dtype.hasobject and meta.shape == () else meta
-                if not isinstance(meta, dict): raise DSpritesFileError(f"{path}: metadata is a {type(meta).__name__}, expected a dict")
+                if isinstance(meta, np.ndarray) and meta.dtype.hasobject and meta.shape == (): meta = meta.item()
+                if not isinstance(meta, dict):
+                    raise DSpritesFileError(f"{path}: metadata is a {type(meta).__name__}, expected a dict")
                 if 'latents_sizes' in meta and tuple(np.asarray(meta['latents_sizes']).tolist()) != factors.sizes:
-                    raise DSpritesFileError(f"{path}: metadata latents_sizes {meta['latents_sizes']} != {factors.sizes}")
+                    raise DSpritesFileError(f"{path}: metadata latents_sizes "
+                                            f"{meta['latents_sizes']} != {factors.sizes}")
             packed = _stream_packed_images(zf, 'imgs', n, path, progress=progress)
     except DSpritesFileError: raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
-        raise DSpritesFileError(f"{path} could not be read ({type(e).__name__}: {e}): it is truncated or corrupt; expected {expect}") from e
+        raise DSpritesFileError(f"{path} could not be read ({type(e).__name__}: {e}): it is truncated or "
+                                f"corrupt; expected {expect}") from e
     return packed, meta
 
 # %% ../nbs/01_dsprites.ipynb #3c6ddeff
@@ -218,7 +242,8 @@ def write_dsprites_npz(path:str|Path, # destination (written atomically)
     "Write images of a factor grid in the official dSprites npz format."
     imgs = np.asarray(imgs)
     if imgs.shape == (factors.n, PACKED): imgs = np.unpackbits(imgs, axis=1).reshape(-1, IMG, IMG)
-    if imgs.shape != (factors.n, IMG, IMG): raise ValueError(f"imgs must be ({factors.n}, 64, 64) or ({factors.n}, 512) packed, got {imgs.shape}")
+    if imgs.shape != (factors.n, IMG, IMG):
+        raise ValueError(f"imgs must be ({factors.n}, 64, 64) or ({factors.n}, 512) packed, got {imgs.shape}")
     cls = factors.all_classes()
     arrays = dict(imgs=imgs.astype(np.uint8), latents_classes=cls, latents_values=factors.classes_to_values(cls))
     if metadata:
@@ -235,13 +260,14 @@ GEOMETRY = dict(centre0=16.0, centre_span=32.0, square_half=9.6, ellipse_a=12.77
 _RMAX = (13.6, 12.8, 11.3)   # no point of the square / ellipse / heart is farther than this from its centre at scale 1
 
 def _heart_profile(n:int=1 << 16):
-    "Rows of the heart's upper and lower outline at n+1 points of |u| in [0, half_width] (pixels at scale 1, rows down)."
+    "Rows of the heart's upper and lower outline at n+1 points of |u| in [0, half_width] (pixels at scale 1)."
     t = np.linspace(0, np.pi, 2_000_001)
     x, y = np.sin(t)**3, 13*np.cos(t) - 5*np.cos(2*t) - 2*np.cos(3*t) - np.cos(4*t)
     ymax, ymin = y.max(), -17.0
     top_px, bot_px = GEOMETRY['heart_top'], GEOMETRY['heart_bottom']
     row = top_px + (ymax - y) / (ymax - ymin) * (bot_px - top_px)       # y up in the curve, rows down on screen
-    h = len(t) // 2                                                     # t in [0, pi/2]: upper outline; [pi/2, pi]: lower
+    # t in [0, pi/2]: upper outline; [pi/2, pi]: lower
+    h = len(t) // 2
     g = (np.arange(n + 1) + 0.5) / n                                    # |u| / half_width at the centre of each bin
     top = np.interp(g, x[:h + 1], row[:h + 1]); bot = np.interp(g, x[h:][::-1], row[h:][::-1])
     top[-1], bot[-1] = np.inf, -np.inf                                  # beyond the half-width: outside
@@ -262,9 +288,12 @@ def render(shape, scale, orientation, pos_x, pos_y, # per image: shape id 0/1/2 
     scale, th, px, py = map(as64, (scale, orientation, pos_x, pos_y))
     n = max(len(shape), len(scale), len(th), len(px), len(py))
     shape, scale, th, px, py = (t.expand(n) if len(t) == 1 else t for t in (shape, scale, th, px, py))
-    if not all(len(t) == n for t in (shape, scale, th, px, py)): raise ValueError("factor arrays must have one common length (or length 1)")
-    if n and ((shape < 0) | (shape > 2)).any(): raise ValueError(f"shape ids must be 0, 1 or 2 ({SHAPES}), got {sorted(set(shape.tolist()))}")
-    if n and ((scale <= 0) | (scale > 1)).any(): raise ValueError("scale must lie in (0, 1]: a larger sprite would leave the canvas")
+    if not all(len(t) == n for t in (shape, scale, th, px, py)):
+        raise ValueError("factor arrays must have one common length (or length 1)")
+    if n and ((shape < 0) | (shape > 2)).any():
+        raise ValueError(f"shape ids must be 0, 1 or 2 ({SHAPES}), got {sorted(set(shape.tolist()))}")
+    if n and ((scale <= 0) | (scale > 1)).any():
+        raise ValueError("scale must lie in (0, 1]: a larger sprite would leave the canvas")
     if n and ((px < 0) | (px > 1) | (py < 0) | (py > 1)).any(): raise ValueError("positions must lie in [0, 1]")
     out = torch.zeros(n, IMG * IMG, dtype=torch.bool, device=dev)
     if n == 0: return out.view(0, IMG, IMG)
@@ -278,11 +307,14 @@ def render(shape, scale, orientation, pos_x, pos_y, # per image: shape id 0/1/2 
 def _render_shape(sid, scale, th, px, py, dev):
     "Flat (n, 4096) bool images of one shape."
     n = len(scale)
-    h = int(math.ceil(_RMAX[sid] * float(scale.max()) + 1.5)); w = 2 * h   # window half-size: covers the sprite wherever its centre falls in a pixel
+    # window half-size: covers the sprite wherever its centre falls in a pixel
+    h = int(math.ceil(_RMAX[sid] * float(scale.max()) + 1.5)); w = 2 * h
     cx = GEOMETRY['centre0'] + GEOMETRY['centre_span'] * px; cy = GEOMETRY['centre0'] + GEOMETRY['centre_span'] * py
-    x0 = (cx.floor().long() - h + 1).clamp(0, IMG - w); y0 = (cy.floor().long() - h + 1).clamp(0, IMG - w)   # window's first column / row
+    # window's first column / row
+    x0 = (cx.floor().long() - h + 1).clamp(0, IMG - w); y0 = (cy.floor().long() - h + 1).clamp(0, IMG - w)
     j = torch.arange(w)
-    xs = (x0[:, None] + j).double() + 0.5 - cx[:, None]                # window pixel centres relative to the sprite centre
+    # window pixel centres relative to the sprite centre
+    xs = (x0[:, None] + j).double() + 0.5 - cx[:, None]
     ys = (y0[:, None] + j).double() + 0.5 - cy[:, None]
     c, s = (torch.cos(th) / scale)[:, None], (torch.sin(th) / scale)[:, None]
     def outer(a, b, sign):  # a[n, col] (+/-) b[n, row] -> (n, row, col), evaluated in float32 on the device
@@ -305,7 +337,8 @@ def _render_shape(sid, scale, th, px, py, dev):
 
 # %% ../nbs/01_dsprites.ipynb #59c68c98
 def _shape_ids(factors, shape_values):
-    sid = np.rint(np.asarray(shape_values)).astype(np.int64) - 1    # official shape values: 1 square, 2 ellipse, 3 heart
+    # official shape values: 1 square, 2 ellipse, 3 heart
+    sid = np.rint(np.asarray(shape_values)).astype(np.int64) - 1
     if ((sid < 0) | (sid > 2)).any(): raise ValueError(f"shape values must be 1, 2 or 3 ({SHAPES})")
     return sid
 
@@ -323,7 +356,8 @@ def render_classes(classes, # (n, k) classes of `factors`
     c = np.asarray(classes, dtype=np.int64).reshape(-1, factors.k)
     v = factors.classes_to_values(c)
     col = lambda name: v[:, factors.index(name)]
-    return render(_shape_ids(factors, col('shape')), col('scale'), col('orientation'), col('posX'), col('posY'), device=device)
+    return render(_shape_ids(factors, col('shape')), col('scale'), col('orientation'), col('posX'), col('posY'),
+                  device=device)
 
 # %% ../nbs/01_dsprites.ipynb #af6bb323
 def show_images(ims, ncols:int=8, titles=None, size:float=1.2):
@@ -354,7 +388,8 @@ def load_reference_frames(path:str|Path|None=None) -> np.ndarray:
         if p.is_dir(): p = p/REFERENCE_FILENAME
         if p.is_file():
             with np.load(p, allow_pickle=False) as z: return z['frames'].astype(bool)
-    raise FileNotFoundError(f"{REFERENCE_FILENAME} not found in {[str(c) for c in cands]}; pass its path (it ships in the repository's reference/ folder)")
+    raise FileNotFoundError(f"{REFERENCE_FILENAME} not found in {[str(c) for c in cands]}; pass its path (it ships in "
+                            f"the repository's reference/ folder)")
 
 def iou(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     "Intersection over union of binary images, broadcasting over leading axes."
@@ -379,7 +414,7 @@ def _nearest2(vals, t):
 
 def match_frames(frames, # (m, 64, 64) binary frames
                  factors:FactorSpace=DSPRITES_FACTORS, area_tol:float=0.15, device=None, threads:int|None=1) -> dict:
-    "Best-matching grid image of each frame among area/centroid-selected candidates: dict of `index`, `classes`, `iou`, `n_candidates`."
+    "Best-matching grid image of each frame among candidates chosen by area and centroid."
     frames = torch.as_tensor(np.asarray(frames)).bool().reshape(-1, IMG, IMG)
     stats = _shape_stats()
     ish, isc, ior, ipx, ipy = (factors.index(n) for n in ('shape', 'scale', 'orientation', 'posX', 'posY'))
@@ -394,10 +429,12 @@ def match_frames(frames, # (m, 64, 64) binary frames
             a1, dv = stats[sid]
             for k_cls, k_val in enumerate(factors.values[isc]):
                 if abs(len(rr) / (a1 * k_val**2) - 1) > area_tol: continue
-                # the centroid is the centre plus the shape's centroid offset (0, dv*scale), turned by th (rows down, counter-clockwise)
+                # the centroid is the centre plus the shape's centroid offset (0, dv*scale), turned by th
+                # (rows down, counter-clockwise)
                 cx = c0 - np.sin(th) * dv * k_val; cy = r0 - np.cos(th) * dv * k_val
                 span, c0_ = GEOMETRY['centre_span'], GEOMETRY['centre0']
-                xs = _nearest2(factors.values[ipx], (cx - c0_) / span); ys = _nearest2(factors.values[ipy], (cy - c0_) / span)
+                xs = _nearest2(factors.values[ipx], (cx - c0_) / span)
+                ys = _nearest2(factors.values[ipy], (cy - c0_) / span)
                 rows = np.zeros((nor, 2, 2, factors.k), np.int64)
                 rows[..., ish], rows[..., isc] = s_cls, k_cls
                 rows[..., ior] = np.arange(nor)[:, None, None]
@@ -422,7 +459,7 @@ def match_frames(frames, # (m, 64, 64) binary frames
 
 # %% ../nbs/01_dsprites.ipynb #08d2345c
 def render_dsprites(factors:FactorSpace=DSPRITES_FACTORS, chunk:int=4096, progress:bool=True, device=None,
-                    threads:int|None=1 # torch CPU threads; 1 is robust when other jobs share the cores (None: torch's setting)
+                    threads:int|None=1 # torch CPU threads; 1 is robust on shared cores (None: torch's setting)
                    ) -> np.ndarray:
     "All images of `factors`' grid in index order, bit-packed: (n, 512) uint8."
     out = np.empty((factors.n, PACKED), np.uint8)
@@ -439,10 +476,15 @@ def render_cache_path(cache_dir=None, factors:FactorSpace=DSPRITES_FACTORS) -> P
     tag = '' if factors == DSPRITES_FACTORS else f'_{factors.fingerprint()}'
     return data_dir(cache_dir)/f'dsprites_rendered_v{RENDERER_VERSION}{tag}.npz'
 
-def save_render_cache(path:str|Path, packed:np.ndarray, factors:FactorSpace=DSPRITES_FACTORS, version:int=RENDERER_VERSION) -> Path:
+def save_render_cache(path:str|Path, # the cache file to write
+                      packed:np.ndarray, # bit-packed images `(n, 512)` uint8, in grid order
+                      factors:FactorSpace=DSPRITES_FACTORS, # the grid they cover
+                      version:int=RENDERER_VERSION # the renderer that drew them
+                     )->Path: # the path written
     "Write bit-packed images of `factors`' grid to `path` atomically, with the renderer version and grid fingerprint."
     packed = np.asarray(packed)
-    if packed.shape != (factors.n, PACKED) or packed.dtype != np.uint8: raise ValueError(f"packed must be ({factors.n}, {PACKED}) uint8, got {packed.shape} {packed.dtype}")
+    if packed.shape != (factors.n, PACKED) or packed.dtype != np.uint8:
+        raise ValueError(f"packed must be ({factors.n}, {PACKED}) uint8, got {packed.shape} {packed.dtype}")
     with atomic_path(path) as tmp:
         np.savez(tmp, packed=packed, renderer_version=np.int64(version), factors=np.str_(factors.fingerprint()),
                  geometry=np.str_(json.dumps(GEOMETRY, sort_keys=True)))
@@ -470,18 +512,25 @@ def load_render_cache(path:str|Path, factors:FactorSpace=DSPRITES_FACTORS) -> np
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
-            if not {'packed', 'renderer_version', 'factors'} <= keys: raise DSpritesFileError(f"{path} is not an mpvae render cache (keys {sorted(keys)}); {fix}")
+            if not {'packed', 'renderer_version', 'factors'} <= keys:
+                raise DSpritesFileError(f"{path} is not an mpvae render cache (keys {sorted(keys)}); {fix}")
             v = int(z['renderer_version'])
-            if v != RENDERER_VERSION: raise DSpritesFileError(f"{path} was written by renderer version {v}, this is version {RENDERER_VERSION}; {fix}")
+            if v != RENDERER_VERSION:
+                raise DSpritesFileError(f"{path} was written by renderer version {v}, this is version "
+                                        f"{RENDERER_VERSION}; {fix}")
             fp = str(z['factors'])
-            if fp != factors.fingerprint(): raise DSpritesFileError(f"{path} holds the grid {fp}, expected {factors.fingerprint()} ({factors}); {fix}")
-            packed = _read_stored_npy(path, 'packed.npy')      # one read + one CRC pass; numpy's reader goes 256 KB at a time
+            if fp != factors.fingerprint():
+                raise DSpritesFileError(f"{path} holds the grid {fp}, expected "
+                                        f"{factors.fingerprint()} ({factors}); {fix}")
+            # one read + one CRC pass; numpy's reader goes 256 KB at a time
+            packed = _read_stored_npy(path, 'packed.npy')
             if packed is None: packed = z['packed']
     except DSpritesFileError: raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
         raise DSpritesFileError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); {fix}") from e
     if packed.shape != (factors.n, PACKED) or packed.dtype != np.uint8:
-        raise DSpritesFileError(f"{path} holds {packed.shape} {packed.dtype}, expected ({factors.n}, {PACKED}) uint8; {fix}")
+        raise DSpritesFileError(f"{path} holds {packed.shape} {packed.dtype}, expected "
+                                f"({factors.n}, {PACKED}) uint8; {fix}")
     return packed
 
 # %% ../nbs/01_dsprites.ipynb #4e26b2ef
@@ -489,12 +538,14 @@ _SHIFTS = {}
 def _unpack_torch(packed):
     "Unpack with torch ops on the rows' device (used off the CPU)."
     dev = packed.device
-    if dev not in _SHIFTS: _SHIFTS[dev] = torch.arange(7, -1, -1, dtype=torch.uint8, device=dev)   # np.packbits is big-endian
+    if dev not in _SHIFTS:
+        _SHIFTS[dev] = torch.arange(7, -1, -1, dtype=torch.uint8, device=dev)   # np.packbits is big-endian
     return ((packed.unsqueeze(-1) >> _SHIFTS[dev]) & 1).reshape(-1, 1, IMG, IMG).float()
 
 def unpack_images(packed:torch.Tensor) -> torch.Tensor:
     "Bit-packed rows (n, 512) uint8 -> float32 images (n, 1, 64, 64) in {0, 1}, on the rows' device."
-    if packed.dtype != torch.uint8 or packed.shape[-1] != PACKED: raise ValueError(f"expected (n, {PACKED}) uint8 rows, got {tuple(packed.shape)} {packed.dtype}")
+    if packed.dtype != torch.uint8 or packed.shape[-1] != PACKED:
+        raise ValueError(f"expected (n, {PACKED}) uint8 rows, got {tuple(packed.shape)} {packed.dtype}")
     if packed.device.type != 'cpu': return _unpack_torch(packed)
     # on the CPU numpy's unpackbits is one fast single-threaded pass, immune to a crowded torch thread pool
     return torch.from_numpy(np.unpackbits(packed.numpy(), axis=-1).reshape(-1, 1, IMG, IMG).astype(np.float32))
@@ -552,7 +603,9 @@ def _find_official(path, cache_dir):
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir(): p = p/DSPRITES_FILENAME
-        if not p.is_file(): raise FileNotFoundError(f"{p} does not exist: pass the path of {DSPRITES_FILENAME} (or of its folder), or path=None to use the data folder or render the grid")
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} does not exist: pass the path of {DSPRITES_FILENAME} (or of its folder), or "
+                                    f"path=None to use the data folder or render the grid")
         return p
     d = data_dir(cache_dir)
     for p in (d/DSPRITES_FILENAME, d/'dsprites'/DSPRITES_FILENAME):
@@ -560,7 +613,7 @@ def _find_official(path, cache_dir):
     return None
 
 def load_dsprites(path:str|Path|None=None, # the official npz (or its folder); None: look in the data folder
-                  cache_dir:str|Path|None=None, # data folder for the official file and the render cache (default `data_dir()`)
+                  cache_dir:str|Path|None=None, # folder of the official file and the render cache
                   factors:FactorSpace=DSPRITES_FACTORS, # the grid; anything but the full grid is always rendered
                   rebuild:bool=False, # re-render even if a cache exists
                   progress:bool=True) -> DSprites:
@@ -571,13 +624,18 @@ def load_dsprites(path:str|Path|None=None, # the official npz (or its folder); N
         return DSprites(packed, factors, 'official', meta, official)
     cache = render_cache_path(cache_dir, factors)
     tag = cache.name.split(f'_v{RENDERER_VERSION}', 1)[1]      # '.npz', or '_<fingerprint>.npz' for other grids
-    stale = [p for p in cache.parent.glob('dsprites_rendered_v*.npz') if p.name != cache.name and re.fullmatch(r'dsprites_rendered_v\d+' + re.escape(tag), p.name)]
-    if stale: warnings.warn(f"ignoring render cache(s) of other renderer versions {[str(p) for p in stale]}; delete them to free disk space")
+    pat = r'dsprites_rendered_v\d+' + re.escape(tag)
+    stale = [p for p in cache.parent.glob('dsprites_rendered_v*.npz')
+             if p.name != cache.name and re.fullmatch(pat, p.name)]
+    if stale:
+        warnings.warn(f"ignoring render cache(s) of other renderer versions {[str(p) for p in stale]}; "
+                      f"delete them to free disk space")
     if cache.is_file() and not rebuild:
         return DSprites(load_render_cache(cache, factors), factors, 'rendered', None, cache)
     packed = render_dsprites(factors, progress=progress)
     try: save_render_cache(cache, packed, factors)
-    except OSError as e: warnings.warn(f"could not write the render cache {cache} ({e}); the grid will be rendered again next time")
+    except OSError as e:
+        warnings.warn(f"could not write the render cache {cache} ({e}); the grid will be rendered again next time")
     return DSprites(packed, factors, 'rendered', None, cache)
 
 # %% ../nbs/01_dsprites.ipynb #d8464d24
@@ -597,4 +655,5 @@ def dsprites_dls(ds:DSprites, bs:int=64, valid_pct:float=0.1, seed:int=0, device
     valid_idx, train_idx = idx[:nv].sort().values, idx[nv:].sort().values
     x = ds.packed
     if data_on_device if data_on_device is not None else dev.type == 'cuda': x = x.to(dev)
-    return array_dls(x, unpack_images, train_idx=train_idx, valid_idx=valid_idx, bs=bs, val_bs=val_bs, seed=seed, device=dev, drop_last=drop_last)
+    return array_dls(x, unpack_images, train_idx=train_idx, valid_idx=valid_idx, bs=bs, val_bs=val_bs, seed=seed,
+                     device=dev, drop_last=drop_last)

@@ -33,12 +33,15 @@ def encode_dataset(model:nn.Module, # has `encode(x) -> list of (n, d_k) tensors
     if not hasattr(model, 'encode'): raise TypeError(f"model ({type(model).__name__}) has no `encode` method")
     if bs is None or bs < 1: raise ValueError(f"bs must be a positive int, got {bs!r}")
     if callable(images) and not isinstance(images, (torch.Tensor, np.ndarray)):
-        if idx is None: raise ValueError("images is a function of row indices: pass idx, the rows to encode (e.g. np.arange(len(ds)))")
+        if idx is None:
+            raise ValueError("images is a function of row indices: pass idx, the rows to encode "
+                             "(e.g. np.arange(len(ds)))")
         get = images
     else:
         arr = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
         if not arr.is_floating_point():
-            raise TypeError(f"images is a {arr.dtype} tensor: pass float images in the model's input range, or a function "
+            raise TypeError(f"images is a {arr.dtype} tensor: pass float images in the model's "
+                            f"input range, or a function "
                             "that decodes rows (e.g. `ds.images` of a DSprites/CelebA object)")
         if idx is None: idx = np.arange(len(arr))
         get = lambda i: arr[torch.as_tensor(i)]
@@ -63,9 +66,11 @@ def encode_dataset(model:nn.Module, # has `encode(x) -> list of (n, d_k) tensors
                 out = list(out) if isinstance(out, (list, tuple)) else [out]
                 for k, o in enumerate(out):
                     if o.ndim != 2 or len(o) != len(c):
-                        raise ValueError(f"model.encode returned, for path {k}, shape {tuple(o.shape)}; expected ({len(c)}, d): one row per image")
+                        raise ValueError(f"model.encode returned, for path {k}, shape {tuple(o.shape)}; expected "
+                                         f"({len(c)}, d): one row per image")
                 if parts is None: parts = [[] for _ in out]
-                if len(out) != len(parts): raise ValueError(f"model.encode returned {len(out)} paths, earlier {len(parts)}")
+                if len(out) != len(parts):
+                    raise ValueError(f"model.encode returned {len(out)} paths, earlier {len(parts)}")
                 for p, o in zip(parts, out): p.append(o.detach().float().cpu().numpy())
     finally: model.train(was_training)
     if parts is None: raise ValueError("idx is empty: nothing to encode")
@@ -97,7 +102,8 @@ def probe_splits(n:int, # rows in the pool of encoded examples
     for nm, v, lo in (('train_size', train_size, 1), ('valid_size', valid_size, 1), ('n_splits', n_splits, 1)):
         if not isinstance(v, (int, np.integer)) or v < lo: raise ValueError(f"{nm} must be an int >= {lo}, got {v!r}")
     if train_size + valid_size > n:
-        raise ValueError(f"train_size + valid_size = {train_size} + {valid_size} = {train_size+valid_size} is more than the pool of "
+        raise ValueError(f"train_size + valid_size = {train_size} + {valid_size} = {train_size+valid_size} "
+                         f"is more than the pool of "
                          f"{n} encoded examples: encode more examples or lower train_size/valid_size")
     out = []
     for k in range(n_splits):
@@ -110,14 +116,19 @@ def _prep_labels(labels, n, label_names=None):
     y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     if y.dtype == bool: y = y.astype(np.int64)
     if not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"labels must be integer classes, got dtype {y.dtype} (for float values that are classes, use labels.astype(int))")
+        raise TypeError(f"labels must be integer classes, got dtype {y.dtype} (for float values that are "
+                        f"classes, use labels.astype(int))")
     if y.ndim == 1: y = y[:, None]
     if y.ndim != 2: raise ValueError(f"labels must be (n,) or (n, n_labels), got shape {y.shape}")
-    if len(y) != n: raise ValueError(f"labels have {len(y)} rows but the features have {n}: features and labels must describe the same examples, in the same order")
+    if len(y) != n:
+        raise ValueError(f"labels have {len(y)} rows but the features have {n}: features and labels must describe the "
+                         f"same examples, in the same order")
     if label_names is None: label_names = [f'label{j}' for j in range(y.shape[1])] if y.shape[1] > 1 else ['label']
     label_names = [str(l) for l in label_names]
-    if len(label_names) != y.shape[1]: raise ValueError(f"{len(label_names)} label_names for {y.shape[1]} label columns")
-    if len(set(label_names)) != len(label_names) or 'mean' in label_names: raise ValueError(f"label_names must be distinct and not 'mean': {label_names}")
+    if len(label_names) != y.shape[1]:
+        raise ValueError(f"{len(label_names)} label_names for {y.shape[1]} label columns")
+    if len(set(label_names)) != len(label_names) or 'mean' in label_names:
+        raise ValueError(f"label_names must be distinct and not 'mean': {label_names}")
     codes, ncls = np.empty(y.shape, np.int64), []
     for j in range(y.shape[1]):
         _, codes[:, j] = np.unique(y[:, j], return_inverse=True)
@@ -133,14 +144,17 @@ def _prep_features(features, n=None):
     for name, x in fs.items():
         x = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
         if x.ndim == 1: x = x[:, None]
-        if x.ndim != 2 or x.shape[1] == 0: raise ValueError(f"features {name!r} must be (n, d) with d >= 1, got shape {x.shape}")
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise ValueError(f"features {name!r} must be (n, d) with d >= 1, got shape {x.shape}")
         bad = ~np.isfinite(x)
         if bad.any():
             rows = np.flatnonzero(bad.any(1))
-            raise ValueError(f"features {name!r} contain {int(bad.sum())} NaN/inf values in {len(rows)} rows (first: {rows[:5].tolist()}): "
-                             "the encoder diverged or the input was bad; fix it or drop those rows from features and labels")
+            raise ValueError(f"features {name!r} contain {int(bad.sum())} NaN/inf values in {len(rows)} rows "
+                             f"(first: {rows[:5].tolist()}): the encoder diverged or the input was bad; "
+                             "fix it or drop those rows from features and labels")
         if n is not None and len(x) != n:
-            raise ValueError(f"features {name!r} have {len(x)} rows but {n} are expected: every feature set and the labels must describe the same examples, in the same order")
+            raise ValueError(f"features {name!r} have {len(x)} rows but {n} are expected: every feature set and the "
+                             f"labels must describe the same examples, in the same order")
         n = len(x); out[str(name)] = x.astype(np.float32, copy=False)
     return out, n
 
@@ -215,7 +229,8 @@ def _lbfgs_logreg(X, Y, W0, l2=1e-4, max_iter=200, tol=1e-4, m=10, chunk=None, c
 # %% ../nbs/06_probe.ipynb #bec5ae23
 def _gen(*key):
     "A torch generator seeded from a tuple of ints (run seeds do not depend on which other runs are batched with them)."
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0] % 2**63))
+    s = np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(s % 2**63))
 
 def _mlp_logits(x, P):
     # x (S, E, B, d) -> logits (S, E, Lg, B, C)
@@ -225,7 +240,9 @@ def _mlp_logits(x, P):
 def _train_mlp(Xtr, Ytr, C, inits, perm_gens, hidden=64, l2=1e-4, epochs=30, bs=256, lr=3e-3):
     "Xtr (S, n, d), Ytr (S, n, Lg); inits: per (seed, label) dicts; returns trained parameters."
     S, n, d = Xtr.shape; E, Lg = len(inits), len(inits[0]); dev = Xtr.device
-    P = {k: torch.stack([torch.stack([inits[e][l][k] for l in range(Lg)]) for e in range(E)])[None].expand(S, *([-1]*(3 if k[0] == 'b' else 4))).clone().to(dev).requires_grad_()
+    # (E, Lg, ...)
+    stacked = lambda k: torch.stack([torch.stack([inits[e][l][k] for l in range(Lg)]) for e in range(E)])
+    P = {k: stacked(k)[None].expand(S, *([-1]*(3 if k[0] == 'b' else 4))).clone().to(dev).requires_grad_()
          for k in ('W1', 'b1', 'W2', 'b2')}
     opt = torch.optim.Adam(list(P.values()), lr=lr)
     steps = math.ceil(n/bs); total = max(1, epochs*steps); t = 0
@@ -233,9 +250,11 @@ def _train_mlp(Xtr, Ytr, C, inits, perm_gens, hidden=64, l2=1e-4, epochs=30, bs=
         perm = torch.stack([torch.randperm(n, generator=g) for g in perm_gens]).to(dev)     # (E, n): seed e's order
         for j in range(steps):
             pos = perm[:, j*bs:(j+1)*bs]                                                      # (E, B)
-            xb, yb = Xtr[:, pos], Ytr[:, pos].permute(0, 1, 3, 2)                             # (S, E, B, d), (S, E, Lg, B)
+            # (S, E, B, d), (S, E, Lg, B)
+            xb, yb = Xtr[:, pos], Ytr[:, pos].permute(0, 1, 3, 2)
             lo = _mlp_logits(xb, P)
-            loss = nn.functional.cross_entropy(lo.reshape(-1, C), yb.reshape(-1), reduction='none').view(yb.shape).mean(-1).sum()
+            ce = nn.functional.cross_entropy(lo.reshape(-1, C), yb.reshape(-1), reduction='none')
+            loss = ce.view(yb.shape).mean(-1).sum()
             loss = loss + 0.5*l2*((P['W1']**2).sum() + (P['W2']**2).sum())
             for pg in opt.param_groups: pg['lr'] = lr*0.5*(1 + math.cos(math.pi*t/total))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); t += 1
@@ -270,11 +289,12 @@ def run_probe(features, # dict name -> (n, d) array (or one array, or a list of 
               threads:int|None=1, # torch CPU threads during the call (restored after); None: leave torch's setting
               progress:bool=False # show a progress bar
              )->'ProbeResult': # accuracies of every run, with chance and majority levels
-    "Validation accuracy of `n_splits x n_seeds` classifiers per label and feature set, with chance and majority-class levels."
+    "Validation accuracy of `n_splits x n_seeds` classifiers per label and feature set, with chance levels."
     kw = dict(locals()); kw.pop('threads')
     if threads is None:
         res = _run_probe(**kw); res.params['threads'] = None; return res
-    if not isinstance(threads, (int, np.integer)) or threads < 1: raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    if not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
     old = torch.get_num_threads(); torch.set_num_threads(int(threads))
     try:
         res = _run_probe(**kw); res.params['threads'] = int(threads); return res
@@ -284,7 +304,8 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
                hidden, epochs, bs, lr, split_seed, seed, device, progress):
     t0 = time.perf_counter()
     if kind not in ('logreg', 'mlp'): raise ValueError(f"kind must be 'logreg' or 'mlp', got {kind!r}")
-    if not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1: raise ValueError(f"n_seeds must be an int >= 1, got {n_seeds!r}")
+    if not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be an int >= 1, got {n_seeds!r}")
     if l2 < 0: raise ValueError(f"l2 must be >= 0, got {l2}")
     fs, n = _prep_features(features)
     y, ncls, label_names = _prep_labels(labels, n, label_names)
@@ -311,9 +332,11 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
         if fi not in prepped:
             prepped.clear()
             x = torch.as_tensor(fs[name], device=dev)
-            Xtr, Xva = x[torch.as_tensor(tr, device=dev)], x[torch.as_tensor(va, device=dev)]     # (S, n_tr, d), (S, n_va, d)
+            # (S, n_tr, d), (S, n_va, d)
+            Xtr, Xva = x[torch.as_tensor(tr, device=dev)], x[torch.as_tensor(va, device=dev)]
             mu, sd = Xtr.mean(1, keepdim=True), Xtr.std(1, keepdim=True)
-            sd = torch.where(sd > 1e-6*(1 + mu.abs()), sd, torch.ones_like(sd))                  # constant feature: leave it 0
+            # constant feature: leave it 0
+            sd = torch.where(sd > 1e-6*(1 + mu.abs()), sd, torch.ones_like(sd))
             prepped[fi] = ((Xtr - mu)/sd, (Xva - mu)/sd)
         Xtr, Xva = prepped[fi]; d = Xtr.shape[2]
         ls = groups[C]; Lg = len(ls)
@@ -321,8 +344,11 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
         if kind == 'logreg':
             one = lambda a: torch.cat([a, torch.ones(*a.shape[:2], 1, device=dev)], 2)
             Xtr1, Xva1 = one(Xtr), one(Xva)
-            W0 = torch.stack([torch.stack([torch.randn(d+1, C, generator=_gen(seed+e, j))*0.01 for j in ls]) for e in range(E)])  # (E, Lg, D, C)
-            W0 = W0.permute(2, 0, 1, 3)[None].expand(S, -1, -1, -1, -1).contiguous().to(dev)                                  # (S, D, E, Lg, C)
+            # (E, Lg, D, C)
+            W0 = torch.stack([torch.stack([torch.randn(d+1, C, generator=_gen(seed+e, j))*0.01 for j in ls])
+                              for e in range(E)])
+            # (S, D, E, Lg, C)
+            W0 = W0.permute(2, 0, 1, 3)[None].expand(S, -1, -1, -1, -1).contiguous().to(dev)
             W, its, conv = _lbfgs_logreg(Xtr1, Ytr, W0, l2=l2, max_iter=max_iter, tol=tol)
             with torch.no_grad():
                 hit = torch.zeros(S, E, Lg, device=dev)
@@ -333,7 +359,8 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
             solver[f'{name}/{C}'] = dict(iterations=int(its), converged=float(conv.float().mean()))
         else:
             inits = [[_mlp_init(d, hidden, C, _gen(seed+e, j, 1)) for j in ls] for e in range(E)]
-            P = _train_mlp(Xtr, Ytr, C, inits, [_gen(seed+e, 2) for e in range(E)], hidden=hidden, l2=l2, epochs=epochs, bs=bs, lr=lr)
+            P = _train_mlp(Xtr, Ytr, C, inits, [_gen(seed+e, 2) for e in range(E)], hidden=hidden, l2=l2,
+                           epochs=epochs, bs=bs, lr=lr)
             with torch.no_grad():
                 hit = torch.zeros(S, E, Lg, device=dev)
                 ch = _chunk_rows(S*E*Lg*max(hidden, C))
@@ -411,7 +438,8 @@ class ProbeResult:
         data = {f: {(c, s): 100*r[c][s] for c in cols for s in ('mean', 'std')} for f, r in rows.items()}
         ch, mj = self.chance, self.majority
         for name, b in (('chance', ch), ('majority', mj)):
-            data[name] = {**{(c, 'mean'): 100*b[c] for c in self.labels}, ('mean', 'mean'): 100*np.mean(list(b.values()))}
+            data[name] = {**{(c, 'mean'): 100*b[c] for c in self.labels},
+                          ('mean', 'mean'): 100*np.mean(list(b.values()))}
         df = pd.DataFrame.from_dict(data, orient='index')
         df.columns = pd.MultiIndex.from_tuples(df.columns)
         df = df.reindex(columns=pd.MultiIndex.from_product([cols, ['mean', 'std']]))
@@ -476,10 +504,11 @@ def plot_probe(res:ProbeResult, # the result to draw
     w = 0.8/len(features); ch, mj = res.chance, res.majority
     for i, f in enumerate(features):
         st = [res.stats(f, l) for l in labels]
-        ax.bar(np.arange(len(labels)) - 0.4 + w*(i + 0.5), [100*s['mean'] for s in st], w, yerr=[100*s['std'] for s in st],
-               capsize=2, label=f)
+        ax.bar(np.arange(len(labels)) - 0.4 + w*(i + 0.5), [100*s['mean'] for s in st], w,
+               yerr=[100*s['std'] for s in st], capsize=2, label=f)
     for j, l in enumerate(labels):
-        c = np.mean(list(ch.values())) if l == 'mean' else ch[l]; m = np.mean(list(mj.values())) if l == 'mean' else mj[l]
+        c = np.mean(list(ch.values())) if l == 'mean' else ch[l]
+        m = np.mean(list(mj.values())) if l == 'mean' else mj[l]
         ax.hlines(100*c, j-0.45, j+0.45, colors='k', linestyles='--', lw=1, label='chance' if j == 0 else None)
         ax.hlines(100*m, j-0.45, j+0.45, colors='r', linestyles=':', lw=1.5, label='majority class' if j == 0 else None)
     ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels); ax.set_ylabel('validation accuracy (%)')
