@@ -77,7 +77,9 @@ def doc_html(obj, name: str, anchor_id: str | None = None, level: int = 3) -> st
         try: sig = inspect.signature(obj)
         except (TypeError, ValueError): sig = None
         params = [] if sig is None else [p for p in sig.parameters.values() if p.name not in ('self', 'cls') or is_cls]
-        if kind == 'property': sig_txt = f'@property {name}'
+        if kind == 'property':
+            ret = '' if sig is None or sig.return_annotation is inspect.Signature.empty else f' -> {_fmt_anno(sig.return_annotation)}'
+            sig_txt = html.escape(f"@property {name.split('.')[-1]}{ret}")
         else:
             ps, star_done = [], False
             for p in params:
@@ -324,6 +326,10 @@ def api_page(doc_anchors: dict) -> tuple[str, list[str]]:
                     mq = f'{home if home.startswith(LIB) else m.__name__}.{n}.{k}'
                     parts.append(doc_html(v, f'{n}.{k}', anchor_id=mq, level=4))
                     names.append(mq)
+                    where = doc_anchors.get(anchor(f'{n}.{k}'))
+                    if where:
+                        parts.append(f'<p class="where">In the notebook: <a href="{where}#{anchor(n + "." + k)}">'
+                                     f'{where[:-5]}</a></p>')
     return '\n'.join(parts), names
 
 def build(nbs='nbs', out='_docs', quiet=False) -> dict:
