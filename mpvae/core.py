@@ -6,16 +6,21 @@ Docs: https://mpvae.github.io/mpvae/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #922d853c
 from __future__ import annotations
-import os, random, tempfile, contextlib
+import os, random, tempfile, contextlib, warnings, zipfile
 from pathlib import Path
 import numpy as np
 import torch
-from fastai.data.load import DataLoader
-from fastai.data.core import DataLoaders
-from fastai.torch_core import to_device
+with warnings.catch_warnings():
+    # fastai.layers applies `torch.jit.script` at import time, which recent torch deprecates with a FutureWarning:
+    # silenced here, for this one import, so that `import mpvae.<anything>` prints nothing of a dependency's
+    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+    from fastai.data.load import DataLoader
+    from fastai.data.core import DataLoaders
+    from fastai.torch_core import to_device
 
 # %% auto #0
-__all__ = ['set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path', 'ArraySource', 'ArrayDataLoader', 'array_dls']
+__all__ = ['set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path', 'load_torch_file', 'ArraySource',
+           'ArrayDataLoader', 'array_dls']
 
 # %% ../nbs/00_core.ipynb #1b7df534
 def set_seed(seed:int, # the seed for `random`, `numpy` and `torch`
@@ -79,6 +84,35 @@ class _AtomicPath:
         else:
             with contextlib.suppress(FileNotFoundError): os.unlink(self.tmp)
         return False
+
+# %% ../nbs/00_core.ipynb #5eca4b10
+def _file_kind(path:Path) -> str:
+    "What `path` looks like, for an error message: a truncated torch archive, another zip, a pickle, a NumPy array, text."
+    head = path.open('rb').read(16)
+    if head.startswith(b'PK\x03\x04'):
+        if not zipfile.is_zipfile(path): return "a torch archive with its end cut off (truncated: an interrupted save, copy or download)"
+        return "a complete zip archive that torch cannot read as one of its files (another program's zip, or a damaged torch file)"
+    if head.startswith(b'\x93NUMPY'): return "a NumPy array file (.npy), not a torch file"
+    if head[:1] == b'\x80': return "a Python pickle, not a torch zip archive (written by another program, or by torch < 1.6)"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head): return f"a text file (it starts with {head.decode()!r})"
+    return f"not a torch file (it starts with the bytes {head!r})"
+
+def load_torch_file(path:str|Path, # the file to read
+                    what:str, # what it should be, for the error message, e.g. "a model written by mpvae.model.save_model"
+                    weights_only:bool=True, # torch's safe unpickler; False only for our own checkpoints (they hold numpy/python RNG states)
+                    map_location='cpu' # where tensors are loaded
+                   ):
+    "`torch.load(path)`, failing with an error that names the file, says what it should be, and what it is instead."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path} does not exist: expected {what}")
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder: expected a file, {what}")
+    size = path.stat().st_size
+    if size == 0: raise ValueError(f"{path} is empty (0 bytes): expected {what}; the write or copy that made it did not finish, so make it again")
+    try: return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [''])[0][:200]
+        raise ValueError(f"{path} ({size:,} bytes) cannot be read as {what}: it is {_file_kind(path)} "
+                         f"[torch.load: {type(e).__name__}: {why}]") from e
 
 # %% ../nbs/00_core.ipynb #b6553c45
 class ArraySource:

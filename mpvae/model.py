@@ -6,15 +6,15 @@ Docs: https://mpvae.github.io/mpvae/model.html.md"""
 
 # %% ../nbs/03_model.ipynb #9c70ddba
 from __future__ import annotations
-import math
+import math, zipfile
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 from torch import nn
-from .core import atomic_path
+from .core import atomic_path, load_torch_file
 
 # %% auto #0
-__all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'save_model', 'load_model']
+__all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'save_model', 'config_diff', 'load_model']
 
 # %% ../nbs/03_model.ipynb #ecfeb358
 def _tup(v, name):
@@ -229,14 +229,42 @@ def save_model(model:MPVAE, path:str|Path, **meta) -> Path:
     with atomic_path(path) as tmp: torch.save(state, tmp)
     return path
 
+def config_diff(a:MPVAEConfig|dict, # one configuration (or its `to_dict()`)
+                b:MPVAEConfig|dict, # the other
+                names=('first', 'second') # what to call them in the text
+               ) -> str:
+    "The fields in which two model configurations differ, as `field (first X, second Y)`; '' when they agree."
+    a, b = (c.to_dict() if isinstance(c, MPVAEConfig) else MPVAEConfig(**c).to_dict() for c in (a, b))
+    return '; '.join(f"{k} ({names[0]} {a[k]!r}, {names[1]} {b[k]!r})" for k in a if a[k] != b[k])
+
+def _config_from(d:dict, path:Path) -> MPVAEConfig:
+    "The `MPVAEConfig` stored in `path`'s dict `d`, with an error naming the file when its fields are not this version's."
+    known = {f.name for f in fields(MPVAEConfig)}
+    if not isinstance(d, dict) or set(d) - known:
+        extra = sorted(set(d) - known) if isinstance(d, dict) else d
+        raise ValueError(f"{path} holds a model configuration with fields this mpvae does not know ({extra}): "
+                         "it was written by another (newer?) version of mpvae; load it with that version")
+    return MPVAEConfig(**d)
+
 def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
     "The `MPVAE` saved at `path`, on `device`, in eval mode (its `meta` dict is in `model.meta`)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no saved model at {path}")
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    what = "a model written by mpvae.model.save_model"
+    try: state = load_torch_file(path, what)
+    except ValueError as e:
+        if not zipfile.is_zipfile(path): raise
+        raise ValueError(f"{e}; a complete torch file that holds more than tensors is most likely a training checkpoint: "
+                         "load it with mpvae.train.load_checkpoint_model") from e.__cause__
     if not isinstance(state, dict) or state.get('format') != _FORMAT:
-        raise ValueError(f"{path} is not a model written by mpvae.model.save_model (a training checkpoint? use mpvae.train.load_checkpoint_model)")
-    model = MPVAE(MPVAEConfig(**state['config']))
-    model.load_state_dict(state['state_dict'])
+        ckpt = isinstance(state, dict) and state.get('format') == 'mpvae-checkpoint'
+        raise ValueError(f"{path} is not a model written by mpvae.model.save_model: " +
+                         ("it is a training checkpoint; load it with mpvae.train.load_checkpoint_model" if ckpt else
+                          f"it holds a {type(state).__name__}" + (f" with keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else '')))
+    model = MPVAE(_config_from(state.get('config'), path))
+    try: model.load_state_dict(state['state_dict'])
+    except (RuntimeError, KeyError) as e:
+        raise ValueError(f"{path}: its weights do not fit the model its own config describes ({str(e).splitlines()[0][:300]}): "
+                         "the file was edited or damaged; save the model again") from e
     model.meta = state.get('meta', {})
     return model.to(device).eval()
