@@ -167,6 +167,11 @@ class ArrayDataLoader(DataLoader):
 
     def get_idxs(self): return self._perm().tolist()
 
+    def __len__(self):
+        "Batches per epoch: of `n` items, or of the whole source when it holds fewer (`_perm` never draws more than it has)."
+        n = len(self.dataset) if self.n is None else min(self.n, len(self.dataset))
+        return n // self.bs if self.drop_last else -(-n // self.bs)
+
     def _batches(self, idxs:torch.Tensor):
         bs = self.bs; n = len(idxs)
         stop = n - n % bs if self.drop_last else n

@@ -6,18 +6,19 @@ Docs: https://mpvae.github.io/mpvae/distributed.html.md"""
 
 # %% ../nbs/12_distributed.ipynb #a77e46b6
 from __future__ import annotations
-import os, sys, json, time, math, argparse, datetime
+import os, sys, json, time, math, argparse, datetime, re
 from pathlib import Path
 import torch
 from torch import nn
 import torch.distributed as dist
+from .core import atomic_write   # before fastai: it keeps fastai's import quiet
 from fastcore.basics import patch
 from fastai.torch_core import rank_distrib, num_distrib, to_device
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
-from .core import atomic_write
-from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, _world, _is_main
+from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, _world, _is_main, ProgressLines
+from .tables import CLIParser
 
 # %% auto #0
 __all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'train', 'main']
@@ -125,7 +126,7 @@ def init_distributed() -> torch.device:
 
 # %% ../nbs/12_distributed.ipynb #667c1c05
 def _parser():
-    ap = argparse.ArgumentParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
+    ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
                                  "`accelerate launch` / `torchrun` (rank 0 writes every file).")
     ap.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites')
     ap.add_argument('--data-path', help="official dSprites npz or CelebA folder (default: the mpvae data folder; dSprites is rendered if absent)")
@@ -143,23 +144,39 @@ def _parser():
     ap.add_argument('--resume', action='store_true', help="continue from OUT/checkpoint.pth if it exists")
     return ap
 
+_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24)}   # the paper's paths for each dataset
+
+def _check_args(a, world:int=1):
+    "Every argument's value checked before any data is loaded: a ValueError naming the option, the value and what it must be."
+    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images)):
+        if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
+    if a.checkpoint_every_iters is not None and a.checkpoint_every_iters < 1:
+        raise ValueError(f"--checkpoint-every-iters must be >= 1 (or left out), got {a.checkpoint_every_iters}")
+    if not a.lr > 0: raise ValueError(f"--lr must be > 0, got {a.lr}")
+    if any(b < 0 for b in a.betas): raise ValueError(f"--betas must be >= 0, got {a.betas}")
+    dims = a.latent_dims or _DIMS[a.data]
+    if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
+    if len(a.betas) not in (1, len(dims)):
+        raise ValueError(f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or one per path")
+    if a.train_images is not None and a.train_images < a.bs * world * a.epochs:
+        raise ValueError(f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch")
+    if a.data_path is not None and not Path(a.data_path).exists():
+        raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
+
 def _data(a, device):
     if a.data == 'dsprites':
         from mpvae.dsprites import load_dsprites, dsprites_dls
         ds = load_dsprites(a.data_path)
-        return dsprites_dls(ds, bs=a.bs, seed=a.seed, device=device), (3, 9)
+        return dsprites_dls(ds, bs=a.bs, seed=a.seed, device=device), _DIMS['dsprites']
     from mpvae.celeba import load_celeba, celeba_dls
     ds = load_celeba(a.data_path)
-    return celeba_dls(ds, bs=a.bs, seed=a.seed, device=device), (8, 24)
+    return celeba_dls(ds, bs=a.bs, seed=a.seed, device=device), _DIMS['celeba']
 
 def train(argv=None) -> dict:
     "Parse `argv` like the command line, train, and return the run record (also written to `OUT/run.json` by rank 0)."
     a = _parser().parse_args(argv)
-    if a.bs < 1 or a.epochs < 1: raise ValueError(f"--bs and --epochs must be >= 1 (got bs={a.bs}, epochs={a.epochs})")
-    if a.valid_images < 1: raise ValueError(f"--valid-images must be >= 1, got {a.valid_images}")
     world = max(1, num_distrib())
-    if a.train_images is not None and a.train_images < a.bs * world * a.epochs:
-        raise ValueError(f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch")
+    _check_args(a, world)
     device = init_distributed()
     dls, dims = _data(a, device)
     if a.train_images is not None: dls.train.n = a.train_images // a.epochs
@@ -169,9 +186,10 @@ def train(argv=None) -> dict:
     if _is_main(): out.mkdir(parents=True, exist_ok=True)
     learn = mpvae_learner(dls, dict(latent_dims=tuple(a.latent_dims or dims)), betas=betas, lr=a.lr, precision=a.precision,
                           seed=a.seed, path=out, csv_log='history.csv', checkpoint='checkpoint.pth',
-                          checkpoint_every_iters=a.checkpoint_every_iters, resume=a.resume)
+                          checkpoint_every_iters=a.checkpoint_every_iters, resume=a.resume,
+                          cbs=[ProgressLines(f"{a.data} z={'+'.join(map(str, a.latent_dims or dims))}", a.seed, job={}, out=sys.stdout)])
     t0 = time.time()
-    with learn.distrib_ctx(): learn.fit(a.epochs, a.lr)
+    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx(): learn.fit(a.epochs, a.lr)   # the terminal gets ProgressLines
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=a.epochs, device=str(device),
@@ -188,8 +206,9 @@ def train(argv=None) -> dict:
 def main(argv=None):
     "Console script `mpvae-train`."
     try: train(argv)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"mpvae-train: {e}", file=sys.stderr); return 2
+    except (ValueError, FileNotFoundError) as e:   # fastai prefixes a callback's error with a line naming the callback: dropped
+        msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', str(e))
+        print(f"mpvae-train: {' '.join(msg.split())}", file=sys.stderr); return 2
     return 0
 
 # %% ../nbs/12_distributed.ipynb #c1533560

@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/experiment.html.md"""
 
 # %% ../nbs/09_experiment.ipynb #5f551de4
 from __future__ import annotations
-import json, math
+import json, math, os
 from pathlib import Path
 import numpy as np
 import torch
@@ -121,16 +121,19 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
                 train_images:int, # images seen in training
                 epochs:int=5, # the images are split into this many "epochs" (one log row, one checkpoint each)
                 lr:float=1e-3, precision:str|None='bf16', seed:int=0, out_dir:str|Path='.', name:str='model',
-                model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True, checkpoint:bool=False):
+                model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True, checkpoint:bool=False,
+                progress_lines:bool|None=None # one plain line per epoch (`ProgressLines`); None: when `$MPVAE_PROGRESS_FILE` is set, as in `mpvae-tables` runs
+               ):
     "Train one MPVAE (or single-path baseline) for `train_images` images; save model, CSV log and loss curves under `out_dir`."
-    from mpvae.train import mpvae_learner, plot_loss_curves
+    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if train_images < dls.train.bs: raise ValueError(f"train_images={train_images} is less than one batch of {dls.train.bs}")
     epochs = max(1, min(int(epochs), train_images // dls.train.bs))
     dls.train.n = train_images // epochs   # each epoch draws this many images from the whole training set
     learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg, betas=betas,
                           lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
-                          checkpoint=f'{name}.ckpt' if checkpoint else None, resume=checkpoint)
+                          checkpoint=f'{name}.ckpt' if checkpoint else None, resume=checkpoint,
+                          cbs=[ProgressLines(name, seed)] if (progress_lines if progress_lines is not None else bool(os.environ.get('MPVAE_PROGRESS_FILE'))) else None)
     if progress: learn.fit(epochs, lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)

@@ -6,16 +6,17 @@ Docs: https://mpvae.github.io/mpvae/tables.html.md"""
 
 # %% ../nbs/08_tables.ipynb #8713f191
 from __future__ import annotations
-import os, sys, json, time, argparse, datetime, traceback, platform, shutil, re
+import os, sys, json, time, argparse, datetime, traceback, platform, shutil, re, ast, difflib, threading, contextlib
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'THREAD_VARS', 'aggregate', 'markdown_table', 'ordering_holds',
-           'find_notebooks', 'plan_jobs', 'job_threads', 'run_job', 'combine_seeds', 'aggregate_sweep',
-           'sweep_markdown', 'plot_sweep', 'summarize', 'run_tables', 'main']
+__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'THREAD_VARS', 'aggregate', 'markdown_table',
+           'ordering_holds', 'find_notebooks', 'plan_jobs', 'notebook_params', 'param_problem', 'check_overrides',
+           'job_threads', 'cell_work', 'run_job', 'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep',
+           'summarize', 'run_tables', 'CLIParser', 'main']
 
 # %% ../nbs/08_tables.ipynb #4566ca39
 PAPER = {
@@ -121,17 +122,20 @@ PRESETS = {
     },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
+MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
 
 # %% ../nbs/08_tables.ipynb #b208ea57
 def find_notebooks(nbs:str|Path|None=None, tables=None) -> Path:
-    "The folder holding the table notebooks of `tables` (default all): `nbs`, else `$MPVAE_NBS`, else `nbs/` of this checkout or of the cwd."
+    "The folder holding the table notebooks of `tables` (default all): `nbs`, else `$MPVAE_NBS`, else `nbs/` of this checkout or of the cwd, else the copy installed with the package."
     want = [TABLE_NOTEBOOKS[t] for t in (tables or TABLE_NOTEBOOKS)]
     here = globals().get('__file__')
-    cands = [nbs] if nbs else [os.environ.get('MPVAE_NBS'), here and Path(here).resolve().parent.parent/'nbs', Path.cwd()/'nbs', Path.cwd()]
+    pkg = here and Path(here).resolve().parent
+    cands = [nbs] if nbs else [os.environ.get('MPVAE_NBS'), pkg and pkg.parent/'nbs', Path.cwd()/'nbs', Path.cwd(), pkg and pkg/'nbs']
     for c in cands:
         if c and all((Path(c)/f).exists() for f in want): return Path(c)
-    raise FileNotFoundError("table notebooks (" + ', '.join(want) + ") not found: run from a clone of the "
-                            "mpvae repository, or pass --nbs PATH (or set MPVAE_NBS) to the folder that holds them")
+    raise FileNotFoundError("table notebooks (" + ', '.join(want) + ") not found" + (f" in {nbs}" if nbs else
+                            " in a clone's nbs/ or in the installed package (reinstall mpvae)") +
+                            ": pass --nbs PATH (or set MPVAE_NBS) to the folder that holds them")
 
 # %% ../nbs/08_tables.ipynb #5ff1d3aa
 def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, seeds=None, betas=None) -> list:
@@ -151,6 +155,77 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
                 jobs.append(dict(name=name, table=t, notebook=TABLE_NOTEBOOKS[t], params=p, preset=preset))
     return jobs
 
+# %% ../nbs/08_tables.ipynb #f9a74e60
+_ANY = object()   # a default that is not a Python literal: any value goes
+
+def notebook_params(path:str|Path # a notebook with a cell tagged `parameters`
+                   ) -> dict:
+    "The notebook's parameters, name -> {'default', 'source', 'help'}, as papermill's inspector reads the `parameters` cell."
+    import nbformat
+    from papermill.translators import papermill_translators
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    if not cells: raise ValueError(f"{path} has no cell tagged 'parameters': papermill cannot set its parameters")
+    out = {}
+    for p in papermill_translators.find_translator('python3', 'python').inspect(cells[0]):
+        try: default = ast.literal_eval(p.default)
+        except (ValueError, SyntaxError): default = _ANY
+        out[p.name] = dict(default=default, source=p.default, help=p.help)
+    return out
+
+def _kind(v) -> str:
+    "The type `v` stands for, in words."
+    if isinstance(v, bool): return 'true or false'
+    if isinstance(v, int): return 'a whole number'
+    if isinstance(v, float): return 'a number'
+    if isinstance(v, str): return 'a string'
+    if isinstance(v, (list, tuple)): return 'a list' + (' of whole numbers' if v and all(type(o) is int for o in v) else
+                                                       ' of numbers' if v and all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in v) else '')
+    return type(v).__name__
+
+def _is_num(v, whole=False): return isinstance(v, (int, float)) and not isinstance(v, bool) and (not whole or isinstance(v, int))
+
+def param_problem(value, # the value given (JSON-decoded)
+                  default # the notebook's default for it (`_ANY` or None: anything goes)
+                 ) -> str|None:
+    "Why `value` does not fit a parameter whose default is `default` (None if it does)."
+    if default is None or default is _ANY: return None
+    if value is None: ok = False
+    elif isinstance(default, bool): ok = isinstance(value, bool)
+    elif isinstance(default, int): ok = _is_num(value, whole=True)
+    elif isinstance(default, float): ok = _is_num(value)
+    elif isinstance(default, str): ok = isinstance(value, str)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+        if ok and default and all(_is_num(o) for o in default):
+            ok = all(_is_num(o, whole=all(type(o) is int for o in default)) for o in value)
+    elif isinstance(default, dict): ok = isinstance(value, dict)
+    else: ok = True
+    if ok: return None
+    hint = ''
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
+        hint = f"; write {int(value)}"
+    return f"expects {_kind(default)}, got {json.dumps(value)} ({'null' if value is None else _kind(value)}){hint}"
+
+def check_overrides(overrides:dict, # name -> value, as given with -p
+                    specs:dict # table -> `notebook_params` of its notebook
+                   ) -> dict:
+    "Each table's share of `overrides` (the names it has); a ValueError, in one line, for a name no table has or a value of the wrong type."
+    for k in overrides:
+        if k in ('out_dir', 'preset'):
+            raise ValueError(f"-p {k}: set by mpvae-tables itself; use --{'out' if k == 'out_dir' else 'preset'}")
+        if not any(k in s for s in specs.values()):
+            names = sorted({n for s in specs.values() for n in s})
+            close = difflib.get_close_matches(k, names, n=1)
+            listing = '; '.join(f"{t} ({TABLE_NOTEBOOKS.get(t, '?')}): " + ', '.join(f"{n}={p['source']}" for n, p in s.items())
+                                for t, s in specs.items())
+            raise ValueError(f"-p {k}: no such parameter in {' or '.join(specs)}" + (f" (did you mean {close[0]}?)" if close else '') +
+                             f". Parameters and their defaults: {listing}")
+        for t, s in specs.items():
+            if k in s and (why := param_problem(overrides[k], s[k]['default'])):
+                raise ValueError(f"-p {k}: {t}'s {k} (default {s[k]['source']}) {why}")
+    return {t: {k: v for k, v in overrides.items() if k in s} for t, s in specs.items()}
+
 # %% ../nbs/08_tables.ipynb #68d28b8a
 def job_threads(workers:int=1, # jobs running at once
                 cpus:int|None=None, # cores to share (default: those this process may run on)
@@ -167,6 +242,66 @@ def job_threads(workers:int=1, # jobs running at once
 
 THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 
+# %% ../nbs/08_tables.ipynb #3343be82
+_WORK = ((r'\btrain_model\(', 'training'), (r'\bencode_dataset\(', 'encoding'), (r'\brun_probe\(', 'probes'),
+         (r'\bevaluate_paths\(', 'disentanglement metrics'), (r'\b(plot_\w+|save_fig)\(', 'figures'), (r'\bwrite_results\(', 'results'))
+
+def cell_work(src:str) -> str:
+    "What a notebook cell does, named by the mpvae calls in it (e.g. 'training, encoding, probes'); '' for other cells."
+    return ', '.join(w for call, w in _WORK if re.search(call, src))
+
+class _Follow:
+    "Prints a job's progress lines as its kernel appends them to `path`, and a line for each cell that does real work."
+    def __init__(self, name:str, path:Path, t0:float, min_s:float=10.):
+        self.name, self.path, self.t0, self.min_s = name, Path(path), t0, min_s
+        self.pos, self.lock, self.stop = 0, threading.Lock(), threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+    def __enter__(self): self.thread.start(); return self
+    def __exit__(self, *a): self.stop.set(); self.thread.join(); self.drain()
+    def _loop(self):
+        while not self.stop.wait(0.5): self.drain()
+    def drain(self):
+        "Print the complete lines the kernel wrote since the last call."
+        with self.lock:
+            if not self.path.exists(): return
+            with open(self.path, 'rb') as f: f.seek(self.pos); data = f.read()
+            data = data[:data.rfind(b'\n') + 1]
+            if not data: return
+            self.pos += len(data)
+            sys.stdout.write(data.decode(errors='replace')); sys.stdout.flush()
+    def say(self, msg:str):
+        "One time-stamped line of the runner's own, after the kernel's lines so far."
+        self.drain()
+        with self.lock: print(f"{datetime.datetime.now():%H:%M:%S} [{self.name}] {msg}", flush=True)
+    def cell_start(self, cell, i:int, n:int):
+        self._t = time.time()
+        if cell.cell_type == 'code' and (w := cell_work(cell.source)): self.say(f"cell {i+1}/{n}: {w} ...")
+    def cell_done(self, cell, i:int, n:int):
+        if cell.cell_type != 'code': return
+        w, el = cell_work(cell.source), time.time() - getattr(self, '_t', time.time())
+        if w or el >= self.min_s:
+            from mpvae.train import _hms
+            self.say(f"cell {i+1}/{n}: {w or 'done'}{' done' if w else ''} in {_hms(el)} | job {_hms(time.time() - self.t0)} elapsed")
+
+_ENGINE = None
+def _lines_engine() -> str:
+    "Register (once) and name a papermill engine that reports cell starts and ends to a `_Follow`."
+    global _ENGINE
+    if _ENGINE: return _ENGINE
+    from papermill.engines import NBClientEngine, papermill_engines
+    class _LinesEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, follow=None, **kwargs):
+            if follow is not None:
+                start, done, n = nb_man.cell_start, nb_man.cell_complete, len(nb_man.nb.cells)
+                def cell_start(cell, cell_index=None, **kw): follow.cell_start(cell, cell_index, n); return start(cell, cell_index, **kw)
+                def cell_complete(cell, cell_index=None, **kw):
+                    r = done(cell, cell_index, **kw); follow.cell_done(cell, cell_index, n); return r
+                nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+    papermill_engines.register('mpvae-lines', _LinesEngine); _ENGINE = 'mpvae-lines'
+    return _ENGINE
+
 # %% ../nbs/08_tables.ipynb #96ad1431
 def _kernel_name(kernel=None):
     from jupyter_client.kernelspec import KernelSpecManager
@@ -176,24 +311,32 @@ def _kernel_name(kernel=None):
                                                  "register it with `python -m ipykernel install --sys-prefix --name mpvae`")
         return kernel
     if 'mpvae' in specs: return 'mpvae'
-    print("note: no 'mpvae' Jupyter kernel registered (make install does it); using 'python3' of this environment", file=sys.stderr)
-    return 'python3'
+    return 'python3'   # ipykernel's own spec: the python of this environment
 
-def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None, progress:bool=True,
+_KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']   # the kernel's log (e.g. "running over TCP without encryption") is not the user's
+
+def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None,
+            progress:bool=True, # print progress lines (epochs, working cells) while the notebook runs
             threads:int|None=None # CPU threads of the job's kernel (`OMP_NUM_THREADS` etc.); None: inherit the environment
            ) -> dict:
     "Execute one job's notebook with papermill into `out/job['name']/`; return a record of what happened (also written to `job.json` there)."
     import papermill as pm
     nbs, d = find_notebooks(nbs, [job['table']]), Path(out)/job['name']
     d.mkdir(parents=True, exist_ok=True)
-    for f in ('results.json', 'job.json'): (d/f).unlink(missing_ok=True)   # a failed rerun must not leave the last run's numbers
+    for f in ('results.json', 'job.json', 'progress.log'): (d/f).unlink(missing_ok=True)   # a failed rerun must not leave the last run's numbers
     params = {**job['params'], 'out_dir': str(d.resolve()), 'preset': job['preset']}
     t0, rec = time.time(), dict(name=job['name'], table=job['table'], out_dir=str(d), params=params, threads=threads)
-    old = {k: os.environ.get(k) for k in THREAD_VARS}
+    env = {k: str(int(threads)) for k in THREAD_VARS} if threads else {}
+    if progress: env.update(MPVAE_PROGRESS_FILE=str((d/'progress.log').resolve()),
+                            MPVAE_PROGRESS_JOB=json.dumps(dict(name=job['name'], t0=t0, models=job.get('models'))))
+    old = {k: os.environ.get(k) for k in env}
+    follow = _Follow(job['name'], d/'progress.log', t0) if progress else None
     try:
-        if threads: os.environ.update({k: str(int(threads)) for k in THREAD_VARS})   # the kernel inherits them
-        pm.execute_notebook(str(nbs/job['notebook']), str(d/job['notebook']), parameters=params, kernel_name=_kernel_name(kernel), language='python',
-                            cwd=str(d), progress_bar=progress, log_output=False)
+        os.environ.update(env)   # the kernel inherits them
+        kw = dict(engine_name=_lines_engine(), follow=follow) if progress else {}
+        with (follow or contextlib.nullcontext()):
+            pm.execute_notebook(str(nbs/job['notebook']), str(d/job['notebook']), parameters=params, kernel_name=_kernel_name(kernel),
+                                language='python', cwd=str(d), progress_bar=False, log_output=False, extra_arguments=_KERNEL_ARGS, **kw)
         rec.update(ok=True)
     except Exception as e:
         cell = getattr(e, 'exec_count', None)
@@ -373,20 +516,32 @@ def summarize(out:str|Path, records:list|None=None) -> str:
 # %% ../nbs/08_tables.ipynb #fa90a3ae
 def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
                workers:int=1, nbs=None, kernel=None) -> list:
-    "Run the jobs (in parallel with `workers` > 1, each with its share of the cores), write `out/summary.md`, return the job records."
-    jobs, out = plan_jobs(tables, preset, overrides, seeds, betas), Path(out)
+    "Check the parameters, run the jobs (in parallel with `workers` > 1, each with its share of the cores), write `out/summary.md`, return the job records."
+    plan_jobs(tables, preset, None, seeds, betas)   # rejects unknown tables and presets, duplicate seeds and betas
     job_threads(workers)                     # rejects workers < 1 before anything is written
-    find_notebooks(nbs, tables); out.mkdir(parents=True, exist_ok=True)  # fail early if the notebooks are missing
+    where = find_notebooks(nbs, tables)      # fail early if the notebooks are missing
+    specs = {t: notebook_params(where/TABLE_NOTEBOOKS[t]) for t in tables}
+    per_table = check_overrides(overrides or {}, specs)
+    jobs = [j for t in tables for j in plan_jobs([t], preset, per_table[t], seeds, betas)]
+    for j in jobs:                           # the preset's and the sweep's values too, against the notebook's types
+        s = specs[j['table']]
+        for k, v in j['params'].items():
+            if k not in s: raise ValueError(f"{j['name']}: {k} is not a parameter of {j['notebook']} (the preset or the sweep sets it)")
+            if why := param_problem(v, s[k]['default']): raise ValueError(f"{j['name']}: {k} {why}")
+        seeds = j['params'].get('rep_seeds', s.get('rep_seeds', {}).get('default'))
+        if isinstance(seeds, list): j['models'] = MODELS_PER_SEED*len(seeds)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     workers = min(workers, len(jobs)); threads = job_threads(workers)
+    print(f"[mpvae-tables] table notebooks from {where.resolve()}", flush=True)
     records = []
     if workers == 1:
         for j in jobs:
             print(f"[mpvae-tables] running {j['name']} ({j['notebook']}, preset {preset}, {threads} threads)", flush=True)
-            records.append(run_job(j, out, nbs, kernel, threads=threads)); _report(records[-1])
+            records.append(run_job(j, out, where, kernel, threads=threads)); _report(records[-1])
     else:
         print(f"[mpvae-tables] running {len(jobs)} jobs, {workers} at a time, {threads} threads each", flush=True)
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = {ex.submit(run_job, j, out, nbs, kernel, False, threads): j for j in jobs}
+            futs = {ex.submit(run_job, j, out, where, kernel, True, threads): j for j in jobs}
             for f in as_completed(futs): records.append(f.result()); _report(records[-1])
         records.sort(key=lambda r: [j['name'] for j in jobs].index(r['name']))
     summarize(out, records)
@@ -402,19 +557,30 @@ def _parse_value(v:str):
     try: return json.loads(v)
     except json.JSONDecodeError: return v
 
+class CLIParser(argparse.ArgumentParser):
+    "An `ArgumentParser` for the console scripts: no abbreviated options, and every error is one line (with the closest option) and exit status 2."
+    def __init__(self, *args, **kwargs): super().__init__(*args, allow_abbrev=False, **kwargs)
+    def error(self, message):
+        bad = re.findall(r'(--?[\w-]+)', message.split(':', 1)[1]) if message.startswith('unrecognized arguments') else []
+        opts = [o for o in self._option_string_actions if o.startswith('--')]
+        close = [m for b in bad for m in difflib.get_close_matches(b.split('=')[0], opts, n=1)]
+        self.exit(2, f"{self.prog}: {message}" + (f" (did you mean {', '.join(close)}?)" if close else '') + f"; see {self.prog} --help\n")
+
 def main(argv=None):
     "Console script `mpvae-tables`: regenerate the paper's tables with papermill."
-    ap = argparse.ArgumentParser(prog='mpvae-tables', description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.")
+    ap = CLIParser(prog='mpvae-tables', description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.")
     ap.add_argument('--preset', default='smoke', choices=sorted(PRESETS), help="parameter preset (default: smoke)")
     ap.add_argument('--tables', nargs='+', default=['dsprites'], choices=sorted(TABLE_NOTEBOOKS), help="which tables (default: dsprites)")
     ap.add_argument('--out', default='results', help="results folder (default: results)")
-    ap.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE', help="override a notebook parameter (JSON value)")
+    ap.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
+                    help="override a notebook parameter (a JSON value; a bare word is a string); unknown names and values "
+                         "of the wrong type are rejected before anything runs")
     ap.add_argument('--seeds', nargs='+', type=int, help="sweep: one independent job per representation seed")
     ap.add_argument('--betas', nargs='+', type=float, help="sweep: one independent job per beta")
     ap.add_argument('--workers', type=int, default=1, help="jobs run in parallel (default 1); each gets max(1, cores // workers) "
                     "CPU threads, at most $OMP_NUM_THREADS if set")
-    ap.add_argument('--nbs', help="folder holding the table notebooks (default: the repository's nbs/)")
-    ap.add_argument('--kernel', help="Jupyter kernel name (default: 'mpvae' if registered)")
+    ap.add_argument('--nbs', help="folder holding the table notebooks (default: a clone's nbs/, else the copy installed with mpvae)")
+    ap.add_argument('--kernel', help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)")
     a = ap.parse_args(argv)
     overrides = {}
     for kv in a.param:

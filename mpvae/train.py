@@ -6,27 +6,27 @@ Docs: https://mpvae.github.io/mpvae/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #a1f3be76
 from __future__ import annotations
-import os, io, csv, random, time, math
+import os, io, csv, random, time, math, json, sys, datetime
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from .core import set_seed, atomic_write, atomic_path, ArraySource, load_torch_file   # before fastai: it keeps fastai's import quiet
 from fastcore.basics import store_attr
 from fastai.learner import Learner, Metric, Recorder
 from fastai.callback.core import Callback, CancelStepException, CancelEpochException
 from fastai.callback.schedule import ParamScheduler
 from fastai.optimizer import Adam
 from fastai.torch_core import to_float, find_bs, rank_distrib, params
-from .core import set_seed, atomic_write, atomic_path, ArraySource
-from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model
+from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model, config_diff, _config_from
 from .loss import MPVAELoss, LossConfig
 
 # %% auto #0
 __all__ = ['unwrap', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError', 'NaNGuard',
            'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions', 'Checkpoint', 'load_checkpoint_model',
-           'MPVAELearner', 'mpvae_learner', 'plot_loss_curves']
+           'MPVAELearner', 'mpvae_learner', 'plot_loss_curves', 'progress_line', 'ProgressLines']
 
 # %% ../nbs/05_train.ipynb #182c2fd5
 def _is_main() -> bool:
@@ -257,6 +257,18 @@ def _set_rng_state(st):
     torch.set_rng_state(st['torch'].cpu()); np.random.set_state(st['numpy']); random.setstate(st['python'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
 
+def _read_checkpoint(path:Path, device, fix:str='') -> dict:
+    "The dict of the training checkpoint at `path`, or an error naming the file, what it is instead and (`fix`) what to do."
+    what = "an mpvae training checkpoint (written by mpvae.train.Checkpoint)"
+    try: st = load_torch_file(path, what, weights_only=False, map_location=device)   # our own file: it holds numpy/python RNG states
+    except ValueError as e: raise ValueError(f"{e}" + (f"; {fix}" if fix else '')) from e.__cause__
+    if isinstance(st, dict) and st.get('format') == _CKPT: return st
+    if isinstance(st, dict) and st.get('format') == 'mpvae-model':
+        raise ValueError(f"{path} is a saved model (mpvae.model.save_model), not {what}: load it with mpvae.model.load_model"
+                         + ("; a fit cannot resume from it: " + fix if fix else ''))
+    kind = f"a {type(st).__name__}" + (f" with keys {sorted(map(str, st))[:8]}" if isinstance(st, dict) else '')
+    raise ValueError(f"{path} is not {what}: it holds {kind}" + (f"; {fix}" if fix else ''))
+
 class Checkpoint(_InFit):
     "Save the full training state every `every_epochs` epochs and/or `every_iters` steps to `fname`; resume from it if `resume`."
     order = 90   # after TrainEvalCallback, Recorder, ParamScheduler and the metrics
@@ -307,8 +319,7 @@ class Checkpoint(_InFit):
         self._pending = None
         if not self.resume or not self.path.exists(): return
         dev = next(self.model.parameters()).device
-        st = torch.load(self.path, map_location=dev, weights_only=False)   # our own file: it holds RNG states (numpy, python)
-        if st.get('format') != _CKPT: raise ValueError(f"{self.path} is not an mpvae training checkpoint")
+        st = _read_checkpoint(self.path, dev, "delete it (or pass resume=False) to train from the start")
         if st['n_epoch'] != self.learn.n_epoch or st['n_iter'] != len(self.dls.train):
             raise ValueError(f"{self.path} was saved by a fit of {st['n_epoch']} epochs x {st['n_iter']} batches; this fit has "
                              f"{self.learn.n_epoch} x {len(self.dls.train)}: resume with the same fit call and data, or pass resume=False")
@@ -318,7 +329,9 @@ class Checkpoint(_InFit):
                              "resume with the same number of processes, or pass resume=False")
         model = unwrap(self.model)
         if isinstance(model, MPVAE) and st['model_config'] is not None and MPVAEConfig(**st['model_config']) != model.config:
-            raise ValueError(f"{self.path} holds a model with config {st['model_config']}, not this learner's {model.config.to_dict()}")
+            raise ValueError(f"{self.path} holds a model of another configuration than this learner's; it differs in "
+                             f"{config_diff(st['model_config'], model.config, ('checkpoint', 'learner'))}: resume with the "
+                             "checkpoint's configuration, or delete the file (or pass resume=False) to train from the start")
         model.load_state_dict(st['model'])
         self.learn.opt.load_state_dict(st['opt'])
         if st['loss'] is not None: self.loss_func.load_state_dict(st['loss'])
@@ -356,10 +369,14 @@ class Checkpoint(_InFit):
 
 def load_checkpoint_model(path:str|Path, device='cpu') -> MPVAE:
     "The `MPVAE` stored in a training checkpoint (config and weights only), in eval mode."
-    st = torch.load(Path(path), map_location='cpu', weights_only=False)
-    if not isinstance(st, dict) or st.get('format') != _CKPT or not st.get('model_config'):
-        raise ValueError(f"{path} is not an mpvae training checkpoint of an MPVAE")
-    m = MPVAE(MPVAEConfig(**st['model_config'])); m.load_state_dict(st['model'])
+    path = Path(path)
+    st = _read_checkpoint(path, 'cpu')
+    if not st.get('model_config'): raise ValueError(f"{path} is a training checkpoint of a model that is not an MPVAE: load its 'model' state dict yourself")
+    m = MPVAE(_config_from(st['model_config'], path))
+    try: m.load_state_dict(st['model'])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: its weights do not fit the model its own config describes ({str(e).splitlines()[0][:300]}): "
+                         "the file was edited or damaged") from e
     return m.to(device).eval()
 
 # %% ../nbs/05_train.ipynb #360e36b0
@@ -479,3 +496,70 @@ def plot_loss_curves(src, # a Learner after `fit`, or the path of a `CSVLog` fil
     a2.set_xlabel('epoch'); a2.set_yscale('symlog', linthresh=1.); a2.legend(); a2.set_title('terms (validation)')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/05_train.ipynb #7fdb721e
+_FITS_DONE = 0   # models this process finished training: a table job's kernel trains its models one after the other
+
+def _hms(s:float) -> str:
+    "Seconds as `h:mm:ss` (or `m:ss` under an hour)."
+    s = int(round(max(0., s))); h, r = divmod(s, 3600); m, s = divmod(r, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+def progress_line(msg:str, # the line, without time stamp
+                  out=None # a file object or a path; default `$MPVAE_PROGRESS_FILE`, else stdout
+                 ):
+    "Write `msg` as one time-stamped progress line, flushed at once (rank 0 only)."
+    if not _is_main(): return
+    out = out if out is not None else (os.environ.get('MPVAE_PROGRESS_FILE') or sys.stdout)
+    line = f"{datetime.datetime.now():%H:%M:%S} {msg}\n"
+    if isinstance(out, (str, Path)):
+        with open(out, 'a') as f: f.write(line)
+    else: out.write(line); out.flush()
+
+def _env_job():
+    "The job a table run described in `$MPVAE_PROGRESS_JOB` (name, t0, models), or None."
+    try: return json.loads(os.environ.get('MPVAE_PROGRESS_JOB') or 'null')
+    except json.JSONDecodeError: return None
+
+class ProgressLines(_InFit):
+    "One plain-text line per epoch: model, seed, epoch k/n, images, train/valid loss, images/s, elapsed and ETA of the model and of the job."
+    order = Recorder.order + 7     # after the Recorder has logged the epoch
+    def __init__(self, name:str='model', # the model's name in the lines
+                 seed:int|None=None, # its seed, shown if given
+                 job:dict|None=None, # {'name', 't0' (time.time() at the job's start), 'models'}; default `$MPVAE_PROGRESS_JOB`
+                 out=None): # file object or path; default `$MPVAE_PROGRESS_FILE`, else stdout
+        self.model_name, self.seed, self.out = name, seed, out
+        self.job = job if job is not None else _env_job()
+    def before_fit(self):
+        super().before_fit()
+        self.world = _world()[1]
+        self.bs = getattr(self.dls.train, 'bs', None) or 1
+        self.total = self.learn.n_epoch * len(self.dls.train) * self.bs * self.world
+        self.seen0 = self.seen = None; self.t0 = time.time()
+    def before_train(self):
+        if self._in_fit and self.seen is None: self.seen0 = self.seen = self.learn.train_iter * self.bs * self.world   # resumed fits start later
+    def after_batch(self):
+        if self._in_fit and self.training and self.seen is not None: self.seen += find_bs(self.learn.yb) * self.world
+    def line(self) -> str:
+        "This epoch's line (without the time stamp)."
+        d = dict(zip(self.recorder.metric_names, self.recorder.log))
+        el = time.time() - self.t0
+        rate = (self.seen - self.seen0) / el if el > 0 else 0.
+        eta = (self.total - self.seen) / rate if rate else float('nan')
+        f = lambda v: '-' if v is None else f"{float(v):.4g}"
+        j = self.job or {}
+        s = (f"[{j['name']}] " if j.get('name') else '') + self.model_name + (f" seed {self.seed}" if self.seed is not None else '')
+        s += (f" | epoch {self.epoch+1}/{self.n_epoch} | {self.seen:,}/{self.total:,} images | train {f(d.get('train_loss'))} "
+              f"valid {f(d.get('valid_loss'))} | {rate:,.0f} img/s | model {_hms(el)} elapsed, ETA {_hms(eta) if rate else '?'}")
+        if j.get('models'):
+            k = min(_FITS_DONE + 1, j['models'])
+            left = (self.total - self.seen) + max(0, j['models'] - k) * self.total   # a job's models train alike
+            s += (f" | job: model {k}/{j['models']}, {_hms(time.time() - j.get('t0', self.t0))} elapsed, "
+                  f"ETA {_hms(left / rate) if rate else '?'} of training")
+        return s
+    def after_epoch(self):
+        if self._in_fit and self.seen is not None: progress_line(self.line(), self.out)
+    def after_fit(self):
+        global _FITS_DONE
+        if self._in_fit: _FITS_DONE += 1
+        super().after_fit()

@@ -14,6 +14,7 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('MPVAE_TEST_THREADS', '1'
 
 @pytest.mark.xdist_group('tables')
 def test_smoke_tables(tmp_path):
+    "Both tables with the smoke preset: every artefact well formed, and the terminal shows the run as it goes."
     from mpvae.celeba import make_celeba_folder
     celeba = make_celeba_folder(tmp_path/'celeba', n=120, seed=1)
     out = tmp_path/'results'
@@ -39,6 +40,33 @@ def test_smoke_tables(tmp_path):
     assert (out/'celeba'/'results.json').read_text().count('"synthetic": false') == 1   # it used the folder we built
     summary = (out/'summary.md').read_text()
     assert '55.19' in summary and '82.02' in summary    # the paper's numbers beside ours
+    check_progress_lines(r.stdout)
+
+def check_progress_lines(stdout):
+    "The terminal's progress, in order: per model and epoch, then the probes' and the metrics' cells, for each table."
+    lines = stdout.splitlines()
+    def at(pattern, after=-1):
+        hits = [i for i, l in enumerate(lines) if i > after and re.search(pattern, l)]
+        assert hits, f"no line after line {after} matches {pattern!r}:\n" + '\n'.join(lines[max(0, after):][:40])
+        return hits[0]
+    num, t = r'[-+.\de]+', r'\d+:\d\d'
+    i = at(r'running dsprites')
+    # the smoke preset: 1,024 images per model in 2 epochs; a baseline and an MPVAE for seed 0 -> 2 models in the job
+    for k, model in enumerate(('vae_seed0', 'mpvae_seed0'), 1):
+        for e, seen in ((1, '512'), (2, '1,024')):
+            i = at(rf'^\d\d:\d\d:\d\d \[dsprites\] {model} seed 0 \| epoch {e}/2 \| {seen}/1,024 images \| train {num} valid {num} \| '
+                   rf'[\d,]+ img/s \| model {t} elapsed, ETA {t} \| job: model {k}/2, {t} elapsed, ETA {t} of training$', i)
+    assert lines[i].endswith('ETA 0:00 of training'), lines[i]      # the last epoch of the last model: no training left
+    i = at(r'\[dsprites\] cell \d+/\d+: training, encoding, probes done in ', i)
+    i = at(r'\[dsprites\] cell \d+/\d+: disentanglement metrics \.\.\.$', i)
+    i = at(r'\[dsprites\] cell \d+/\d+: disentanglement metrics done in ', i)
+    i = at(r'\[mpvae-tables\] dsprites: done in', i)
+    i = at(r'running celeba', i)
+    for k, model in enumerate(('vae_seed0', 'mpvae_seed0'), 1):
+        i = at(rf'\[celeba\] {model} seed 0 \| epoch 1/1 \| [\d,]+/[\d,]+ images \| train {num} valid {num} \| .* job: model {k}/2, ', i)
+    i = at(r'\[celeba\] cell \d+/\d+: training, encoding, probes done in ', i)
+    at(r'\[mpvae-tables\] celeba: done in', i)
+    assert 'Executing:' not in stdout       # papermill's cell bar is replaced by the lines
 
 TABLES = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 
