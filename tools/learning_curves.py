@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Learning curves of the long dSprites runs (`tools/long_run.py`): probes, NELBO and active dimensions vs images seen.
+
+    python tools/learning_curves.py evaluate [--runs runs/long]   # every snapshot pair not evaluated yet
+    python tools/learning_curves.py report   [--runs runs/long] [--out reports]
+
+`evaluate` takes each representation seed's baseline and MPVAE snapshots saved after the same number of images
+(`runs/long/vae_seed<s>/snap_<images>.pth`, `runs/long/mpvae_seed<s>/snap_<images>.pth`), and runs the probes of the
+paper's Table 2 on them exactly as the `paper` preset of `10_table_dsprites.ipynb` does (a seeded pool of 20,000 images
+of the whole grid, 5 splits x 5 seeds of logistic regression on 10,000 training and 5,000 validation images, one probe
+run over all four feature sets, so every feature set sees the same splits). It also records the validation NELBO,
+reconstruction and KL per path that the run logged at that point, and the *active dimensions* per path: latent
+dimensions whose mean KL(q(z_j|x) || N(0, 1)) over the pool exceeds 0.01 nats. Results go to
+`runs/long/eval/seed<s>_<images>.json`. `report` turns them into `reports/dsprites_learning_curves.md` with figures.
+"""
+from __future__ import annotations
+import argparse, json, sys, time
+from pathlib import Path
+
+LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']
+FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}
+ACTIVE_NATS = 0.01
+
+
+def snapshots(runs:Path) -> dict:
+    "(seed, images) -> (vae snapshot, mpvae snapshot), for every image count both runs of a seed saved."
+    out = {}
+    for d in sorted(runs.glob('vae_seed*')):
+        if not d.is_dir(): continue
+        s = int(d.name.split('seed')[1]); md = runs/f'mpvae_seed{s}'
+        for p in d.glob('snap_*.pth'):
+            q = md/p.name
+            if q.exists(): out[(s, int(p.stem.split('_')[1]))] = (p, q)
+    return dict(sorted(out.items()))
+
+
+def _history_row(snap:Path, images:int) -> dict:
+    import csv, torch
+    st = torch.load(snap.parent/'state.pth', map_location='cpu', weights_only=False)['history']
+    rows = [r for r in st if r['images'] == images]
+    return rows[0] if rows else {}
+
+
+def evaluate_pair(seed:int, images:int, vae_p:Path, mp_p:Path, ds, pool) -> dict:
+    import numpy as np, torch
+    from mpvae.model import load_model
+    from mpvae.probe import encode_dataset, feature_sets, run_probe
+    from mpvae.experiment import table_rows, table_results
+    from mpvae.disentangle import kl_per_dim
+    y = np.stack([ds.labels(l)[pool] for l in LABELS], 1)
+    t = time.time()
+    vae, mp = load_model(vae_p), load_model(mp_p)
+    codes_vae = encode_dataset(vae, ds.images, pool, progress=False)
+    codes_mp = encode_dataset(mp, ds.images, pool, progress=False)
+    feats = {'vae': np.concatenate(codes_vae, 1), **feature_sets(codes_mp)}
+    pr = run_probe(feats, y, LABELS, train_size=10_000, valid_size=5_000, n_splits=5, n_seeds=5, kind='logreg',
+                   split_seed=0, seed=100*seed)
+    rows = table_rows([pr], FEATS)
+    res = table_results('dsprites', rows, [pr], dict(seed=seed, images=images))
+    active, kl_dims = {}, {}
+    with torch.no_grad():
+        for name, m in (('vae', vae), ('mpvae', mp)):
+            mus, lvs = [], []
+            for i in range(0, len(pool), 2048):
+                mu, lv = m.encode_params(ds.images(pool[i:i+2048]))
+                mus.append([t_.numpy() for t_ in mu]); lvs.append([t_.numpy() for t_ in lv])
+            for k in range(m.n_paths):
+                kl = kl_per_dim(np.concatenate([b[k] for b in mus]), np.concatenate([b[k] for b in lvs]))
+                key = 'z' if name == 'vae' else f'z{k+1}'
+                kl_dims[f'{name}/{key}'] = [round(float(v), 4) for v in kl]
+                active[f'{name}/{key}'] = int((kl > ACTIVE_NATS).sum())
+    hist = {'vae': _history_row(vae_p, images), 'mpvae': _history_row(mp_p, images)}
+    return dict(seed=seed, images=images, rows=rows, ordering=res['ordering'], chance=res['chance'], majority=res['majority'],
+                active=active, kl_per_dim=kl_dims, history=hist, records={'vae': vae.meta.get('record'), 'mpvae': mp.meta.get('record')},
+                probe=dict(pr.params), seconds=round(time.time() - t, 1))
+
+
+def cmd_evaluate(a):
+    import numpy as np
+    from mpvae.core import atomic_write
+    from mpvae.dsprites import load_dsprites
+    runs = Path(a.runs); ev = runs/'eval'; ev.mkdir(parents=True, exist_ok=True)
+    pairs = snapshots(runs)
+    todo = {k: v for k, v in pairs.items() if a.force or not (ev/f'seed{k[0]}_{k[1]}.json').exists()}
+    print(f"{len(pairs)} snapshot pairs, {len(todo)} to evaluate", flush=True)
+    if not todo: return
+    ds = load_dsprites(progress=False)
+    pool = np.sort(np.random.default_rng(12345).choice(len(ds), size=20_000, replace=False))   # the paper preset's pool
+    for (s, n), (vp, mp) in todo.items():
+        r = evaluate_pair(s, n, vp, mp, ds, pool)
+        with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
+        o = r['ordering']
+        print(f"seed {s} images {n:,}: baseline {r['rows']['baseline']['mean']['mean']:.2f}  z1 {r['rows']['z1']['mean']['mean']:.2f}  "
+              f"z2 {r['rows']['z2']['mean']['mean']:.2f}  z1+z2 {r['rows']['z1+z2']['mean']['mean']:.2f}  -> {o['verdict']} "
+              f"({o['diff']:+.2f} +- {o['se']:.2f}); active {r['active']}  [{r['seconds']:.0f} s]", flush=True)
+
+
+def load_evals(runs:Path) -> list:
+    return sorted((json.loads(p.read_text()) for p in (runs/'eval').glob('seed*_*.json')), key=lambda r: (r['images'], r['seed']))
+
+
+def plot_curves(evals:list, out:Path) -> list:
+    import numpy as np, matplotlib
+    matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from mpvae.experiment import save_fig
+    from mpvae.tables import PAPER
+    seeds = sorted({r['seed'] for r in evals}); figs = []
+    cols = {'baseline': 'C0', 'z1': 'C1', 'z2': 'C2', 'z1+z2': 'C3'}
+    # 1. accuracy vs images, mean over labels and per label
+    fig, axs = plt.subplots(1, 6, figsize=(20, 3.4), sharex=True)
+    for j, lab in enumerate(LABELS + ['mean']):
+        ax = axs[j]
+        for key, c in cols.items():
+            for s in seeds:
+                rs = [r for r in evals if r['seed'] == s]
+                x = [r['images'] for r in rs]
+                v = [r['rows'][key]['mean' if lab == 'mean' else 'acc'][lab]['mean'] if lab != 'mean' else r['rows'][key]['mean']['mean'] for r in rs]
+                e = [r['rows'][key]['mean']['std_runs'] if lab == 'mean' else r['rows'][key]['acc'][lab]['std_runs'] for r in rs]
+                ax.errorbar(x, v, yerr=e, color=c, marker='o', ms=3, lw=1, capsize=2, label=key if s == seeds[0] else None)
+            p = PAPER['dsprites']['acc'][key].get(lab)
+            if p is not None: ax.axhline(p, color=c, ls=':', lw=1)
+        ch = np.mean(list(evals[0]['chance'].values())) if lab == 'mean' else evals[0]['chance'][lab]
+        ax.axhline(100*ch, color='k', ls='--', lw=0.8)
+        ax.set_xscale('log'); ax.set_title(lab); ax.set_xlabel('images seen'); ax.grid(alpha=0.3)
+    axs[0].set_ylabel('probe accuracy (%)'); axs[-1].legend(fontsize=7)
+    fig.suptitle('Probe accuracy vs training length (dotted: the paper; dashed: chance; bars: std over 25 probe runs)', fontsize=10)
+    fig.tight_layout(); figs.append(save_fig(fig, out/'dsprites_lc_accuracy.png'))
+    # 2. NELBO / recon vs images, 3. active dims per path
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.4))
+    for s in seeds:
+        rs = [r for r in evals if r['seed'] == s]; x = [r['images'] for r in rs]
+        for m, c in (('vae', 'C0'), ('mpvae', 'C3')):
+            a1.plot(x, [r['history'][m].get('nelbo', np.nan) for r in rs], 'o-', color=c, ms=3, label=f'{m} NELBO' if s == seeds[0] else None)
+            a1.plot(x, [r['history'][m].get('recon', np.nan) for r in rs], 's--', color=c, ms=3, alpha=0.6, label=f'{m} recon' if s == seeds[0] else None)
+        a2.plot(x, [r['history']['vae'].get('kl1', np.nan) for r in rs], 'o-', color='C0', ms=3, label='baseline KL' if s == seeds[0] else None)
+        a2.plot(x, [r['history']['mpvae'].get('kl1', np.nan) for r in rs], 'o-', color='C1', ms=3, label='MPVAE KL z1' if s == seeds[0] else None)
+        a2.plot(x, [r['history']['mpvae'].get('kl2', np.nan) for r in rs], 'o-', color='C2', ms=3, label='MPVAE KL z2' if s == seeds[0] else None)
+        for k, c in (('vae/z', 'C0'), ('mpvae/z1', 'C1'), ('mpvae/z2', 'C2')):
+            a3.plot(x, [r['active'][k] for r in rs], 'o-', color=c, ms=3, label=k if s == seeds[0] else None)
+    for ax, t, yl in ((a1, 'validation NELBO and reconstruction (nats/image)', 'nats'), (a2, 'KL per path (validation)', 'nats'),
+                      (a3, f'active dimensions (mean KL > {ACTIVE_NATS} nats)', 'dims')):
+        ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_title(t, fontsize=9); ax.set_ylabel(yl); ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    a3.set_ylim(0, 12.5)
+    fig.tight_layout(); figs.append(save_fig(fig, out/'dsprites_lc_nelbo_active.png'))
+    return figs
+
+
+def report_md(evals:list, figs:list) -> str:
+    from mpvae.tables import PAPER
+    seeds = sorted({r['seed'] for r in evals})
+    lines = ['# dSprites learning curves: does the paper\'s Table 2 ordering appear as the models train longer?', '',
+             'Generated by `python tools/learning_curves.py report` from the runs of `tools/long_run.py` (see the README, '
+             '"Long runs"). Models: the beta-VAE baseline (z = 12) and the beta-MPVAE with paths (3, 9), beta = 4 for every '
+             'path, Bernoulli likelihood, Adam at a constant lr 1e-3, batch 64, float32, representation seeds ' + ', '.join(map(str, seeds)) + '. '
+             'Probes: the `paper` preset\'s protocol (20,000-image pool, 5 splits x 5 seeds of logistic regression, 10,000 train / '
+             '5,000 validation images). ± is the std over the 25 probe runs of one representation seed; the verdict compares '
+             'z1+z2 with the baseline on the mean over the five labels and says "holds" only if z1+z2 is ahead by more than two '
+             'standard errors. The reference protocol of the field (disentanglement_lib) trains 300,000 steps at batch 64 = '
+             '19.2 M images.', '']
+    for f in figs: lines += [f'![]({Path(f).name})', '']
+    lines += ['| seed | images | steps (bs 64) | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | verdict | active dims (baseline / z1 / z2) | NELBO baseline / MPVAE |',
+              '|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|']
+    for r in evals:
+        m = {k: r['rows'][k]['mean'] for k in FEATS}
+        o = r['ordering']; a = r['active']; h = r['history']
+        lines.append(f"| {r['seed']} | {r['images']:,} | {r['images']//64:,} | " + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a['vae/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
+                     f"{h['vae'].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
+    p = PAPER['dsprites']['acc']
+    lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
+              f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).", '']
+    last = max(r['images'] for r in evals)
+    lines += [f'## Per label at the longest length ({last:,} images)', '',
+              '| seed | features | ' + ' | '.join(LABELS) + ' | mean |', '|---:|---|' + '---:|'*(len(LABELS)+1)]
+    for r in [r for r in evals if r['images'] == last]:
+        for k in FEATS:
+            row = r['rows'][k]
+            lines.append(f"| {r['seed']} | {k} | " + ' | '.join(f"{row['acc'][l]['mean']:.2f}" for l in LABELS) + f" | {row['mean']['mean']:.2f} |")
+    return '\n'.join(lines) + '\n'
+
+
+def cmd_report(a):
+    from mpvae.core import atomic_write
+    runs, out = Path(a.runs), Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    evals = load_evals(runs)
+    if not evals: sys.exit(f"no evaluations under {runs/'eval'}: run `python tools/learning_curves.py evaluate` first")
+    figs = plot_curves(evals, out)
+    md = report_md(evals, figs)
+    if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
+    with atomic_write(out/'dsprites_learning_curves.md', 'w') as f: f.write(md)
+    print(f"wrote {out/'dsprites_learning_curves.md'} and {len(figs)} figures")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = p.add_subparsers(dest='cmd', required=True)
+    for name in ('evaluate', 'report'):
+        s = sub.add_parser(name); s.add_argument('--runs', default='runs/long')
+        if name == 'evaluate': s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+        else:
+            s.add_argument('--out', default='reports')
+            s.add_argument('--notes', default='reports/dsprites_learning_curves_notes.md', help='Markdown appended to the report')
+    a = p.parse_args(argv)
+    {'evaluate': cmd_evaluate, 'report': cmd_report}[a.cmd](a)
+
+
+if __name__ == '__main__':
+    main()
