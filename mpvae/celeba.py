@@ -124,9 +124,10 @@ def read_celeba_partition(path:str|Path # a `list_eval_partition.txt`
     return out
 
 # %% ../nbs/02_celeba.ipynb #b7324100
-def center_crop_box(w:int, h:int, # image width and height
+def center_crop_box(w:int, # image width
+                    h:int, # image height
                     crop:int|None=148 # side of the centred square; None: the largest that fits
-                   ) -> tuple[int, int, int, int]:
+                   )->tuple[int, int, int, int]: # (left, top, right, bottom)
     "(left, top, right, bottom) of the centred `crop` square, rounded as torchvision's `CenterCrop`."
     if crop is None: crop = min(w, h)
     if crop > w or crop > h: raise ValueError(f"a {crop}x{crop} crop does not fit in a {w}x{h} image")
@@ -135,7 +136,9 @@ def center_crop_box(w:int, h:int, # image width and height
 
 # %% ../nbs/02_celeba.ipynb #ee320992
 def celeba_preprocess(im:Image.Image, # a PIL image (any mode; converted to RGB)
-                      size:int=64, crop:int|None=148) -> Image.Image:
+                      size:int=64, # side of the result
+                      crop:int|None=148 # side of the centre crop; None: the largest square
+                     )->Image.Image: # RGB image `size` x `size`
     "Centre-crop `im` to `crop` x `crop`, then resize to `size` x `size` (bilinear), as torchvision's transforms."
     if im.mode != 'RGB': im = im.convert('RGB')
     im = im.crop(center_crop_box(*im.size, crop))
@@ -163,11 +166,12 @@ def _decode_one(path:Path, size:int, crop:int|None, expect_size) -> np.ndarray:
     return np.asarray(out).transpose(2, 0, 1)
 
 def decode_celeba_images(paths:list, # image files
-                         size:int=64, crop:int|None=148,
+                         size:int=64, # side of the result
+                         crop:int|None=148, # side of the centre crop; None: the largest square
                          expect_size:tuple|None=CELEBA_IMAGE_SIZE, # (width, height) of every image; None: any size
                          n_workers:int|None=None, # decoding threads (default: the CPU count, at most 8)
                          progress:bool=True # show a fastprogress bar
-                        ) -> np.ndarray:
+                        )->np.ndarray: # uint8 `(N, 3, size, size)`
     "Decode and preprocess `paths` into a uint8 array (N, 3, size, size), in parallel threads."
     paths = [Path(p) for p in paths]; n = len(paths)
     out = np.empty((n, 3, size, size), np.uint8)
@@ -341,13 +345,20 @@ def load_celeba(root:str|Path|None=None, # the CelebA folder (see `celeba_root`)
                   cache_path=cache_path)
 
 # %% ../nbs/02_celeba.ipynb #d5775e50
-def u8_to_unit(x:torch.Tensor) -> torch.Tensor:
+def u8_to_unit(x:torch.Tensor # uint8 images
+              )->torch.Tensor: # float32 in [0, 1]
     "uint8 images -> float32 in [0, 1] (the loaders' decode step, run on the device)."
     return x.float().div_(255)
 
-def celeba_dls(ds:CelebA, split='train', # rows to train on: 'train', 'valid', 'test' or a list of them
+def celeba_dls(ds:CelebA, # the dataset
+               split='train', # rows to train on: 'train', 'valid', 'test' or a list of them
                valid_split='valid', # rows to validate on; None for no validation set
-               bs:int=64, val_bs:int|None=None, seed:int=0, device=None, drop_last:bool=True):
+               bs:int=64, # training batch size
+               val_bs:int|None=None, # validation batch size (None: `bs`)
+               seed:int=0, # seeds the shuffling
+               device=None, # where batches go; None: the default device
+               drop_last:bool=True # drop the last incomplete training batch
+              ):
     "fastai `DataLoaders` over `ds`'s official partition; batches are (x, x) with x float in [0, 1]."
     trn = ds.split_idx(split)
     if len(trn) == 0: raise ValueError(f"{ds} has no {split!r} images to train on (was it loaded with another split=?)")
@@ -359,8 +370,9 @@ def celeba_dls(ds:CelebA, split='train', # rows to train on: 'train', 'valid', '
                      device=device, drop_last=drop_last)
 
 # %% ../nbs/02_celeba.ipynb #090eac16
-def attribute_balance(ds:CelebA, split=None # None: all rows; else a split as in `CelebA.split_idx`
-                     ):
+def attribute_balance(ds:CelebA, # the dataset
+                      split=None # None: all rows; else a split as in `CelebA.split_idx`
+                     ): # positive rate per attribute
     "Positive rate of each attribute, as a pandas Series indexed by attribute name."
     import pandas as pd
     a = ds.attrs if split is None else ds.attrs[ds.split_idx(split)]

@@ -528,7 +528,9 @@ class CodeTable:
                 ):
         self.factors, self.codes, self.widths = factors, codes, widths
         self.shape = tuple(int(s) for s in factors.sizes)
-    def images_from_classes(self, classes):
+    def images_from_classes(self,
+                            classes # factor classes `(n, k)`
+                           ): # grid indices `(n,)`
         "Grid indices of these classes: the 'images' whose codes `representation_fn` returns."
         return np.ravel_multi_index(np.asarray(classes, dtype=np.int64).T, self.shape)
     def representation_fn(self,
@@ -551,7 +553,9 @@ class CodePool(CodeTable):
         self._start = [np.searchsorted(self.classes[o, j], np.arange(int(sz) + 1))
                        for j, (o, sz) in enumerate(zip(self._order, factors.sizes))]
     def __len__(self): return len(self.classes)
-    def images_from_classes(self, classes):
+    def images_from_classes(self,
+                            classes # factor classes `(n, k)`
+                           ):
         "Refused: a pool holds only some grid points, so it has no 'image' for arbitrary classes."
         raise TypeError("a CodePool holds only some grid points, so it cannot encode arbitrary classes; "
                         "the metrics sample from it directly (use tabulate_codes(..., n=None) for the whole grid)")

@@ -195,7 +195,8 @@ def _stream_packed_images(zf, key, n, path, chunk=8192, progress=False):
 def read_dsprites_npz(path:str|Path, # an official-format dSprites npz
                       factors:FactorSpace=DSPRITES_FACTORS, # the grid the file holds (the official file: the full grid)
                       read_metadata:bool=True, # unpickle `metadata` (the only key ever unpickled); False skips it
-                      progress:bool=False):
+                      progress:bool=False # show a progress bar while reading
+                     ): # (bit-packed images `(n, 512)` uint8, metadata dict or None)
     "Read and validate an official-format dSprites file: (bit-packed images (n, 512) uint8, metadata dict or None)."
     path = Path(path)
     expect = (f"an official-format dSprites npz ({DSPRITES_FILENAME}: imgs {factors.n}x64x64 uint8, "
@@ -238,7 +239,10 @@ def read_dsprites_npz(path:str|Path, # an official-format dSprites npz
 # %% ../nbs/01_dsprites.ipynb #3c6ddeff
 def write_dsprites_npz(path:str|Path, # destination (written atomically)
                        imgs, # (n, 64, 64) binary images of `factors`' grid in index order (or (n, 512) bit-packed)
-                       factors:FactorSpace=DSPRITES_FACTORS, compress:bool=True, metadata:bool=True):
+                       factors:FactorSpace=DSPRITES_FACTORS, # the grid the images cover
+                       compress:bool=True, # zip-deflate the arrays, as the official file is
+                       metadata:bool=True # write a `metadata` dict like the official file's
+                      ):
     "Write images of a factor grid in the official dSprites npz format."
     imgs = np.asarray(imgs)
     if imgs.shape == (factors.n, PACKED): imgs = np.unpackbits(imgs, axis=1).reshape(-1, IMG, IMG)
@@ -279,8 +283,13 @@ def _heart_tables(device):
     return _HEART[device]
 
 # %% ../nbs/01_dsprites.ipynb #2ed03c1f
-def render(shape, scale, orientation, pos_x, pos_y, # per image: shape id 0/1/2 (square/ellipse/heart), scale in (0, 1],
-           device=None):                            # orientation in radians, positions in [0, 1]
+def render(shape, # per image: shape id 0/1/2 (square/ellipse/heart)
+           scale, # per image: scale in (0, 1]
+           orientation, # per image: orientation in radians
+           pos_x, # per image: x position in [0, 1]
+           pos_y, # per image: y position in [0, 1]
+           device=None # where to render; None: the CPU
+          ): # binary images `(n, 64, 64)` bool
     "Binary images (n, 64, 64) bool of sprites with the given factor *values*."
     dev = torch.device('cpu') if device is None else default_device(device)
     as64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).reshape(-1)
@@ -343,7 +352,8 @@ def _shape_ids(factors, shape_values):
     return sid
 
 @contextlib.contextmanager
-def torch_threads(n:int|None):
+def torch_threads(n:int|None # torch CPU threads inside the block; None: leave the setting alone
+                 ):
     "Run a block with `n` torch CPU threads (None: leave the setting alone)."
     old = torch.get_num_threads()
     if n: torch.set_num_threads(n)
@@ -351,7 +361,9 @@ def torch_threads(n:int|None):
     finally: torch.set_num_threads(old)
 
 def render_classes(classes, # (n, k) classes of `factors`
-                   factors:FactorSpace=DSPRITES_FACTORS, device=None) -> torch.Tensor:
+                   factors:FactorSpace=DSPRITES_FACTORS, # the factor grid
+                   device=None # where to render; None: the CPU
+                  )->torch.Tensor: # binary images `(n, 64, 64)` bool
     "Binary images (n, 64, 64) bool of the given factor classes."
     c = np.asarray(classes, dtype=np.int64).reshape(-1, factors.k)
     v = factors.classes_to_values(c)
@@ -360,7 +372,11 @@ def render_classes(classes, # (n, k) classes of `factors`
                   device=device)
 
 # %% ../nbs/01_dsprites.ipynb #af6bb323
-def show_images(ims, ncols:int=8, titles=None, size:float=1.2):
+def show_images(ims, # images `(n, [1,] 64, 64)`
+                ncols:int=8, # images per row
+                titles=None, # a title per image, or None
+                size:float=1.2 # inches per image
+               ):
     "Show a batch of (n, [1,] 64, 64) images in a grid."
     import matplotlib.pyplot as plt
     ims = torch.as_tensor(ims).detach().cpu().reshape(-1, IMG, IMG).float()
@@ -377,7 +393,8 @@ def show_images(ims, ncols:int=8, titles=None, size:float=1.2):
 # %% ../nbs/01_dsprites.ipynb #9e2087b9
 REFERENCE_FILENAME = 'dsprites_gif_frames.npz'
 
-def load_reference_frames(path:str|Path|None=None) -> np.ndarray:
+def load_reference_frames(path:str|Path|None=None # the frames file; None: `$MPVAE_REFERENCE` or the repository's `reference/`
+                         )->np.ndarray: # the 160 frames `(160, 64, 64)` bool
     "The 160 real dSprites frames (160, 64, 64) bool: `path`, `$MPVAE_REFERENCE`, or `reference/` of the repository."
     if path is None and os.environ.get('MPVAE_REFERENCE'): path = os.environ['MPVAE_REFERENCE']
     if path is not None: cands = [Path(path).expanduser()]
@@ -391,7 +408,9 @@ def load_reference_frames(path:str|Path|None=None) -> np.ndarray:
     raise FileNotFoundError(f"{REFERENCE_FILENAME} not found in {[str(c) for c in cands]}; pass its path (it ships in "
                             f"the repository's reference/ folder)")
 
-def iou(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
+def iou(a:torch.Tensor, # binary images `(..., h, w)`
+        b:torch.Tensor # binary images, broadcastable with `a`
+       )->torch.Tensor: # IoU per image pair
     "Intersection over union of binary images, broadcasting over leading axes."
     a, b = a.reshape(*a.shape[:-2], -1).bool(), b.reshape(*b.shape[:-2], -1).bool()
     inter = (a & b).sum(-1).float(); union = (a | b).sum(-1).float()
@@ -413,7 +432,11 @@ def _nearest2(vals, t):
     return np.stack([i - 1, i], -1).clip(0, len(vals) - 1)
 
 def match_frames(frames, # (m, 64, 64) binary frames
-                 factors:FactorSpace=DSPRITES_FACTORS, area_tol:float=0.15, device=None, threads:int|None=1) -> dict:
+                 factors:FactorSpace=DSPRITES_FACTORS, # the factor grid
+                 area_tol:float=0.15, # candidates: grid images whose area is within this fraction of the frame's
+                 device=None, # where to render candidates
+                 threads:int|None=1 # torch CPU threads (None: torch's setting)
+                )->dict: # `index`, `classes`, `iou` and `n_candidates` per frame
     "Best-matching grid image of each frame among candidates chosen by area and centroid."
     frames = torch.as_tensor(np.asarray(frames)).bool().reshape(-1, IMG, IMG)
     stats = _shape_stats()
@@ -458,9 +481,12 @@ def match_frames(frames, # (m, 64, 64) binary frames
                 n_candidates=np.bincount(owner, minlength=m))
 
 # %% ../nbs/01_dsprites.ipynb #08d2345c
-def render_dsprites(factors:FactorSpace=DSPRITES_FACTORS, chunk:int=4096, progress:bool=True, device=None,
+def render_dsprites(factors:FactorSpace=DSPRITES_FACTORS, # the factor grid
+                    chunk:int=4096, # images rendered per batch
+                    progress:bool=True, # show a progress bar
+                    device=None, # where to render; None: the CPU
                     threads:int|None=1 # torch CPU threads; 1 is robust on shared cores (None: torch's setting)
-                   ) -> np.ndarray:
+                   )->np.ndarray: # bit-packed images `(n, 512)` uint8, in index order
     "All images of `factors`' grid in index order, bit-packed: (n, 512) uint8."
     out = np.empty((factors.n, PACKED), np.uint8)
     steps = range(0, factors.n, chunk)
@@ -471,7 +497,9 @@ def render_dsprites(factors:FactorSpace=DSPRITES_FACTORS, chunk:int=4096, progre
             out[st:st + len(idx)] = np.packbits(ims.reshape(len(idx), -1).cpu().numpy(), axis=1)
     return out
 
-def render_cache_path(cache_dir=None, factors:FactorSpace=DSPRITES_FACTORS) -> Path:
+def render_cache_path(cache_dir=None, # the data folder; None: `data_dir()`
+                      factors:FactorSpace=DSPRITES_FACTORS # the factor grid
+                     )->Path: # the cache file
     "Where the rendered grid of `factors` is cached (under `data_dir(cache_dir)`)."
     tag = '' if factors == DSPRITES_FACTORS else f'_{factors.fingerprint()}'
     return data_dir(cache_dir)/f'dsprites_rendered_v{RENDERER_VERSION}{tag}.npz'
@@ -506,7 +534,9 @@ def _read_stored_npy(path:Path, name:str):
     if dtype.hasobject or fortran: raise ValueError(f"{name} is not a plain C-ordered array")
     return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=hdr.tell()).reshape(shape)
 
-def load_render_cache(path:str|Path, factors:FactorSpace=DSPRITES_FACTORS) -> np.ndarray:
+def load_render_cache(path:str|Path, # a cache written by `save_render_cache`
+                      factors:FactorSpace=DSPRITES_FACTORS # the grid it must hold
+                     )->np.ndarray: # bit-packed images `(n, 512)` uint8
     "Bit-packed images from a render cache, after checking its version, grid and integrity."
     path = Path(path); fix = f"delete it (it is re-rendered) or call load_dsprites(..., rebuild=True)"
     try:
@@ -542,7 +572,8 @@ def _unpack_torch(packed):
         _SHIFTS[dev] = torch.arange(7, -1, -1, dtype=torch.uint8, device=dev)   # np.packbits is big-endian
     return ((packed.unsqueeze(-1) >> _SHIFTS[dev]) & 1).reshape(-1, 1, IMG, IMG).float()
 
-def unpack_images(packed:torch.Tensor) -> torch.Tensor:
+def unpack_images(packed:torch.Tensor # bit-packed rows `(n, 512)` uint8
+                 )->torch.Tensor: # float32 images `(n, 1, 64, 64)` in {0, 1}
     "Bit-packed rows (n, 512) uint8 -> float32 images (n, 1, 64, 64) in {0, 1}, on the rows' device."
     if packed.dtype != torch.uint8 or packed.shape[-1] != PACKED:
         raise ValueError(f"expected (n, {PACKED}) uint8 rows, got {tuple(packed.shape)} {packed.dtype}")
@@ -616,7 +647,8 @@ def load_dsprites(path:str|Path|None=None, # the official npz (or its folder); N
                   cache_dir:str|Path|None=None, # folder of the official file and the render cache
                   factors:FactorSpace=DSPRITES_FACTORS, # the grid; anything but the full grid is always rendered
                   rebuild:bool=False, # re-render even if a cache exists
-                  progress:bool=True) -> DSprites:
+                  progress:bool=True # show progress while rendering or reading
+                 )->DSprites:
     "dSprites from the official file if available, else from the render cache, else rendered now (and cached)."
     official = _find_official(path, cache_dir) if (path is not None or factors == DSPRITES_FACTORS) else None
     if official is not None:
@@ -639,10 +671,16 @@ def load_dsprites(path:str|Path|None=None, # the official npz (or its folder); N
     return DSprites(packed, factors, 'rendered', None, cache)
 
 # %% ../nbs/01_dsprites.ipynb #d8464d24
-def dsprites_dls(ds:DSprites, bs:int=64, valid_pct:float=0.1, seed:int=0, device=None,
+def dsprites_dls(ds:DSprites, # the dataset
+                 bs:int=64, # training batch size
+                 valid_pct:float=0.1, # share of the images held out for validation
+                 seed:int=0, # seeds the split and the shuffling
+                 device=None, # where batches go; None: the default device
                  n:int|None=None, # use a seeded random subset of n images (None: all)
-                 val_bs:int|None=None, drop_last:bool=True,
-                 data_on_device:bool|None=None): # keep the packed set on the device (default: on CUDA)
+                 val_bs:int|None=None, # validation batch size (None: `bs`)
+                 drop_last:bool=True, # drop the last incomplete training batch
+                 data_on_device:bool|None=None # keep the packed set on the device (default: on CUDA)
+                ):
     "fastai `DataLoaders` of dSprites images (batches are `(x, x)`, x float (bs, 1, 64, 64) in {0, 1})."
     if not 0 <= valid_pct < 1: raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}")
     dev = default_device(device)

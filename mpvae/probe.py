@@ -481,7 +481,12 @@ class ProbeResult:
             )->'ProbeResult':
         "Read a result saved with `save`."
         return cls.from_dict(json.loads(Path(path).read_text()))
-    def plot(self, ax=None, labels=None, features=None, title=None):
+    def plot(self,
+             ax=None, # an axes to draw on; None: a new figure
+             labels=None, # the labels to show (default: all, and 'mean')
+             features=None, # the feature sets to show (default: all)
+             title=None # the axes title
+            ): # the axes
         "The grouped bar chart of `plot_probe`."
         return plot_probe(self, ax, labels, features, title)
     def __repr__(self):
