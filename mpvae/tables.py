@@ -330,7 +330,7 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
     if progress: env.update(MPVAE_PROGRESS_FILE=str((d/'progress.log').resolve()),
                             MPVAE_PROGRESS_JOB=json.dumps(dict(name=job['name'], t0=t0, models=job.get('models'))))
     old = {k: os.environ.get(k) for k in env}
-    follow = _Follow(job['name'], d/'progress.log', t0) if progress else None
+    follow = _Follow(job['name'], (d/'progress.log').resolve(), t0) if progress else None   # papermill chdirs to `cwd` while it runs
     try:
         os.environ.update(env)   # the kernel inherits them
         kw = dict(engine_name=_lines_engine(), follow=follow) if progress else {}

@@ -1,6 +1,7 @@
 """The package as a user gets it: `pip install .` into a clean venv gives an importable `mpvae` with a version,
-and the library in the repository is what the notebooks export."""
-import os, re, subprocess, sys, tomllib
+the wheel carries the table notebooks so that `mpvae-tables` runs without a clone, and the library in the repository
+is what the notebooks export."""
+import json, os, re, subprocess, sys, sysconfig, tomllib, zipfile
 from pathlib import Path
 import pytest
 
@@ -31,6 +32,7 @@ def test_every_module_has_a_notebook():
         assert m, f"{py.name} was not written by nbdev-export"
         assert (ROOT/m[0].group(1)).exists(), f"{py.name} says it comes from {m[0].group(1)}, which is missing"
 
+@pytest.mark.xdist_group('wheel')   # both wheel builds write the repository's build/ folder: one at a time
 def test_pip_install_into_clean_venv(tmp_path):
     "Build a wheel and install it (no deps) into a brand-new venv; import it from outside the repository."
     wheel_dir, venv = tmp_path/'wheel', tmp_path/'venv'
@@ -50,3 +52,64 @@ def test_pip_install_into_clean_venv(tmp_path):
     assert out[1].startswith(str(venv)), out[1]
     names = subprocess.run([sys.executable, '-m', 'zipfile', '-l', str(wheels[0])], check=True, capture_output=True, text=True).stdout
     assert 'mpvae/core.py' in names and 'mpvae/_modidx.py' in names
+
+TABLE_NBS = ['10_table_dsprites.ipynb', '11_table_celeba.ipynb']
+
+@pytest.mark.xdist_group('wheel')
+def test_wheel_runs_the_tables(tmp_path):
+    """A pip user's route, no clone: the wheel holds the table notebooks; installed into a fresh venv outside the
+    repository, its `mpvae-tables --preset smoke --tables dsprites celeba` runs both tables from the installed copy.
+
+    The venv gets only the wheel (no dependencies): torch, fastai, papermill and the rest are those of the test's own
+    environment, reached through a path in a .pth file placed *after* the venv's site-packages. Such a path does not run
+    the .pth files inside it, so the editable install of this clone stays out, and `mpvae` is the wheel's (checked)."""
+    wheel_dir = tmp_path/'wheel'
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(wheel_dir), str(ROOT)],
+                   check=True, capture_output=True)
+    (wheel,) = wheel_dir.glob('mpvae-*.whl')
+    names = zipfile.ZipFile(wheel).namelist()
+    for nb in TABLE_NBS: assert f'mpvae/nbs/{nb}' in names, names
+    assert json.loads(zipfile.ZipFile(wheel).read('mpvae/nbs/10_table_dsprites.ipynb')) == json.loads((ROOT/'nbs'/TABLE_NBS[0]).read_text())
+
+    venv = tmp_path/'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
+    py = venv/'bin'/'python'
+    site = Path(subprocess.run([str(py), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site/'_test_deps.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
+    subprocess.run([sys.executable, '-m', 'pip', '--python', str(py), 'install', '--no-deps', '-q', str(wheel)], check=True, capture_output=True)
+    cli = venv/'bin'/'mpvae-tables'
+    assert cli.read_text().splitlines()[0] == f'#!{py}'
+
+    work = tmp_path/'work'; work.mkdir()         # outside the repository, no nbs/ here
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MPVAE_NBS', 'VIRTUAL_ENV', 'JUPYTER_PATH')}
+    env.update(OMP_NUM_THREADS=os.environ.get('MPVAE_TEST_THREADS', '1'), PATH=f"{venv/'bin'}{os.pathsep}{env.get('PATH', '')}")
+    probe = subprocess.run([str(py), '-c', 'import mpvae, mpvae.tables as t; print(mpvae.__file__); print(t.find_notebooks())'],
+                           cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert probe == [str(site/'mpvae'/'__init__.py'), str(site/'mpvae'/'nbs')], probe      # the wheel's mpvae and its notebooks
+    specs = subprocess.run([str(py), '-c', 'from jupyter_client.kernelspec import KernelSpecManager as K; print(*K().find_kernel_specs())'],
+                           cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert 'mpvae' not in specs, specs       # the clone's kernel is out of sight: the notebooks run on this venv's python
+
+    from mpvae.celeba import make_celeba_folder
+    celeba = make_celeba_folder(tmp_path/'celeba', n=120, seed=1)
+    r = subprocess.run([str(cli), '--preset', 'smoke', '--tables', 'dsprites', 'celeba', '--out', 'results',
+                        '-p', f'data_root={json.dumps(str(celeba))}'], cwd=work, env=env, capture_output=True, text=True, timeout=3000)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert f"table notebooks from {site/'mpvae'/'nbs'}" in r.stdout
+    out = work/'results'
+    for t, nb, n_labels in (('dsprites', TABLE_NBS[0], 5), ('celeba', TABLE_NBS[1], 40)):
+        res = json.loads((out/t/'results.json').read_text())
+        assert res['table'] == t and res['preset'] == 'smoke' and len(res['labels']) == n_labels
+        assert set(res['rows']) == {'baseline', 'z1', 'z2', 'z1+z2'}
+        assert all(0 <= row['mean']['mean'] <= 100 for row in res['rows'].values())
+        assert (out/t/nb).exists() and json.loads((out/t/'job.json').read_text())['ok'] is True
+    summary = (out/'summary.md').read_text()
+    assert '| dsprites | ok |' in summary and '| celeba | ok |' in summary
+    assert '55.19' in summary and '82.02' in summary       # the paper's numbers beside ours
+    # the progress lines come from the installed package too, as they happen (before the cell that trains ends),
+    # with --out relative to the cwd, which papermill changes while the notebook runs
+    lines = r.stdout.splitlines()
+    first = [i for i, l in enumerate(lines) if '[dsprites] vae_seed0 seed 0 | epoch 1/2 | 512/1,024 images' in l]
+    done = [i for i, l in enumerate(lines) if re.search(r'\[dsprites\] cell \d+/\d+: training, encoding, probes done in', l)]
+    assert first and done and first[0] < done[0], r.stdout[-3000:]
