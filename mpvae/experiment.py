@@ -17,8 +17,8 @@ from .model import MPVAE, MPVAEConfig
 from .tables import PAPER
 
 # %% auto #0
-__all__ = ['plot_reconstructions', 'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig', 'train_model',
-           'table_rows', 'table_results', 'write_results', 'frame_markdown']
+__all__ = ['plot_reconstructions', 'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig', 'train_params',
+           'train_model', 'table_rows', 'table_results', 'write_results', 'frame_markdown']
 
 # %% ../nbs/09_experiment.ipynb #87239290
 def _img(t):
@@ -114,21 +114,68 @@ def save_fig(fig, path:str|Path, dpi:int=110) -> Path:
     plt.close(fig)
     return path
 
+# %% ../nbs/09_experiment.ipynb #6a3ee0f7
+def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
+    "Everything that determines what `train_model` trains, as plain JSON values (the data by its split sizes and batch size)."
+    plain = lambda o: json.loads(json.dumps(o, default=lambda v: v.to_dict() if hasattr(v, 'to_dict') else str(v)))
+    return plain(dict(latent_dims=list(latent_dims), betas=betas if isinstance(betas, (int, float)) else list(betas),
+                      train_images=int(train_images), epochs=int(epochs), lr=float(lr), precision=precision, seed=int(seed),
+                      model_cfg=model_cfg or {}, loss_cfg=loss_cfg or {}, beta_warmup=beta_warmup, bs=int(dls.train.bs),
+                      n_train=len(dls.train.dataset), n_valid=len(dls.valid.dataset)))
+
+def _params_diff(have, want) -> str:
+    "The fields two `train_params` records differ in, as 'name: old -> new'."
+    if not isinstance(have, dict): return 'no parameters recorded'
+    return ', '.join(f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+
+def _saved_params(pth:Path):
+    "The `train_params` a saved model was trained with (None if the file has none or cannot be read)."
+    from mpvae.model import load_model
+    try: return load_model(pth).meta.get('train_params')
+    except Exception: return None
+
+
+# %% ../nbs/09_experiment.ipynb #1a38bef8
+def _check_resume(ckpt:Path, want:dict, name:str, seed:int):
+    "Keep `ckpt` to resume from only if it belongs to a run with the parameters `want` (recorded beside it); else delete it."
+    from mpvae.train import progress_line
+    side = ckpt.with_name(ckpt.name + '.json')
+    if ckpt.exists():
+        try: have = json.loads(side.read_text())
+        except (OSError, ValueError): have = None
+        if have == want: progress_line(f"{name} seed {seed} | resuming from {ckpt.name}")
+        else:
+            progress_line(f"{name} seed {seed} | {ckpt.name} is from a run with other parameters ({_params_diff(have, want)}): starting over")
+            ckpt.unlink()
+    with atomic_write(side, 'w') as f: json.dump(want, f)
+
+
 # %% ../nbs/09_experiment.ipynb #169dad76
 def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's `n` is set from `train_images`
                 latent_dims:tuple, # (12,) for the baseline, (3, 9) for the paper's MPVAE, ...
                 betas, # one beta, or one per path
                 train_images:int, # images seen in training
                 epochs:int=5, # the images are split into this many "epochs" (one log row, one checkpoint each)
-                lr:float=1e-3, precision:str|None='bf16', seed:int=0, out_dir:str|Path='.', name:str='model',
+                lr:float=1e-3, precision:str|None='auto', seed:int=0, out_dir:str|Path='.', name:str='model',
                 model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True, checkpoint:bool=False,
-                progress_lines:bool|None=None # one plain line per epoch (`ProgressLines`); None: when `$MPVAE_PROGRESS_FILE` is set, as in `mpvae-tables` runs
+                progress_lines:bool|None=None, # one plain line per epoch (`ProgressLines`); None: when `$MPVAE_PROGRESS_FILE` is set, as in `mpvae-tables` runs
+                reuse:bool=True # return the model already saved under `out_dir` if it was trained with the same parameters
                ):
     "Train one MPVAE (or single-path baseline) for `train_images` images; save model, CSV log and loss curves under `out_dir`."
-    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines
+    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines, progress_line
+    from mpvae.model import load_model
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if train_images < dls.train.bs: raise ValueError(f"train_images={train_images} is less than one batch of {dls.train.bs}")
     epochs = max(1, min(int(epochs), train_images // dls.train.bs))
+    want = train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg, loss_cfg, beta_warmup)
+    pth, ckpt = out_dir/f'{name}.pth', out_dir/f'{name}.ckpt'
+    if reuse and pth.exists():
+        have = _saved_params(pth)
+        if have == want:
+            progress_line(f"{name} seed {seed} | reusing {pth.name}: trained before with the same parameters")
+            return load_model(pth)
+        progress_line(f"{name} seed {seed} | {pth.name} was trained with other parameters ({_params_diff(have, want)}): training again")
+    if checkpoint: _check_resume(ckpt, want, name, seed)
     dls.train.n = train_images // epochs   # each epoch draws this many images from the whole training set
     learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg, betas=betas,
                           lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
@@ -137,7 +184,9 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
     if progress: learn.fit(epochs, lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
-    learn.save_model(out_dir/f'{name}.pth', betas=betas, train_images=train_images, seed=seed)
+    learn.save_model(pth, betas=betas, train_images=train_images, seed=seed, train_params=want,
+                     precision=getattr(learn, 'precision', None))
+    if checkpoint and ckpt.exists(): ckpt.unlink(); ckpt.with_name(ckpt.name + '.json').unlink(missing_ok=True)   # finished
     save_fig(plot_loss_curves(out_dir/f'{name}_history.csv'), out_dir/f'{name}_loss.png')
     learn.model.eval()
     return learn.model

@@ -120,6 +120,11 @@ PRESETS = {
         'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, figures=True),
     },
+    # no training: the models shipped in the package (mpvae.pretrained), probed and scored with the paper preset's protocol
+    'pretrained': {
+        'dsprites': dict(pretrained=True, rep_seeds=[0], probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
+                         n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
+    },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)

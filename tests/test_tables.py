@@ -137,3 +137,28 @@ def test_failed_job_of_sweep_is_left_out(tmp_path):
     assert [f['name'] for f in sweep['failed']] == ['dsprites-beta-1']
     assert [c['jobs'] for c in sweep['cells']] == [[], ['dsprites-beta4']]
     assert (out/'sweep_dsprites.png').exists() is False   # one beta finished: no curve to draw
+
+@pytest.mark.xdist_group('tables')
+def test_killed_run_resumes_to_the_same_table(tmp_path):
+    "A smoke run killed after its first model is saved, rerun into the same --out, gives the uninterrupted run's rows."
+    import signal, time
+    args = [str(CLI), '--preset', 'smoke', '--tables', 'dsprites', '-p', 'metrics="none"', '-p', 'figures=false']
+    r = subprocess.run(args + ['--out', str(tmp_path/'whole')], capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    out = tmp_path/'killed'
+    p = subprocess.Popen(args + ['--out', str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                         env=ENV, start_new_session=True)
+    first = out/'dsprites'/'vae_seed0.pth'
+    t0 = time.time()
+    while not first.exists() and p.poll() is None and time.time() - t0 < 1200: time.sleep(0.2)
+    assert first.exists() and p.poll() is None, "the run ended before its first model was saved"
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    assert not (out/'dsprites'/'results.json').exists()
+    r2 = subprocess.run(args + ['--out', str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
+    assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-5000:]
+    assert 'vae_seed0 seed 0 | reusing vae_seed0.pth' in r2.stdout, r2.stdout[-3000:]
+    a = json.loads((tmp_path/'whole'/'dsprites'/'results.json').read_text())['rows']
+    b = json.loads((out/'dsprites'/'results.json').read_text())['rows']
+    for key in a:
+        assert b[key]['mean']['mean'] == pytest.approx(a[key]['mean']['mean'], abs=1e-9), key
+        for lab in a[key]['acc']: assert b[key]['acc'][lab]['mean'] == pytest.approx(a[key]['acc'][lab]['mean'], abs=1e-9)

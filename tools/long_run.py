@@ -35,6 +35,7 @@ def parse_args(argv=None):
     p.add_argument('--stop-images', type=int, required=True, help='train until this many images were seen (rounded up to a chunk)')
     p.add_argument('--out', required=True)
     p.add_argument('--keep-denormals', action='store_true', help='do not flush denormal floats to zero')
+    p.add_argument('--snap-now', action='store_true', help='write a snapshot of the saved state (snap_<images>.pth) and exit')
     a = p.parse_args(argv)
     if a.chunk_images % a.bs: p.error(f'--chunk-images ({a.chunk_images}) must be a multiple of --bs ({a.bs})')
     if a.stop_images < a.chunk_images: p.error('--stop-images must be at least one chunk')
@@ -69,6 +70,9 @@ def main(argv=None):
         learn.model.load_state_dict(st['model']); learn.opt.load_state_dict(st['opt'])
         _set_rng_state(st['rng']); dls.train.load_state_dict(st['dl']); hist = st['history']
         print(f'resumed from {state_p} at {hist[-1]["images"]:,} images', flush=True)
+    if a.snap_now:
+        if not hist: sys.exit(f'{state_p} does not exist: nothing to snapshot')
+        _snap(learn, out, hist[-1]['images'], cfg, hist); print(f"wrote {out}/snap_{hist[-1]['images']}.pth"); return
     names = ['recon'] + [f'kl{k+1}' for k in range(len(dims))] + ['nelbo']
 
     def record(chunk, secs, vals):

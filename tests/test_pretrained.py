@@ -1,0 +1,64 @@
+"""The shipped models: in the wheel's package data, listed with their training records, and Table 2 regenerated from them.
+
+`mpvae-tables --preset pretrained` must give the numbers of the committed report `reports/dsprites_pretrained.json`
+(written by the same command when the weights were shipped) within 0.3 points: the probes are seeded, so only
+floating-point differences between machines may move them."""
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).parent/'mpvae-tables'
+REPORT = ROOT/'reports'/'dsprites_pretrained.json'
+ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('MPVAE_TEST_THREADS', '1')}
+
+
+def test_shipped_models_and_records():
+    "Every representation seed ships a baseline and an MPVAE; each loads, and its record says how it was trained."
+    from mpvae.pretrained import list_pretrained, load_pretrained, pretrained_dir
+    recs = list_pretrained()
+    assert recs, f"no weights in {pretrained_dir()}"
+    seeds = {r['seed'] for r in recs}
+    assert {(r['name'], r['seed']) for r in recs} == {(n, s) for n in ('dsprites_vae', 'dsprites_mpvae') for s in seeds}
+    for r in recs:
+        assert r['images'] >= 1_000_000 and r['steps'] == r['images'] // r['bs'], r
+        assert r['precision'] in ('fp32', 'bf16') and r['cpu'] and r['commit'] and r['train_seconds'] > 0
+        m = load_pretrained(r['name'], r['seed'])
+        assert all(p.dtype == torch.float32 for p in m.parameters())
+        assert (pretrained_dir()/r['file']).stat().st_size < 3_000_000
+        # a trained model reconstructs far better than an untrained decoder (Bernoulli NLL ~ 4096 ln 2 = 2839 nats)
+        from mpvae.dsprites import load_dsprites
+        from mpvae.loss import recon_nll
+        ds = load_dsprites(progress=False)
+        x = ds.images(torch.arange(0, len(ds), len(ds)//256))
+        with torch.no_grad(): nll = float(recon_nll(m.decode(m.encode(x)), x).mean())
+        assert nll < 150, f"{r['name']} seed {r['seed']}: reconstruction NLL {nll:.1f} nats, not a trained model"
+    with pytest.raises(ValueError, match='shipped ones are'): load_pretrained('dsprites_nosuch')
+
+
+def test_weights_are_package_data():
+    "pyproject puts the weights into the wheel (what `pip install` gets)."
+    import tomllib
+    cfg = tomllib.loads((ROOT/'pyproject.toml').read_text())
+    data = cfg['tool']['setuptools']['package-data']['mpvae']
+    assert any(p.startswith('pretrained/') and p.endswith('.pth') for p in data), data
+
+
+@pytest.mark.xdist_group('tables')
+def test_pretrained_preset_reproduces_report(tmp_path):
+    "`mpvae-tables --preset pretrained`: no training, Table 2 and the metrics within 0.3 points of the committed report."
+    ref = json.loads(REPORT.read_text())
+    r = subprocess.run([str(CLI), '--preset', 'pretrained', '--tables', 'dsprites', '--out', str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    res = json.loads((tmp_path/'dsprites'/'results.json').read_text())
+    assert res['params']['pretrained'] is True and res['pretrained_records']
+    assert not list((tmp_path/'dsprites').glob('*_history.csv')), "the pretrained preset must not train"
+    for key, row in ref['rows'].items():
+        assert abs(res['rows'][key]['mean']['mean'] - row['mean']['mean']) <= 0.3, (key, res['rows'][key]['mean'], row['mean'])
+        for lab, a in row['acc'].items():
+            assert abs(res['rows'][key]['acc'][lab]['mean'] - a['mean']) <= 0.3, (key, lab)
+    assert res['ordering']['verdict'] == ref['ordering']['verdict']
+    for m in ('mig', 'sap', 'dci_disentanglement'):
+        assert max(abs(a - b) for a, b in zip(res['disentanglement'][m], ref['disentanglement'][m])) <= 0.003, m

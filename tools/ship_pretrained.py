@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""Copy the longest snapshot that both models of a seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
+
+    python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
+
+For each seed, the largest image count with both `vae_seed<s>/snap_<n>.pth` and `mpvae_seed<s>/snap_<n>.pth` is
+copied as `mpvae/pretrained/dsprites_vae_seed<s>.pth` and `dsprites_mpvae_seed<s>.pth` (a baseline and an MPVAE
+trained for the same number of images). The files are `mpvae.model.save_model` files whose metadata holds the
+training record that `tools/long_run.py` wrote. Then regenerate the report the CI test compares against:
+`mpvae-tables --preset pretrained --tables dsprites --out results/pretrained` and copy its table and results.json
+to `reports/dsprites_pretrained.md` / `.json` (see the README).
+"""
+import argparse, shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
+    a = p.parse_args(argv)
+    from mpvae.model import load_model
+    runs, dest = Path(a.runs), ROOT/'mpvae'/'pretrained'
+    dest.mkdir(exist_ok=True)
+    seeds = a.seeds if a.seeds else sorted(int(d.name.split('seed')[1]) for d in runs.glob('vae_seed*') if d.is_dir())
+    for s in seeds:
+        n = lambda d: {int(f.stem.split('_')[1]) for f in (runs/d).glob('snap_*.pth')}
+        common = n(f'vae_seed{s}') & n(f'mpvae_seed{s}')
+        if not common: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
+        k = max(common)
+        for m in ('vae', 'mpvae'):
+            src = runs/f'{m}_seed{s}'/f'snap_{k}.pth'
+            load_model(src)   # refuse to ship a file that does not load
+            shutil.copyfile(src, dest/f'dsprites_{m}_seed{s}.pth')
+        print(f"seed {s}: shipped the snapshots at {k:,} images")
+
+
+if __name__ == '__main__':
+    main()
