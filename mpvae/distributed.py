@@ -137,7 +137,7 @@ def _parser():
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--latent-dims', type=int, nargs='+', default=None, help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)")
     ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
-    ap.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32')
+    ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='runs/mpvae', help="output folder (written by rank 0)")
     ap.add_argument('--checkpoint-every-iters', type=int, default=None)
@@ -178,6 +178,10 @@ def train(argv=None) -> dict:
     world = max(1, num_distrib())
     _check_args(a, world)
     device = init_distributed()
+    if a.precision == 'auto' and world > 1 and device.type == 'cpu':   # each process would measure alone, maybe choose apart
+        a.precision = 'fp32'
+        if rank_distrib() == 0: print("mpvae-train: --precision auto with several CPU processes trains in fp32 "
+                                      "(pass --precision bf16 for bf16)", file=sys.stderr)
     dls, dims = _data(a, device)
     if a.train_images is not None: dls.train.n = a.train_images // a.epochs
     dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
@@ -193,7 +197,7 @@ def train(argv=None) -> dict:
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=a.epochs, device=str(device),
-               precision=a.precision, train_seconds=secs, images_per_s=n_seen / secs if secs else None,
+               precision=learn.precision, train_seconds=secs, images_per_s=n_seen / secs if secs else None,
                final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
                finished=datetime.datetime.now().isoformat(timespec='seconds'), argv=list(argv if argv is not None else sys.argv[1:]))
     learn.save_model(out/'model.pth', betas=betas, seed=a.seed)
