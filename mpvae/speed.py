@@ -14,8 +14,8 @@ from .model import MPVAE, MPVAEConfig
 from .loss import MPVAELoss, LossConfig
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'on_every_thread', 'denormals_flushed', 'flush_denormals', 'time_candidates', 'cpu_name',
-           'auto_precision', 'ChannelsLast', 'FlushDenormals']
+__all__ = ['CANDIDATES', 'on_every_thread', 'denormals_flushed', 'flush_denormals', 'native_bf16', 'cpu_candidates',
+           'time_candidates', 'cpu_name', 'auto_precision', 'ChannelsLast', 'FlushDenormals']
 
 # %% ../nbs/13_speed.ipynb #28a2d830
 _OMP_NAMES = ('libgomp', 'libiomp', 'libomp')
@@ -73,11 +73,22 @@ def _step_fn(model, loss, opt, x, precision, device):
         l = loss(out, x); opt.zero_grad(set_to_none=True); l.backward(); opt.step()
     return step
 
-# %% ../nbs/13_speed.ipynb #80e6c25e
+# %% ../nbs/13_speed.ipynb #8a3f6780
+def native_bf16() -> bool:
+    "Does this CPU compute in bfloat16 natively (AVX512_BF16 or AMX)? Elsewhere bf16 autocast is emulated, many times slower."
+    try: flags = Path('/proc/cpuinfo').read_text()
+    except OSError: return True   # unknown (not Linux): let the measurement decide
+    return any(f in flags for f in ('avx512_bf16', 'amx_bf16')) or platform.machine() not in ('x86_64', 'AMD64')
+
+def cpu_candidates() -> tuple:
+    "The candidates worth timing on this CPU: bf16 ones only where bfloat16 is native."
+    return CANDIDATES if native_bf16() else tuple(c for c in CANDIDATES if c[0] == 'fp32')
+
+# %% ../nbs/13_speed.ipynb #550ebe38
 def time_candidates(config:MPVAEConfig|dict, # the model to time (fresh weights)
                     bs:int=64, device=None,
                     seconds:float=8., # total time budget, split evenly over rounds x candidates
-                    rounds:int=3, candidates=CANDIDATES, seed:int=0) -> dict:
+                    rounds:int=5, candidates=CANDIDATES, seed:int=0) -> dict:
     "Images/s of training steps per `(precision, channels_last)` candidate: the median over `rounds` interleaved rounds."
     dev = default_device(device)
     cfg = config if isinstance(config, MPVAEConfig) else MPVAEConfig(**config)
@@ -91,16 +102,19 @@ def time_candidates(config:MPVAEConfig|dict, # the model to time (fresh weights)
         if c[1]: m = m.to(memory_format=torch.channels_last)
         steps[c] = _step_fn(m, MPVAELoss(LossConfig()).to(dev), torch.optim.Adam(m.parameters(), 1e-3), xc, c[0], dev)
         steps[c]()   # warm-up: first-call allocations and kernel selection
-    slot = seconds / (rounds * len(candidates))
+    live, t_end = list(candidates), time.perf_counter() + seconds
     for r in range(rounds):
-        for c in candidates[r % len(candidates):] + candidates[:r % len(candidates)]:
+        slot = max(0., t_end - time.perf_counter()) / ((rounds - r) * len(live))
+        for c in live[r % len(live):] + live[:r % len(live)]:
             n, t0 = 0, time.perf_counter()
             while n == 0 or time.perf_counter() - t0 < slot: steps[c](); n += 1
             if dev.type == 'cuda': torch.cuda.synchronize()
             rates[c].append(n * bs / (time.perf_counter() - t0))
+        if r == 0:   # a candidate at under 60% of the best cannot win: its time goes to the close ones
+            best = max(rates[c][-1] for c in live); live = [c for c in live if rates[c][-1] >= 0.6 * best]
     return {c: statistics.median(v) for c, v in rates.items()}
 
-# %% ../nbs/13_speed.ipynb #a98c4cff
+# %% ../nbs/13_speed.ipynb #8f905d01
 def cpu_name() -> str:
     "The CPU's model name (from /proc/cpuinfo on Linux)."
     try:
@@ -114,7 +128,7 @@ def _speed_key(cfg, bs, dev) -> str:
     return json.dumps(dict(hw=hw, torch=torch.__version__, threads=torch.get_num_threads(), device=dev.type,
                            config=cfg.to_dict(), bs=bs), sort_keys=True, default=str)
 
-# %% ../nbs/13_speed.ipynb #db7948ef
+# %% ../nbs/13_speed.ipynb #a217083e
 def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
                    cache:str|Path|None=None, # JSON cache file (default: `data_dir()/speed_cache.json`); False: no cache
                    seconds:float=8., margin:float=1.03, verbose:bool=True) -> dict:
@@ -131,7 +145,7 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
     if key in store:
         res = dict(store[key], source='cached')
     else:
-        rates = time_candidates(cfg, bs, dev, seconds=seconds)
+        rates = time_candidates(cfg, bs, dev, seconds=seconds, candidates=cpu_candidates())
         best = max(rates, key=rates.get)
         if rates[best] < margin * rates[('fp32', False)]: best = ('fp32', False)
         res = dict(precision=best[0], channels_last=best[1], img_per_s={f"{p}{'+cl' if cl else ''}": round(v, 1) for (p, cl), v in rates.items()},
@@ -147,7 +161,7 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
               f"({res['source']}{'; img/s: ' + speeds if speeds else ''})")
     return res
 
-# %% ../nbs/13_speed.ipynb #c8668b17
+# %% ../nbs/13_speed.ipynb #5b077e51
 from fastai.callback.core import Callback
 
 class ChannelsLast(Callback):
