@@ -1,6 +1,6 @@
 """mpvae.model: the paper's layer list, generalisation, input checks, save/load.
 
-The layer table below is written by hand from SPEC section 1 (the paper's section 4) and is compared with what
+The layer table below is written by hand from the paper's section 4 (its layer description) and is compared with what
 forward hooks record while a batch flows through the net: the test never looks at how the model is built.
 """
 import math, tempfile
