@@ -177,6 +177,8 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
         progress_line(f"{name} seed {seed} | {pth.name} was trained with other parameters ({_params_diff(have, want)}): training again")
     if checkpoint: _check_resume(ckpt, want, name, seed)
     dls.train.n = train_images // epochs   # each epoch draws this many images from the whole training set
+    if hasattr(dls.train, 'gen'):   # the batches depend on this model's seed only, not on what trained on these loaders before
+        dls.train.gen.manual_seed(int(getattr(dls.train, 'seed', 0) or 0) * 1_000_003 + int(seed))
     learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg, betas=betas,
                           lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
                           checkpoint=f'{name}.ckpt' if checkpoint else None, resume=checkpoint,
