@@ -1,14 +1,8 @@
 """What every benchmark script prints about the machine it ran on (shared by benchmarks/*.py)."""
-import os, platform, resource, sys
+import os, resource, sys
 from pathlib import Path
 
-def cpu_model() -> str:
-    "The CPU's model name (from /proc/cpuinfo where there is one)."
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
+from mpvae.speed import cpu_name as cpu_model   # one reader of /proc/cpuinfo for the library and the benchmarks
 
 def loadavg():
     "1, 5 and 15 minute load averages (None where the OS has none): timings taken under load are inflated."

@@ -34,10 +34,14 @@ def snapshots(runs:Path) -> dict:
     return dict(sorted(out.items()))
 
 
+_HISTORIES = {}
+
 def _history_row(snap:Path, images:int) -> dict:
-    import csv, torch
-    st = torch.load(snap.parent/'state.pth', map_location='cpu', weights_only=False)['history']
-    rows = [r for r in st if r['images'] == images]
+    "The row a run logged after `images` images (its state.pth is read once per run)."
+    import torch
+    run = snap.parent
+    if run not in _HISTORIES: _HISTORIES[run] = torch.load(run/'state.pth', map_location='cpu', weights_only=False)['history']
+    rows = [r for r in _HISTORIES[run] if r['images'] == images]
     return rows[0] if rows else {}
 
 

@@ -49,6 +49,7 @@ def main(argv=None):
     if a.threads: torch.set_num_threads(a.threads)
     torch.zeros(256, 256).sum()   # start the pool now, from this thread
     from mpvae.core import set_seed
+    from mpvae.speed import cpu_name
     from mpvae.dsprites import load_dsprites, dsprites_dls
     from mpvae.train import mpvae_learner, _rng_state, _set_rng_state
     from mpvae.core import atomic_path, atomic_write
@@ -100,7 +101,7 @@ def main(argv=None):
             with learn.no_bar(), learn.no_logging(): learn.fit(1, a.lr)
             record(c, time.time() - t, learn.recorder.log[1:-1])
             st = dict(cfg=cfg, model=learn.model.state_dict(), opt=learn.opt.state_dict(), rng=_rng_state(),
-                      dl=dls.train.state_dict(), history=hist, cpu=_cpu(), torch=str(torch.__version__))
+                      dl=dls.train.state_dict(), history=hist, cpu=cpu_name(), torch=str(torch.__version__))
             with atomic_path(state_p) as tmp: torch.save(st, tmp)
             _write_history(out, hist)
             if c & (c - 1) == 0 or c == n_chunks: _snap(learn, out, c*a.chunk_images, cfg, hist)
@@ -114,14 +115,6 @@ def _write_history(out, hist):
         w = csv.DictWriter(f, fieldnames=list(hist[0])); w.writeheader(); w.writerows(hist)
 
 
-def _cpu():
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-
 def _commit():
     try: return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     except OSError: return None
@@ -129,7 +122,8 @@ def _commit():
 
 def _snap(learn, out, images, cfg, hist):
     import torch
-    record = dict(cfg, images=images, steps=images//cfg['bs'], cpu=_cpu(), torch=str(torch.__version__), commit=_commit(),
+    from mpvae.speed import cpu_name
+    record = dict(cfg, images=images, steps=images//cfg['bs'], cpu=cpu_name(), torch=str(torch.__version__), commit=_commit(),
                   train_seconds=round(sum(h['seconds'] for h in hist), 1), last=hist[-1])
     learn.save_model(out/f'snap_{images}.pth', betas=[cfg['beta']]*len(MODELS[cfg['model']]), seed=cfg['seed'],
                      train_images=images, record=record)
