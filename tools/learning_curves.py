@@ -3,6 +3,7 @@
 
     python tools/learning_curves.py evaluate [--runs runs/long]   # every snapshot pair not evaluated yet
     python tools/learning_curves.py report   [--runs runs/long] [--out reports]
+    python tools/learning_curves.py compare runs/sched/* [--reference runs/long] [--images 307200]
 
 `evaluate` takes each representation seed's baseline and MPVAE snapshots saved after the same number of images
 (`runs/long/vae_seed<s>/snap_<images>.pth`, `runs/long/mpvae_seed<s>/snap_<images>.pth`), and runs the probes of the
@@ -36,12 +37,21 @@ def snapshots(runs:Path) -> dict:
 
 _HISTORIES = {}
 
+def run_history(run:Path) -> list:
+    "The rows a run logged, one per chunk (from state.pth; a one-cycle run, which keeps no state.pth, from history.csv)."
+    import csv, torch
+    if run not in _HISTORIES:
+        if (run/'state.pth').exists(): _HISTORIES[run] = torch.load(run/'state.pth', map_location='cpu', weights_only=False)['history']
+        else:
+            with open(run/'history.csv') as f:
+                _HISTORIES[run] = [{k: (float(v) if k not in ('layout',) and v != '' else v) for k, v in r.items()} for r in csv.DictReader(f)]
+            for r in _HISTORIES[run]: r['images'] = int(r['images']); r['chunk'] = int(r['chunk'])
+    return _HISTORIES[run]
+
+
 def _history_row(snap:Path, images:int) -> dict:
-    "The row a run logged after `images` images (its state.pth is read once per run)."
-    import torch
-    run = snap.parent
-    if run not in _HISTORIES: _HISTORIES[run] = torch.load(run/'state.pth', map_location='cpu', weights_only=False)['history']
-    rows = [r for r in _HISTORIES[run] if r['images'] == images]
+    "The row a run logged after `images` images."
+    rows = [r for r in run_history(snap.parent) if r['images'] == images]
     return rows[0] if rows else {}
 
 
@@ -85,7 +95,8 @@ def cmd_evaluate(a):
     from mpvae.dsprites import load_dsprites
     runs = Path(a.runs); ev = runs/'eval'; ev.mkdir(parents=True, exist_ok=True)
     pairs = snapshots(runs)
-    todo = {k: v for k, v in pairs.items() if a.force or not (ev/f'seed{k[0]}_{k[1]}.json').exists()}
+    todo = {k: v for k, v in pairs.items() if (a.force or not (ev/f'seed{k[0]}_{k[1]}.json').exists())
+            and (not a.images or k[1] in a.images)}
     print(f"{len(pairs)} snapshot pairs, {len(todo)} to evaluate", flush=True)
     if not todo: return
     ds = load_dsprites(progress=False)
@@ -195,17 +206,96 @@ def cmd_report(a):
     print(f"wrote {out/'dsprites_learning_curves.md'} and {len(figs)} figures")
 
 
+def _cfg(run:Path) -> dict:
+    "A run's settings: from state.pth, or (one-cycle runs) from the record in its last snapshot."
+    import torch
+    if (run/'state.pth').exists(): return torch.load(run/'state.pth', map_location='cpu', weights_only=False)['cfg']
+    snaps = sorted(run.glob('snap_*.pth'), key=lambda q: int(q.stem.split('_')[1]))
+    return torch.load(snaps[-1], map_location='cpu', weights_only=False)['meta']['record'] if snaps else {}
+
+
+def _setting(c:dict) -> str:
+    "One line naming a run's schedule: lr, schedule, batch, betas, warm-up."
+    b = c.get('betas', [c.get('beta')])
+    txt = f"{'one-cycle, peak' if c.get('schedule') == 'one_cycle' else 'constant'} lr {c.get('lr'):g}, batch {c.get('bs')}"
+    txt += f", betas {tuple(b)}" if len(b) > 1 else f", beta {b[0]:g}"
+    if c.get('warmup_images'): txt += f", KL warm-up over {c['warmup_images']:,} images"
+    return txt
+
+
+def cmd_compare(a):
+    "Schedules and loss settings side by side at equal image budgets: NELBO per chunk, speed, probes and active dims."
+    import numpy as np, matplotlib
+    matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from mpvae.core import atomic_write
+    from mpvae.experiment import save_fig
+    ref = Path(a.reference); out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    variants = [('reference', ref)] + [(Path(v).name, Path(v)) for v in a.variants]
+    budget = a.images
+    runs = {}   # (variant, model) -> (cfg, history rows up to the budget)
+    for name, d in variants:
+        for m in ('vae', 'mpvae'):
+            r = d/f'{m}_seed{a.seed}'
+            if not r.is_dir() or r.is_symlink(): continue
+            rows = [h for h in run_history(r) if h['images'] <= budget]
+            if rows: runs[(name, m)] = (_cfg(r), rows)
+    if not runs: sys.exit('no runs found')
+    fig, axs = plt.subplots(1, 2, figsize=(12, 3.6))
+    for j, m in enumerate(('vae', 'mpvae')):
+        for i, ((name, mm), (c, rows)) in enumerate((k, v) for k, v in runs.items() if k[1] == m):
+            axs[j].plot([h['images'] for h in rows], [h['nelbo'] for h in rows], 'o-', ms=3, color=f'C{i}', label=f'{name}: {_setting(c)}')
+        axs[j].set_title(f"{'baseline (z = 12)' if m == 'vae' else 'MPVAE (3, 9)'}: validation NELBO", fontsize=9)
+        axs[j].set_xscale('log'); axs[j].set_xlabel('images seen'); axs[j].set_ylabel('nats / image'); axs[j].grid(alpha=0.3)
+        axs[j].legend(fontsize=6)
+    fig.tight_layout(); fig_p = save_fig(fig, out/'dsprites_schedules_nelbo.png')
+    chunks = sorted({h['images'] for _, rows in runs.values() for h in rows})
+    lines = [f'# dSprites: training schedules and loss settings compared at {budget:,} images', '',
+             'Generated by `python tools/learning_curves.py compare` from runs of `tools/long_run.py` (representation seed '
+             f'{a.seed}, float32, one thread per run). Validation NELBO (nats per image, beta = 1, on the runs\' held-out '
+             '1% of dSprites) after each chunk of training; the one-cycle runs are comparable only at the end of their '
+             'cycle. Throughput is the median over chunks of a run, two runs sharing the 2 cores; it depends on the machine '
+             'and on what ran beside it, so compare it only between runs with the same layout that ran together.', '',
+             f'![]({Path(fig_p).name})', '',
+             '| run | model | setting | layout | ' + ' | '.join(f'NELBO at {c:,}' for c in chunks) + ' | recon at end | KL per path at end | median img/s |',
+             '|---|---|---|---|' + '---:|'*len(chunks) + '---:|---|---:|']
+    for (name, m), (c, rows) in runs.items():
+        by = {h['images']: h for h in rows}; last = rows[-1]
+        kls = ' / '.join(f"{last[k]:.2f}" for k in sorted(last) if k.startswith('kl') and k[2:].isdigit())
+        lines.append(f"| {name} | {m} | {_setting(c)} | {last.get('layout') or 'contig'} | "
+                     + ' | '.join(f"{by[i]['nelbo']:.2f}" if i in by else '' for i in chunks)
+                     + f" | {last['recon']:.2f} | {kls} | {np.median([h['img_per_s'] for h in rows]):.0f} |")
+    lines += ['', f'## Probes at {budget:,} images (paper preset protocol, as in the learning curves)', '',
+              '| run | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | active dims (baseline / z1 / z2) |', '|---|---:|---:|---:|---:|---:|---|']
+    for name, d in variants:
+        e = d/'eval'/f'seed{a.seed}_{budget}.json'
+        if not e.exists(): lines.append(f'| {name} | not evaluated |||||| '); continue
+        r = json.loads(e.read_text()); mm = {k: r['rows'][k]['mean'] for k in FEATS}; o = r['ordering']; act = r['active']
+        lines.append(f"| {name} | " + ' | '.join(f"{mm[k]['mean']:.2f} ± {mm[k]['std_runs']:.2f}" for k in FEATS)
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act['vae/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
+    md = '\n'.join(lines) + '\n'
+    if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
+    with atomic_write(out/'dsprites_schedules.md', 'w') as f: f.write(md)
+    print(f"wrote {out/'dsprites_schedules.md'}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
+    c = sub.add_parser('compare', help='schedules / loss settings side by side at an equal image budget')
+    c.add_argument('variants', nargs='+', help='run folders holding vae_seed<s>/ and/or mpvae_seed<s>/ (e.g. runs/sched/*)')
+    c.add_argument('--reference', default='runs/long', help='the runs the others are compared with')
+    c.add_argument('--seed', type=int, default=0); c.add_argument('--images', type=int, default=307_200, help='the budget')
+    c.add_argument('--out', default='reports'); c.add_argument('--notes', default='reports/dsprites_schedules_notes.md')
     for name in ('evaluate', 'report'):
         s = sub.add_parser(name); s.add_argument('--runs', default='runs/long')
-        if name == 'evaluate': s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+        if name == 'evaluate':
+            s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+            s.add_argument('--images', type=int, nargs='*', help='only the snapshots taken after these many images')
         else:
             s.add_argument('--out', default='reports')
             s.add_argument('--notes', default='reports/dsprites_learning_curves_notes.md', help='Markdown appended to the report')
     a = p.parse_args(argv)
-    {'evaluate': cmd_evaluate, 'report': cmd_report}[a.cmd](a)
+    {'evaluate': cmd_evaluate, 'report': cmd_report, 'compare': cmd_compare}[a.cmd](a)
 
 
 if __name__ == '__main__':

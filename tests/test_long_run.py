@@ -1,0 +1,49 @@
+"""`tools/long_run.py`: a run split over several invocations (sessions) must be the run made in one go.
+
+Tiny chunks (640 images = 10 steps at batch 64) keep it to seconds; the real runs use 76,800-image chunks.
+"""
+import subprocess, sys
+import pytest, torch
+
+def run(root, out, *args):
+    cmd = [sys.executable, str(root/'tools'/'long_run.py'), '--model', 'mpvae', '--seed', '1', '--precision', 'fp32',
+           '--threads', '1', '--chunk-images', '640', '--out', str(out), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+
+def state(out): return torch.load(out/'state.pth', map_location='cpu', weights_only=False)
+
+def test_resumed_run_is_the_uninterrupted_run(root, tmp_path):
+    a, b = tmp_path/'a', tmp_path/'b'
+    assert run(root, a, '--stop-images', 1280).returncode == 0
+    r1 = run(root, b, '--stop-images', 640)
+    assert r1.returncode == 0 and 'chunk 1/1' in r1.stdout
+    r2 = run(root, b, '--stop-images', 1280)                 # a new process: the next session
+    assert r2.returncode == 0 and 'resumed from' in r2.stdout and 'chunk 2/2' in r2.stdout
+    sa, sb = state(a), state(b)
+    keys = ('images', 'train_loss', 'valid_loss', 'recon', 'kl1', 'kl2', 'nelbo')
+    assert [[h[k] for k in keys] for h in sa['history']] == [[h[k] for k in keys] for h in sb['history']]
+    for k, v in sa['model'].items(): assert torch.equal(v, sb['model'][k]), k
+    # snapshots at chunks 1 and 2 (powers of two), loadable as models that carry their training record
+    from mpvae.model import load_model
+    m = load_model(b/'snap_1280.pth')
+    assert m.meta['record']['images'] == 1280 and m.meta['record']['steps'] == 20
+    assert (b/'snap_640.pth').exists()
+    # other settings into the same folder: refused, naming both configurations
+    r3 = run(root, b, '--stop-images', 1920, '--lr', '1e-4')
+    assert r3.returncode != 0 and 'was written with' in r3.stderr and 'use another --out' in r3.stderr
+
+def test_warmup_counts_images_over_the_whole_run(root, tmp_path):
+    out = tmp_path/'w'
+    assert run(root, out, '--stop-images', 640, '--warmup-images', 1000, '--betas', 4, 1).returncode == 0
+    assert run(root, out, '--stop-images', 1280, '--warmup-images', 1000, '--betas', 4, 1).returncode == 0
+    h = state(out)['history']
+    # the weight of the last batch of each chunk: (images before that batch) / 1000, capped at 1 -- not restarted per chunk
+    assert h[0]['beta_weight'] == pytest.approx(576/1000) and h[1]['beta_weight'] == 1.0
+    assert state(out)['cfg']['betas'] == [4.0, 1.0]
+
+def test_bad_arguments_are_refused(root, tmp_path):
+    r = run(root, tmp_path/'x', '--stop-images', 1280, '--betas', 4)
+    assert r.returncode == 2 and 'one value per path' in r.stderr
+    r = run(root, tmp_path/'x', '--stop-images', 100)
+    assert r.returncode == 2 and 'at least one chunk' in r.stderr
+    assert not (tmp_path/'x').exists()
