@@ -22,11 +22,13 @@ __all__ = ['CELEBA_ATTRS', 'CELEBA_SPLITS', 'CELEBA_SPLIT_SIZES', 'CELEBA_IMAGE_
            'make_celeba_folder']
 
 # %% ../nbs/02_celeba.ipynb #0dc67ada
-CELEBA_ATTRS = ('5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair '
-                'Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup '
-                'High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose '
-                'Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat '
-                'Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young').split()
+CELEBA_ATTRS = (
+    '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair '
+    'Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup '
+    'High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose '
+    'Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat '
+    'Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young'
+).split()
 CELEBA_SPLITS = {'train': 0, 'valid': 1, 'test': 2}  # the values in list_eval_partition.txt
 CELEBA_SPLIT_SIZES = {'train': 162_770, 'valid': 19_867, 'test': 19_962}
 CELEBA_IMAGE_SIZE = (178, 218)  # (width, height) of every image in img_align_celeba/

@@ -39,11 +39,15 @@ def default_device(device:str|torch.device|None=None # 'cpu', 'cuda', 'cuda:1', 
     "The device to use: `device` if given (checked), else CUDA, then MPS, then CPU."
     if device is None or device == 'auto':
         if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+            return torch.device('mps')
         return torch.device('cpu')
     d = torch.device(device)
     if d.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here; pass device='cpu' (or None to pick automatically)")
+        raise RuntimeError(
+            f"device {device!r} was asked for but CUDA is not available here; pass device='cpu' (or None to pick"
+            " automatically)"
+        )
     return d
 
 # %% ../nbs/00_core.ipynb #41618067
@@ -70,14 +74,16 @@ def atomic_write(path:str|Path, # final destination
 
 # %% ../nbs/00_core.ipynb #d449b77f
 def atomic_path(path:str|Path):
-    "Context manager yielding a temporary *path* next to `path` for writers that want a filename (e.g. `np.savez`, `torch.save`)."
+    "Context manager: a temporary *path* next to `path`, for writers that want a filename (`np.savez`, `torch.save`)."
     return _AtomicPath(Path(path))
 
 class _AtomicPath:
     def __init__(self, path): self.path = path
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{self.path.name}.', suffix='.tmp'+''.join(self.path.suffixes), dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f'.{self.path.name}.', suffix='.tmp' + ''.join(self.path.suffixes), dir=self.path.parent
+        )
         os.close(fd); self.tmp = Path(tmp); return self.tmp
     def __exit__(self, typ, val, tb):
         if typ is None: os.replace(self.tmp, self.path)
@@ -87,19 +93,24 @@ class _AtomicPath:
 
 # %% ../nbs/00_core.ipynb #5eca4b10
 def _file_kind(path:Path) -> str:
-    "What `path` looks like, for an error message: a truncated torch archive, another zip, a pickle, a NumPy array, text."
+    "What `path` looks like, for an error message: a truncated torch archive, another zip, a pickle, NumPy, text."
     head = path.open('rb').read(16)
     if head.startswith(b'PK\x03\x04'):
-        if not zipfile.is_zipfile(path): return "a torch archive with its end cut off (truncated: an interrupted save, copy or download)"
-        return "a complete zip archive that torch cannot read as one of its files (another program's zip, or a damaged torch file)"
+        if not zipfile.is_zipfile(path):
+            return "a torch archive with its end cut off (truncated: an interrupted save, copy or download)"
+        return (
+            "a complete zip archive that torch cannot read as one of its files (another program's zip, or a damaged"
+            " torch file)"
+        )
     if head.startswith(b'\x93NUMPY'): return "a NumPy array file (.npy), not a torch file"
-    if head[:1] == b'\x80': return "a Python pickle, not a torch zip archive (written by another program, or by torch < 1.6)"
+    if head[:1] == b'\x80':
+        return "a Python pickle, not a torch zip archive (written by another program, or by torch < 1.6)"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head): return f"a text file (it starts with {head.decode()!r})"
     return f"not a torch file (it starts with the bytes {head!r})"
 
 def load_torch_file(path:str|Path, # the file to read
-                    what:str, # what it should be, for the error message, e.g. "a model written by mpvae.model.save_model"
-                    weights_only:bool=True, # torch's safe unpickler; False only for our own checkpoints (they hold numpy/python RNG states)
+                    what:str, # what it should be, for the error message, e.g. "a model written by save_model"
+                    weights_only:bool=True, # torch's safe unpickler; False only for our checkpoints (they hold RNG states)
                     map_location='cpu' # where tensors are loaded
                    ):
     "`torch.load(path)`, failing with an error that names the file, says what it should be, and what it is instead."
@@ -120,13 +131,14 @@ class ArraySource:
     def __init__(self, x:torch.Tensor, # raw rows, e.g. uint8 images or bit-packed bytes
                  decode=None, # batch of raw rows (on the target device) -> float tensor; default: `x.float()`
                  y:torch.Tensor|None=None, # optional labels (one per row of `x`), returned by `labels`
-                 rows:torch.Tensor|None=None # optional subset: item i of this source is row `rows[i]` of `x` (no copy of `x`)
+                 rows:torch.Tensor|None=None # optional subset: item i is row `rows[i]` of `x` (no copy of `x`)
                 ):
         if not isinstance(x, torch.Tensor): x = torch.as_tensor(np.asarray(x))
         if y is not None and len(y) != len(x): raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
         if rows is not None:
             rows = torch.as_tensor(rows, dtype=torch.long)
-            if len(rows) and (rows.min() < 0 or rows.max() >= len(x)): raise IndexError(f"rows must lie in [0, {len(x)})")
+            if len(rows) and (rows.min() < 0 or rows.max() >= len(x)):
+                raise IndexError(f"rows must lie in [0, {len(x)})")
         self.x, self.y, self.decode, self.rows = x, y, decode, rows
     def __len__(self): return len(self.x) if self.rows is None else len(self.rows)
     def _rows(self, idxs): return idxs if self.rows is None else self.rows[idxs]
@@ -142,13 +154,24 @@ class ArraySource:
 # %% ../nbs/00_core.ipynb #b21ba3c6
 class ArrayDataLoader(DataLoader):
     "A fastai `DataLoader` over an `ArraySource` whose batches are index slices; shuffling uses a seeded generator."
-    def __init__(self, dataset:ArraySource=None, bs:int=64, shuffle:bool=False, drop_last:bool=False,
+    def __init__(self,
+                 dataset:ArraySource=None, # the rows to batch
+                 bs:int=64, # batch size
+                 shuffle:bool=False, # a new random order every epoch (from the seeded generator)
+                 drop_last:bool=False, # drop the last batch when it is smaller than `bs`
                  seed:int|None=0, # seed of the shuffling generator (None: draw one from torch's global RNG)
-                 device=None, n=None, **kwargs):
-        if not isinstance(dataset, ArraySource): raise TypeError(f"ArrayDataLoader needs an ArraySource, got {type(dataset).__name__}")
+                 device=None, # where batches are put (None: where the source's rows are)
+                 n=None, # items per epoch (None: the whole source); a smaller `n` draws a fresh subset each epoch
+                 **kwargs # other fastai `DataLoader` arguments (worker and pinning options are ignored)
+                ):
+        if not isinstance(dataset, ArraySource):
+            raise TypeError(f"ArrayDataLoader needs an ArraySource, got {type(dataset).__name__}")
         if bs is None or bs < 1: raise ValueError(f"bs must be a positive int, got {bs!r}")
-        for k in ('num_workers','pin_memory','timeout','indexed','persistent_workers','pin_memory_device'): kwargs.pop(k, None)
-        super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, indexed=True, n=n, device=device, **kwargs)
+        for k in ('num_workers', 'pin_memory', 'timeout', 'indexed', 'persistent_workers', 'pin_memory_device'):
+            kwargs.pop(k, None)
+        super().__init__(
+            dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, indexed=True, n=n, device=device, **kwargs
+        )
         if seed is None: seed = int(torch.randint(0, 2**62, (1,)).item())
         self.seed, self.gen = seed, torch.Generator().manual_seed(seed)
         self.n_inp = 1
@@ -160,7 +183,7 @@ class ArrayDataLoader(DataLoader):
     def randomize(self): pass  # shuffling is driven by `self.gen`, not fastai's python RNG
 
     def _perm(self):
-        "This epoch's item order: a permutation of the whole source (or `arange`), cut to `n` items when `n` is smaller."
+        "This epoch's item order: a permutation of the whole source (or `arange`), cut to `n` items."
         N = len(self.dataset)
         idxs = torch.randperm(N, generator=self.gen) if self.shuffle else torch.arange(N)
         return idxs if self.n is None or self.n >= N else idxs[:self.n]
@@ -168,7 +191,7 @@ class ArrayDataLoader(DataLoader):
     def get_idxs(self): return self._perm().tolist()
 
     def __len__(self):
-        "Batches per epoch: of `n` items, or of the whole source when it holds fewer (`_perm` never draws more than it has)."
+        "Batches per epoch: of `n` items, or of the whole source when it holds fewer (`_perm` draws no more than it has)."
         n = len(self.dataset) if self.n is None else min(self.n, len(self.dataset))
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
@@ -211,7 +234,9 @@ def array_dls(x, # raw rows (uint8 images, bit-packed bytes, ...) for the whole 
         if not 0 <= valid_pct < 1: raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         nv = int(round(n*valid_pct)); valid_idx, train_idx = perm[:nv].sort().values, perm[nv:].sort().values
-    train_idx, valid_idx = torch.as_tensor(train_idx, dtype=torch.long), torch.as_tensor(valid_idx if valid_idx is not None else [], dtype=torch.long)
+    train_idx, valid_idx = torch.as_tensor(train_idx, dtype=torch.long), torch.as_tensor(
+        valid_idx if valid_idx is not None else [], dtype=torch.long
+    )
     if len(train_idx) == 0: raise ValueError("the training split is empty")
     dev = default_device(device)
     # both splits index into the one `x`: no copy of the data

@@ -1,4 +1,4 @@
-"""Data-parallel MPVAE training on fastai's `distrib_ctx()` and Hugging Face `accelerate`: several GPUs, several machines, or several CPU processes, with sharded loaders, mixed precision, exact checkpoint/resume and one writer.
+"""Data-parallel MPVAE training with fastai's `distrib_ctx()`: several GPUs, machines or CPU processes.
 
 Docs: https://mpvae.github.io/mpvae/distributed.html.md"""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.distributed as dist
-from .core import atomic_write   # before fastai: it keeps fastai's import quiet
+from .core import atomic_write   # before fastai
 from fastcore.basics import patch
 from fastai.torch_core import rank_distrib, num_distrib, to_device
 from fastai.learner import AvgLoss, AvgMetric
@@ -29,14 +29,17 @@ def _comm_device() -> str:
     return 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
 
 class ShardedDL(DistributedDL):
-    "fastai's `DistributedDL` for any backend (gloo on CPU, NCCL on GPU), with an exact length and the wrapped loader's RNG state."
+    "fastai's `DistributedDL` for any backend (gloo, NCCL), with an exact length and the wrapped loader's RNG state."
     def _broadcast(self, t, rank):
         "rank `rank`'s list `t` on every rank (no-op outside a process group)."
         if self.world_size < 2 or not (dist.is_available() and dist.is_initialized()): return list(t)
         dev = _comm_device()
         n = torch.tensor([len(t)], dtype=torch.long, device=dev); dist.broadcast(n, rank)
-        if int(n) != len(t): raise RuntimeError(f"rank {self.rank} drew {len(t)} indices but rank {rank} drew {int(n)}: "
-                                                "every process must build the same data (same dataset, n and seed)")
+        if int(n) != len(t):
+            raise RuntimeError(
+                f"rank {self.rank} drew {len(t)} indices but rank {rank} drew {int(n)}: "
+                "every process must build the same data (same dataset, n and seed)"
+            )
         t = torch.as_tensor(list(t), dtype=torch.long, device=dev); dist.broadcast(t, rank)
         return t.cpu().tolist()
     def _n_items(self) -> int:
@@ -48,8 +51,8 @@ class ShardedDL(DistributedDL):
     def state_dict(self): return self.dl.state_dict()
     def load_state_dict(self, sd): self.dl.load_state_dict(sd)
     def __iter__(self):
-        # fastai's DataLoader.__iter__ goes through a torch DataLoader iterator, whose creation draws a seed from torch's
-        # global RNG: one draw per epoch that a run resumed mid-epoch would not repeat (its noise stream would be shifted).
+        # fastai's DataLoader.__iter__ goes through a torch DataLoader iterator, whose creation draws a seed from
+        # torch's global RNG: one draw per epoch that a run resumed mid-epoch would not repeat (shifting its noise).
         self.randomize(); self.before_iter()
         idxs = self.get_idxs()
         for b in self.create_batches(idxs):
@@ -65,18 +68,20 @@ def _all_reduce_(t:torch.Tensor, op=None) -> torch.Tensor:
     t.copy_(buf.to(t.device)); return t
 
 def _check_data_device(dls, dev:torch.device):
-    "Fail clearly when data held on a GPU sit on another GPU than this rank's model (data built before `init_distributed`)."
+    "Fail clearly when data on a GPU sit on another GPU than this rank's model (data built before `init_distributed`)."
     for dl in dls:
         x = getattr(getattr(dl, 'dataset', None), 'x', None)
         if isinstance(x, torch.Tensor) and x.device.type == 'cuda' and dev.type == 'cuda' and x.device != dev:
-            raise RuntimeError(f"rank {rank_distrib()}: the data are held on {x.device} but this process trains on {dev}: "
-                               "call mpvae.distributed.init_distributed() before building the DataLoaders "
-                               "(or build them with data_on_device=False)")
+            raise RuntimeError(
+                f"rank {rank_distrib()}: the data are held on {x.device} but this process trains on {dev}: "
+                "call mpvae.distributed.init_distributed() before building the DataLoaders "
+                "(or build them with data_on_device=False)"
+            )
 
 class MPVAEDistributedTrainer(DistributedTrainer):
-    "fastai's `DistributedTrainer` for MPVAEs: CPU (gloo) or GPU processes, loss parameters synced, per-rank noise, global validation metrics."
+    "fastai's `DistributedTrainer` for MPVAEs: CPU or GPU processes, synced loss parameters, per-rank noise."
     def __init__(self, sync_bn:bool=False, # the MPVAE has no batch norm; kept for fastai's signature
-                 per_rank_noise:bool=True, # offset the torch RNG by the rank so each process draws its own sampling noise
+                 per_rank_noise:bool=True, # offset the torch RNG by the rank: each process draws its own noise
                  **kwargs): # passed to `accelerate.Accelerator`
         kwargs.setdefault('cpu', not torch.cuda.is_available())
         self.per_rank_noise = per_rank_noise
@@ -99,7 +104,7 @@ class MPVAEDistributedTrainer(DistributedTrainer):
             if p.grad is not None: _all_reduce_(p.grad).div_(_world()[1])
 
     def after_validate(self):
-        "Sum every validation metric's running total and count over ranks, so each logs the whole validation set's value."
+        "Sum each validation metric's total and count over ranks, so every rank logs the whole validation set's value."
         if _world()[1] < 2 or not hasattr(self.learn, 'recorder'): return
         for m in self.recorder._valid_mets:
             if isinstance(m, (AvgLoss, AvgMetric, LossTerm)) and getattr(m, 'count', 0):
@@ -115,7 +120,7 @@ def to_distributed(self:MPVAELearner, sync_bn:bool=False, **kwargs):
     return self
 
 def init_distributed() -> torch.device:
-    "Call first in a launched script: bind this process to its GPU (`LOCAL_RANK`) so data built next lands there; return the device."
+    "Call first in a launched script: bind this process to its GPU (`LOCAL_RANK`) so data land there; return the device."
     local = int(os.environ.get('LOCAL_RANK', 0))
     if torch.cuda.is_available():
         if local >= torch.cuda.device_count():
@@ -129,7 +134,10 @@ def _parser():
     ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
                                  "`accelerate launch` / `torchrun` (rank 0 writes every file).")
     ap.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites')
-    ap.add_argument('--data-path', help="official dSprites npz or CelebA folder (default: the mpvae data folder; dSprites is rendered if absent)")
+    ap.add_argument(
+        '--data-path',
+        help="official dSprites npz or CelebA folder (default: the mpvae data folder; dSprites is rendered if absent)",
+    )
     ap.add_argument('--train-images', type=int, default=None, help="images per run, split over the epochs (default: one pass over the training set per epoch)")
     ap.add_argument('--valid-images', type=int, default=10_000, help="validate on at most this many images (a fixed random subset; default 10000)")
     ap.add_argument('--epochs', type=int, default=1)
@@ -147,7 +155,7 @@ def _parser():
 _DIMS = {'dsprites': (3, 9), 'celeba': (8, 24)}   # the paper's paths for each dataset
 
 def _check_args(a, world:int=1):
-    "Every argument's value checked before any data is loaded: a ValueError naming the option, the value and what it must be."
+    "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
     for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images)):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     if a.checkpoint_every_iters is not None and a.checkpoint_every_iters < 1:
@@ -157,9 +165,14 @@ def _check_args(a, world:int=1):
     dims = a.latent_dims or _DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
     if len(a.betas) not in (1, len(dims)):
-        raise ValueError(f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or one per path")
+        raise ValueError(
+            f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
+            " one per path"
+        )
     if a.train_images is not None and a.train_images < a.bs * world * a.epochs:
-        raise ValueError(f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch")
+        raise ValueError(
+            f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
+        )
     if a.data_path is not None and not Path(a.data_path).exists():
         raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
 
@@ -178,7 +191,7 @@ def train(argv=None) -> dict:
     world = max(1, num_distrib())
     _check_args(a, world)
     device = init_distributed()
-    if a.precision == 'auto' and world > 1 and device.type == 'cpu':   # each process would measure alone, maybe choose apart
+    if a.precision == 'auto' and world > 1 and device.type == 'cpu':   # each would measure alone
         a.precision = 'fp32'
         if rank_distrib() == 0: print("mpvae-train: --precision auto with several CPU processes trains in fp32 "
                                       "(pass --precision bf16 for bf16)", file=sys.stderr)
@@ -193,7 +206,8 @@ def train(argv=None) -> dict:
                           checkpoint_every_iters=a.checkpoint_every_iters, resume=a.resume,
                           cbs=[ProgressLines(f"{a.data} z={'+'.join(map(str, a.latent_dims or dims))}", a.seed, job={}, out=sys.stdout)])
     t0 = time.time()
-    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx(): learn.fit(a.epochs, a.lr)   # the terminal gets ProgressLines
+    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
+        learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=a.epochs, device=str(device),
@@ -210,7 +224,7 @@ def train(argv=None) -> dict:
 def main(argv=None):
     "Console script `mpvae-train`."
     try: train(argv)
-    except (ValueError, FileNotFoundError) as e:   # fastai prefixes a callback's error with a line naming the callback: dropped
+    except (ValueError, FileNotFoundError) as e:   # fastai's line naming the callback: dropped
         msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', str(e))
         print(f"mpvae-train: {' '.join(msg.split())}", file=sys.stderr); return 2
     return 0

@@ -393,7 +393,7 @@ def show_images(ims, # images `(n, [1,] 64, 64)`
 # %% ../nbs/01_dsprites.ipynb #9e2087b9
 REFERENCE_FILENAME = 'dsprites_gif_frames.npz'
 
-def load_reference_frames(path:str|Path|None=None # the frames file; None: `$MPVAE_REFERENCE` or the repository's `reference/`
+def load_reference_frames(path:str|Path|None=None # the frames file; None: `$MPVAE_REFERENCE` or the repo's `reference/`
                          )->np.ndarray: # the 160 frames `(160, 64, 64)` bool
     "The 160 real dSprites frames (160, 64, 64) bool: `path`, `$MPVAE_REFERENCE`, or `reference/` of the repository."
     if path is None and os.environ.get('MPVAE_REFERENCE'): path = os.environ['MPVAE_REFERENCE']

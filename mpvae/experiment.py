@@ -1,4 +1,4 @@
-"""Reconstructions, per-path latent traversals, our accuracies against the paper's, and the train -> encode -> probe steps the table notebooks share.
+"""Figures (reconstructions, traversals, ours vs the paper) and the train -> encode -> probe steps of the tables.
 
 Docs: https://mpvae.github.io/mpvae/experiment.html.md"""
 
@@ -34,7 +34,8 @@ def plot_reconstructions(model:MPVAE, x:torch.Tensor, # a batch of images (n, c,
     x = x[:n]; r = model.reconstruct(x.to(dev)).cpu()
     fig, axs = plt.subplots(2, len(x), figsize=(1.2*len(x), 2.6), squeeze=False)
     for i in range(len(x)):
-        axs[0, i].imshow(_img(x[i]), cmap='gray', vmin=0, vmax=1); axs[1, i].imshow(_img(r[i]), cmap='gray', vmin=0, vmax=1)
+        axs[0, i].imshow(_img(x[i]), cmap='gray', vmin=0, vmax=1)
+        axs[1, i].imshow(_img(r[i]), cmap='gray', vmin=0, vmax=1)
     for a in axs.flat: a.set_axis_off()
     axs[0, 0].set_title('input', fontsize=8, loc='left'); axs[1, 0].set_title('reconstruction', fontsize=8, loc='left')
     if title: fig.suptitle(title, fontsize=10)
@@ -99,7 +100,10 @@ def plot_vs_paper(res:dict, columns:list|None=None, paper:dict|None=None, title:
     if ch:
         for j, l in enumerate(labels):
             v = np.mean([ch[k] for k in res['labels']]) if l == 'mean' else ch.get(l)
-            if v is not None: ax.hlines(100*v, j-0.45, j+0.45, colors='k', linestyles='--', lw=0.8, label='chance' if j == 0 else None)
+            if v is not None:
+                ax.hlines(
+                    100 * v, j - 0.45, j + 0.45, colors='k', linestyles='--', lw=0.8, label='chance' if j == 0 else None
+                )
     ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels); ax.set_ylabel('probe accuracy (%)')
     ax.set_ylim(0, 100); ax.legend(fontsize=6, ncol=2, loc='upper right'); ax.grid(axis='y', alpha=0.3)
     if title: ax.set_title(title, fontsize=10)
@@ -110,13 +114,14 @@ def plot_vs_paper(res:dict, columns:list|None=None, paper:dict|None=None, title:
 def save_fig(fig, path:str|Path, dpi:int=110) -> Path:
     "Save a figure atomically (PNG by default) and close it."
     path = Path(path)
-    with atomic_path(path) as tmp: fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format=path.suffix.lstrip('.') or 'png')
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format=path.suffix.lstrip('.') or 'png')
     plt.close(fig)
     return path
 
 # %% ../nbs/09_experiment.ipynb #6a3ee0f7
 def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
-    "Everything that determines what `train_model` trains, as plain JSON values (the data by its split sizes and batch size)."
+    "Everything that determines what `train_model` trains, as JSON values (the data by split sizes and batch size)."
     plain = lambda o: json.loads(json.dumps(o, default=lambda v: v.to_dict() if hasattr(v, 'to_dict') else str(v)))
     return plain(dict(latent_dims=list(latent_dims), betas=betas if isinstance(betas, (int, float)) else list(betas),
                       train_images=int(train_images), epochs=int(epochs), lr=float(lr), precision=precision, seed=int(seed),
@@ -126,7 +131,9 @@ def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, s
 def _params_diff(have, want) -> str:
     "The fields two `train_params` records differ in, as 'name: old -> new'."
     if not isinstance(have, dict): return 'no parameters recorded'
-    return ', '.join(f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+    return ', '.join(
+        f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)
+    )
 
 def _saved_params(pth:Path):
     "The `train_params` a saved model was trained with (None if the file has none or cannot be read)."
@@ -137,7 +144,7 @@ def _saved_params(pth:Path):
 
 # %% ../nbs/09_experiment.ipynb #1a38bef8
 def _check_resume(ckpt:Path, want:dict, name:str, seed:int):
-    "Keep `ckpt` to resume from only if it belongs to a run with the parameters `want` (recorded beside it); else delete it."
+    "Keep `ckpt` to resume from only if its run had the parameters `want` (recorded beside it); else delete it."
     from mpvae.train import progress_line
     side = ckpt.with_name(ckpt.name + '.json')
     if ckpt.exists():
@@ -145,7 +152,10 @@ def _check_resume(ckpt:Path, want:dict, name:str, seed:int):
         except (OSError, ValueError): have = None
         if have == want: progress_line(f"{name} seed {seed} | resuming from {ckpt.name}")
         else:
-            progress_line(f"{name} seed {seed} | {ckpt.name} is from a run with other parameters ({_params_diff(have, want)}): starting over")
+            progress_line(
+                f"{name} seed {seed} | {ckpt.name} is from a run with other parameters ({_params_diff(have, want)}):"
+                " starting over"
+            )
             ckpt.unlink()
     with atomic_write(side, 'w') as f: json.dump(want, f)
 
@@ -158,26 +168,33 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
                 epochs:int=5, # the images are split into this many "epochs" (one log row, one checkpoint each)
                 lr:float=1e-3, precision:str|None='auto', seed:int=0, out_dir:str|Path='.', name:str='model',
                 model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True, checkpoint:bool=False,
-                progress_lines:bool|None=None, # one plain line per epoch (`ProgressLines`); None: when `$MPVAE_PROGRESS_FILE` is set, as in `mpvae-tables` runs
-                reuse:bool=True # return the model already saved under `out_dir` if it was trained with the same parameters
+                progress_lines:bool|None=None, # a plain line per epoch (`ProgressLines`); None: if `$MPVAE_PROGRESS_FILE` is set
+                reuse:bool=True # return the model saved under `out_dir` if it was trained with these parameters
                ):
-    "Train one MPVAE (or single-path baseline) for `train_images` images; save model, CSV log and loss curves under `out_dir`."
+    "Train an MPVAE (or the baseline) on `train_images` images; save model, CSV log and loss curves under `out_dir`."
     from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines, progress_line
     from mpvae.model import load_model
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    if train_images < dls.train.bs: raise ValueError(f"train_images={train_images} is less than one batch of {dls.train.bs}")
+    if train_images < dls.train.bs:
+        raise ValueError(f"train_images={train_images} is less than one batch of {dls.train.bs}")
     epochs = max(1, min(int(epochs), train_images // dls.train.bs))
-    want = train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg, loss_cfg, beta_warmup)
+    want = train_params(
+        dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg, loss_cfg, beta_warmup
+    )
     pth, ckpt = out_dir/f'{name}.pth', out_dir/f'{name}.ckpt'
     if reuse and pth.exists():
         have = _saved_params(pth)
         if have == want:
             progress_line(f"{name} seed {seed} | reusing {pth.name}: trained before with the same parameters")
             return load_model(pth)
-        progress_line(f"{name} seed {seed} | {pth.name} was trained with other parameters ({_params_diff(have, want)}): training again")
+        progress_line(
+            f"{name} seed {seed} | {pth.name} was trained with other parameters ({_params_diff(have, want)}): training"
+            " again"
+        )
     if checkpoint: _check_resume(ckpt, want, name, seed)
     dls.train.n = train_images // epochs   # each epoch draws this many images from the whole training set
-    if hasattr(dls.train, 'gen'):   # the batches depend on this model's seed only, not on what trained on these loaders before
+    # the batches depend on this model's seed only, not on what trained on these loaders before
+    if hasattr(dls.train, 'gen'):
         dls.train.gen.manual_seed(int(getattr(dls.train, 'seed', 0) or 0) * 1_000_003 + int(seed))
     learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg, betas=betas,
                           lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
@@ -188,7 +205,9 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
     learn.save_model(pth, betas=betas, train_images=train_images, seed=seed, train_params=want,
                      precision=getattr(learn, 'precision', None))
-    if checkpoint and ckpt.exists(): ckpt.unlink(); ckpt.with_name(ckpt.name + '.json').unlink(missing_ok=True)   # finished
+    if checkpoint and ckpt.exists():
+        ckpt.unlink()
+        ckpt.with_name(ckpt.name + '.json').unlink(missing_ok=True)  # finished
     save_fig(plot_loss_curves(out_dir/f'{name}_history.csv'), out_dir/f'{name}_loss.png')
     learn.model.eval()
     return learn.model
@@ -202,10 +221,12 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
     if not results: raise ValueError("no probe results")
     labels = results[0].labels
     for r in results[1:]:
-        if r.labels != labels or r.features != results[0].features: raise ValueError("probe results disagree on labels or feature sets")
+        if r.labels != labels or r.features != results[0].features:
+            raise ValueError("probe results disagree on labels or feature sets")
     out = {}
     for key, feat in rows.items():
-        if feat not in results[0].features: raise KeyError(f"feature set {feat!r} not in the probe results ({results[0].features})")
+        if feat not in results[0].features:
+            raise KeyError(f"feature set {feat!r} not in the probe results ({results[0].features})")
         fi = results[0].features.index(feat)
         acc = {l: aggregate(np.stack([r.acc[fi, li].reshape(-1) for r in results])) for li, l in enumerate(labels)}
         mean = aggregate(np.stack([r.acc[fi].mean(0).reshape(-1) for r in results]))
@@ -215,7 +236,7 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
 # %% ../nbs/09_experiment.ipynb #5a2b80f3
 def table_results(table:str, # 'dsprites' or 'celeba'
                   rows:dict, probe_results:list, params:dict, names:dict|None=None, **extra) -> dict:
-    "The JSON-ready record of one table: our rows, chance and majority levels, the claim check, and the parameters used."
+    "The JSON-ready record of one table: our rows, chance and majority levels, the claim check, the parameters."
     from mpvae.tables import ordering_holds, PAPER
     r0 = probe_results[0]
     res = dict(table=table, labels=list(r0.labels), rows=rows, names=names or {},
@@ -245,5 +266,8 @@ def frame_markdown(df, floatfmt:str='.3f') -> str:
     cols = [str(c) for c in df.columns]
     f = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)
     lines = ['| | ' + ' | '.join(cols) + ' |', '|---|' + '---:|'*len(cols)]
-    lines += ['| ' + str(i) + ' | ' + ' | '.join(f(v) for v in row) + ' |' for i, row in zip(df.index, df.itertuples(index=False))]
+    lines += [
+        '| ' + str(i) + ' | ' + ' | '.join(f(v) for v in row) + ' |'
+        for i, row in zip(df.index, df.itertuples(index=False))
+    ]
     return '\n'.join(lines)

@@ -1,4 +1,4 @@
-"""One convolutional encoder with latents tapped at several depths, one decoder that merges them all. The single-path instance is the baseline (beta-)VAE.
+"""One conv encoder tapped at several depths, one decoder merging every path; one path is the baseline (beta-)VAE.
 
 Docs: https://mpvae.github.io/mpvae/model.html.md"""
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 from torch import nn
+from fastcore.basics import patch
 from .core import atomic_path, load_torch_file
 
 # %% auto #0
@@ -27,14 +28,16 @@ def _tup(v, name):
 
 @dataclass
 class MPVAEConfig:
-    "Architecture of an `MPVAE`; defaults are the paper's 2-path dSprites net (use `latent_dims=(8, 24)`, `in_channels=3` for CelebA)."
+    "Architecture of an `MPVAE`; defaults: the paper's dSprites net (CelebA: `latent_dims=(8, 24)`, `in_channels=3`)."
     in_channels:int = 1          # image channels (1: dSprites, 3: CelebA)
     img_size:int = 64            # input height = width
     latent_dims:tuple = (3, 9)   # size of z_1, z_2, ... (shallow to deep); one entry per path
     trunk_channels:tuple = (32, 32, 64, 64)  # output channels of the encoder's convolutions 1, 2, ...
-    taps:tuple|None = None       # depth (number of stride-2 convs) each path reads; None: len(trunk_channels) + k for path k
+    taps:tuple|None = None       # stride-2 convs before each path's tap; None: len(trunk_channels) + k for path k
     extra_channels:int|tuple = 64  # channels of encoder convs deeper than the trunk (an int: the same for all)
-    fc_hidden:int|None = None    # a hidden fully connected layer (this width, ReLU) in every path, both ways; None: one FC as in the paper
+    fc_hidden: int | None = (
+        None  # width of a hidden FC layer (ReLU) in every path, both ways; None: one FC as in the paper
+    )
     dec_path_channels:tuple|None = None  # channels of each path's decoder map; None: the encoder's channels at that tap
     merge_channels:tuple = (64, 64)      # the 3x3 convs after the concatenation (the paper has two)
     up_channels:tuple|None = None  # outputs of the transposed convs before the last; None: mirror the encoder
@@ -44,39 +47,52 @@ class MPVAEConfig:
         self.latent_dims = _tup(self.latent_dims, 'latent_dims')
         self.trunk_channels = _tup(self.trunk_channels, 'trunk_channels')
         self.merge_channels = _tup(self.merge_channels, 'merge_channels')
-        if not self.latent_dims: raise ValueError("latent_dims must name at least one path, e.g. (12,) for the baseline VAE or (3, 9) for MPVAE")
-        if any(d < 1 for d in self.latent_dims): raise ValueError(f"every latent size must be >= 1, got latent_dims={self.latent_dims}")
+        if not self.latent_dims:
+            raise ValueError(
+                "latent_dims must name at least one path, e.g. (12,) for the baseline VAE or (3, 9) for MPVAE"
+            )
+        if any(d < 1 for d in self.latent_dims):
+            raise ValueError(f"every latent size must be >= 1, got latent_dims={self.latent_dims}")
         if self.in_channels < 1: raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         if self.img_size < 2: raise ValueError(f"img_size must be >= 2, got {self.img_size}")
         if not self.trunk_channels or any(c < 1 for c in self.trunk_channels):
             raise ValueError(f"trunk_channels must be positive ints, got {self.trunk_channels}")
         n = len(self.latent_dims)
-        taps = _tup(self.taps, 'taps') if self.taps is not None else tuple(len(self.trunk_channels) + k for k in range(n))
+        default_taps = tuple(len(self.trunk_channels) + k for k in range(n))
+        taps = _tup(self.taps, 'taps') if self.taps is not None else default_taps
         if len(taps) != n:
-            raise ValueError(f"latent_dims has {n} paths but taps has {len(taps)} depths {taps}: give one tap depth per path")
-        if taps[0] < 1: raise ValueError(f"tap depths must be >= 1 (a path reads the map after at least one conv), got {taps}")
+            raise ValueError(f"latent_dims has {n} paths but taps has {len(taps)} depths {taps}: "
+                             "give one tap depth per path")
+        if taps[0] < 1:
+            raise ValueError(f"tap depths must be >= 1 (a path reads the map after at least one conv), got {taps}")
         if any(b <= a for a, b in zip(taps, taps[1:])):
             raise ValueError(f"taps must be strictly increasing (z_k is taken deeper than z_(k-1)), got {taps}")
         max_depth = (self.img_size & -self.img_size).bit_length() - 1   # how often img_size halves exactly
         if taps[-1] > max_depth:
             raise ValueError(f"tap depth {taps[-1]} needs img_size divisible by 2**{taps[-1]} = {2**taps[-1]}; "
                              f"img_size={self.img_size} allows taps up to {max_depth} "
-                             f"(a {self.img_size >> max_depth}x{self.img_size >> max_depth} map): use shallower taps or another input size")
+                             f"(a {self.img_size >> max_depth}x{self.img_size >> max_depth} map): "
+                             "use shallower taps or another input size")
         self.taps = taps
         n_extra = max(0, taps[-1] - len(self.trunk_channels))
         ex = self.extra_channels
         ex = (int(ex),)*n_extra if isinstance(ex, int) else _tup(ex, 'extra_channels')
-        if len(ex) < n_extra: raise ValueError(f"the deepest tap {taps[-1]} needs {n_extra} convs beyond the {len(self.trunk_channels)}-conv trunk but extra_channels gives {len(ex)}")
+        if len(ex) < n_extra:
+            raise ValueError(f"the deepest tap {taps[-1]} needs {n_extra} convs beyond the "
+                             f"{len(self.trunk_channels)}-conv trunk but extra_channels gives {len(ex)}")
         self.extra_channels = self.extra_channels if isinstance(self.extra_channels, int) else ex
         self._ex = ex
         if self.dec_path_channels is not None:
             self.dec_path_channels = _tup(self.dec_path_channels, 'dec_path_channels')
-            if len(self.dec_path_channels) != n: raise ValueError(f"dec_path_channels needs one entry per path ({n}), got {self.dec_path_channels}")
+            if len(self.dec_path_channels) != n:
+                raise ValueError(f"dec_path_channels needs one entry per path ({n}), got {self.dec_path_channels}")
         if self.up_channels is not None:
             self.up_channels = _tup(self.up_channels, 'up_channels')
             if len(self.up_channels) != taps[0] - 1:
-                raise ValueError(f"the decoder has {taps[0]} transposed convs (the merge map is at depth {taps[0]}), so up_channels needs {taps[0]-1} entries, got {self.up_channels}")
-        if self.logvar_bound is not None and not self.logvar_bound > 0: raise ValueError(f"logvar_bound must be > 0 or None, got {self.logvar_bound}")
+                raise ValueError(f"the decoder has {taps[0]} transposed convs (the merge map is at depth {taps[0]}), "
+                                 f"so up_channels needs {taps[0]-1} entries, got {self.up_channels}")
+        if self.logvar_bound is not None and not self.logvar_bound > 0:
+            raise ValueError(f"logvar_bound must be > 0 or None, got {self.logvar_bound}")
 
     # derived sizes, used by `MPVAE` and handy for readers
     @property
@@ -94,7 +110,8 @@ class MPVAEConfig:
     def up_chs(self) -> tuple:
         "Output channels of every decoder transposed conv (after the merge), the last being `in_channels`."
         m = self.taps[0]
-        ups = self.up_channels if self.up_channels is not None else tuple(self.enc_channels(d) for d in range(m-1, 0, -1))
+        mirror = tuple(self.enc_channels(d) for d in range(m-1, 0, -1))
+        ups = self.up_channels if self.up_channels is not None else mirror
         return tuple(ups) + (self.in_channels,)
     def to_dict(self) -> dict:
         "Plain-python description (JSON/torch.save friendly); `MPVAEConfig(**d)` rebuilds it."
@@ -105,7 +122,8 @@ class MPVAEOutput(tuple):
     "`(logits, mu, logvar, z)`: reconstruction logits `(n, c, h, w)` and per-path lists of `(n, d_k)` tensors."
     _fields = ('logits', 'mu', 'logvar', 'z')
     def __new__(cls, *args):
-        if len(args) == 1 and not isinstance(args[0], torch.Tensor): args = tuple(args[0])   # an iterable of the four items
+        if len(args) == 1 and not isinstance(args[0], torch.Tensor):
+            args = tuple(args[0])  # an iterable of the four items
         if len(args) != 4: raise TypeError(f"MPVAEOutput needs (logits, mu, logvar, z), got {len(args)} items")
         return super().__new__(cls, args)
     logits = property(lambda self: self[0])
@@ -115,13 +133,16 @@ class MPVAEOutput(tuple):
     def __repr__(self):
         return f"MPVAEOutput(logits={tuple(self.logits.shape)}, paths={[tuple(m.shape) for m in self.mu]})"
 
-# %% ../nbs/03_model.ipynb #f4128f90
+# %% ../nbs/03_model.ipynb #a4ffdaea
 def _conv(ci, co):   return nn.Conv2d(ci, co, 4, 2, 1)
 def _deconv(ci, co): return nn.ConvTranspose2d(ci, co, 4, 2, 1)
 
 class MPVAE(nn.Module):
     "Multi Path VAE: `n_paths` latents tapped at increasing depths of one conv encoder, merged by one decoder."
-    def __init__(self, config:MPVAEConfig|dict|None=None, **kwargs):
+    def __init__(self,
+                 config:MPVAEConfig|dict|None=None, # the architecture (or a dict of its fields); None: from `kwargs`
+                 **kwargs # `MPVAEConfig` fields, e.g. `latent_dims=(12,)`; with a dict config they override its entries
+                ):
         super().__init__()
         if config is None: config = MPVAEConfig(**kwargs)
         elif isinstance(config, dict): config = MPVAEConfig(**{**config, **kwargs})
@@ -129,12 +150,16 @@ class MPVAE(nn.Module):
         self.config = c = config
         # encoder: one chain of stride-2 convs; path k reads the map after conv taps[k]
         chans = [c.in_channels] + [c.enc_channels(d) for d in range(1, c.taps[-1]+1)]
-        self.convs = nn.ModuleList(nn.Sequential(_conv(chans[d-1], chans[d]), nn.ReLU()) for d in range(1, c.taps[-1]+1))
+        self.convs = nn.ModuleList(
+            nn.Sequential(_conv(chans[d - 1], chans[d]), nn.ReLU()) for d in range(1, c.taps[-1] + 1)
+        )
         def mlp(i, o, out_relu):
             h = [nn.Linear(i, c.fc_hidden), nn.ReLU(), nn.Linear(c.fc_hidden, o)] if c.fc_hidden else [nn.Linear(i, o)]
             return h + ([nn.ReLU()] if out_relu else [])
         self.enc_heads = nn.ModuleList(
-            nn.Sequential(nn.Flatten(), *mlp(chans[t]*c.map_size(t)**2, 2*d, False)) for t, d in zip(c.taps, c.latent_dims))
+            nn.Sequential(nn.Flatten(), *mlp(chans[t] * c.map_size(t) ** 2, 2 * d, False))
+            for t, d in zip(c.taps, c.latent_dims)
+        )
         # decoder: per path an FC to its tap's map, then transposed convs up to the merge depth taps[0]
         m, pch = c.taps[0], c.path_channels()
         heads = []
@@ -156,66 +181,87 @@ class MPVAE(nn.Module):
     def n_paths(self) -> int: return self.config.n_paths
     @property
     def latent_dims(self) -> tuple: return self.config.latent_dims
-
-    def _check_input(self, x):
-        c = self.config
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != c.in_channels or x.shape[2] != c.img_size or x.shape[3] != c.img_size:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"MPVAE expects images of shape (n, {c.in_channels}, {c.img_size}, {c.img_size}), got {shape}; "
-                             f"build the model with MPVAEConfig(in_channels=..., img_size=...) matching the data")
-
-    def _bound(self, raw):
-        b = self.config.logvar_bound
-        return raw if b is None else b * torch.tanh(raw / b)
-
-    def encode_params(self, x:torch.Tensor) -> tuple[list, list]:
-        "Posterior parameters per path: `([mu_1, ..., mu_n], [logvar_1, ..., logvar_n])`, each `(n, d_k)`."
-        self._check_input(x)
-        mus, logvars, h, k = [], [], x, 0
-        for depth, conv in enumerate(self.convs, 1):
-            h = conv(h)
-            if depth == self.config.taps[k]:
-                mu, raw = self.enc_heads[k](h).chunk(2, dim=1)
-                mus.append(mu); logvars.append(self._bound(raw)); k += 1
-        return mus, logvars
-
-    def encode(self, x:torch.Tensor) -> list:
-        "Posterior means per path (the representation used for evaluation): a list of `(n, d_k)` tensors."
-        return self.encode_params(x)[0]
-
     @staticmethod
     def reparameterize(mu, logvar):
         "A sample of N(mu, exp(logvar)), differentiable in both (uses torch's global RNG)."
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-    def decode(self, zs:list) -> torch.Tensor:
-        "Image logits `(n, in_channels, img_size, img_size)` from one latent tensor `(n, d_k)` per path."
-        if not isinstance(zs, (list, tuple)) or len(zs) != self.n_paths:
-            raise ValueError(f"decode needs a list of {self.n_paths} latent tensors (one per path), got {type(zs).__name__} of length {len(zs) if hasattr(zs, '__len__') else '?'}")
-        for k, (z, d) in enumerate(zip(zs, self.latent_dims)):
-            if z.ndim != 2 or z.shape[1] != d: raise ValueError(f"latent of path {k+1} must be (n, {d}), got {tuple(z.shape)}")
-        h = torch.cat([head(z) for head, z in zip(self.dec_heads, zs)], dim=1)
-        return self.up(self.merge(h))
-
-    def forward(self, x:torch.Tensor, sample:bool=True) -> MPVAEOutput:
-        "Encode, draw one sample per path (the posterior mean if `sample=False`), decode."
-        mus, logvars = self.encode_params(x)
-        zs = [self.reparameterize(m, lv) for m, lv in zip(mus, logvars)] if sample else list(mus)
-        return MPVAEOutput(self.decode(zs), mus, logvars, zs)
-
-    @torch.no_grad()
-    def reconstruct(self, x:torch.Tensor) -> torch.Tensor:
-        "Pixel means `sigmoid(logits)` decoded from the posterior means."
-        return torch.sigmoid(self.decode(self.encode(x)))
-
-    @torch.no_grad()
-    def sample(self, n:int, generator:torch.Generator|None=None) -> torch.Tensor:
-        "`n` images (pixel means in [0, 1]) decoded from the prior N(0, I) of every path."
-        dev = next(self.parameters()).device
-        zs = [torch.randn(n, d, generator=generator).to(dev) for d in self.latent_dims]
-        return torch.sigmoid(self.decode(zs))
-
     def extra_repr(self): return f"latent_dims={self.latent_dims}, taps={self.config.taps}"
+
+# %% ../nbs/03_model.ipynb #f6d72f67
+@patch
+def _check_input(self:MPVAE, x):
+    "Fail with the expected shape unless `x` is a batch of images this model reads."
+    c = self.config
+    ok = isinstance(x, torch.Tensor) and x.ndim == 4 and tuple(x.shape[1:]) == (c.in_channels, c.img_size, c.img_size)
+    if not ok:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"MPVAE expects images of shape (n, {c.in_channels}, {c.img_size}, {c.img_size}), got {shape}; "
+            "build the model with MPVAEConfig(in_channels=..., img_size=...) matching the data"
+        )
+
+@patch
+def _bound(self:MPVAE, raw):
+    "The soft bound `b*tanh(raw/b)` on a raw log-variance (`raw` itself when `logvar_bound` is None)."
+    b = self.config.logvar_bound
+    return raw if b is None else b * torch.tanh(raw / b)
+
+# %% ../nbs/03_model.ipynb #c3043b8f
+@patch
+def encode_params(self:MPVAE, x:torch.Tensor) -> tuple[list, list]:
+    "Posterior parameters per path: `([mu_1, ..., mu_n], [logvar_1, ..., logvar_n])`, each `(n, d_k)`."
+    self._check_input(x)
+    mus, logvars, h, k = [], [], x, 0
+    for depth, conv in enumerate(self.convs, 1):
+        h = conv(h)
+        if depth == self.config.taps[k]:
+            mu, raw = self.enc_heads[k](h).chunk(2, dim=1)
+            mus.append(mu); logvars.append(self._bound(raw)); k += 1
+    return mus, logvars
+
+@patch
+def encode(self:MPVAE, x:torch.Tensor) -> list:
+    "Posterior means per path (the representation used for evaluation): a list of `(n, d_k)` tensors."
+    return self.encode_params(x)[0]
+
+# %% ../nbs/03_model.ipynb #abc63ef1
+@patch
+def decode(self:MPVAE, zs:list) -> torch.Tensor:
+    "Image logits `(n, in_channels, img_size, img_size)` from one latent tensor `(n, d_k)` per path."
+    if not isinstance(zs, (list, tuple)) or len(zs) != self.n_paths:
+        got = f"{type(zs).__name__} of length {len(zs) if hasattr(zs, '__len__') else '?'}"
+        raise ValueError(f"decode needs a list of {self.n_paths} latent tensors (one per path), got {got}")
+    for k, (z, d) in enumerate(zip(zs, self.latent_dims)):
+        if z.ndim != 2 or z.shape[1] != d:
+            raise ValueError(f"latent of path {k+1} must be (n, {d}), got {tuple(z.shape)}")
+    h = torch.cat([head(z) for head, z in zip(self.dec_heads, zs)], dim=1)
+    return self.up(self.merge(h))
+
+# %% ../nbs/03_model.ipynb #cb52138b
+@patch
+def forward(self:MPVAE, x:torch.Tensor, sample:bool=True) -> MPVAEOutput:
+    "Encode, draw one sample per path (the posterior mean if `sample=False`), decode."
+    mus, logvars = self.encode_params(x)
+    zs = [self.reparameterize(m, lv) for m, lv in zip(mus, logvars)] if sample else list(mus)
+    return MPVAEOutput(self.decode(zs), mus, logvars, zs)
+
+# %% ../nbs/03_model.ipynb #2f8f5178
+@patch
+@torch.no_grad()
+def reconstruct(self:MPVAE, x:torch.Tensor) -> torch.Tensor:
+    "Pixel means `sigmoid(logits)` decoded from the posterior means."
+    return torch.sigmoid(self.decode(self.encode(x)))
+
+@patch
+@torch.no_grad()
+def sample(self:MPVAE,
+           n:int, # how many images
+           generator:torch.Generator|None=None # a CPU generator for the prior draws; None: torch's global RNG
+          ) -> torch.Tensor:
+    "`n` images (pixel means in [0, 1]) decoded from the prior N(0, I) of every path."
+    dev = next(self.parameters()).device
+    zs = [torch.randn(n, d, generator=generator).to(dev) for d in self.latent_dims]
+    return torch.sigmoid(self.decode(zs))
 
 # %% ../nbs/03_model.ipynb #e1d2cf99
 _FORMAT = 'mpvae-model'
@@ -238,7 +284,7 @@ def config_diff(a:MPVAEConfig|dict, # one configuration (or its `to_dict()`)
     return '; '.join(f"{k} ({names[0]} {a[k]!r}, {names[1]} {b[k]!r})" for k in a if a[k] != b[k])
 
 def _config_from(d:dict, path:Path) -> MPVAEConfig:
-    "The `MPVAEConfig` stored in `path`'s dict `d`, with an error naming the file when its fields are not this version's."
+    "The `MPVAEConfig` stored in `path`'s dict `d`; an error naming the file if its fields are not this version's."
     known = {f.name for f in fields(MPVAEConfig)}
     if not isinstance(d, dict) or set(d) - known:
         extra = sorted(set(d) - known) if isinstance(d, dict) else d
@@ -254,8 +300,10 @@ def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
     try: state = load_torch_file(path, what)
     except ValueError as e:
         if not zipfile.is_zipfile(path): raise
-        raise ValueError(f"{e}; a complete torch file that holds more than tensors is most likely a training checkpoint: "
-                         "load it with mpvae.train.load_checkpoint_model") from e.__cause__
+        raise ValueError(
+            f"{e}; a complete torch file that holds more than tensors is most likely a training checkpoint: "
+            "load it with mpvae.train.load_checkpoint_model"
+        ) from e.__cause__
     if not isinstance(state, dict) or state.get('format') != _FORMAT:
         ckpt = isinstance(state, dict) and state.get('format') == 'mpvae-checkpoint'
         raise ValueError(f"{path} is not a model written by mpvae.model.save_model: " +
@@ -264,7 +312,9 @@ def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
     model = MPVAE(_config_from(state.get('config'), path))
     try: model.load_state_dict(state['state_dict'])
     except (RuntimeError, KeyError) as e:
-        raise ValueError(f"{path}: its weights do not fit the model its own config describes ({str(e).splitlines()[0][:300]}): "
-                         "the file was edited or damaged; save the model again") from e
+        raise ValueError(
+            f"{path}: its weights do not fit the model its own config describes ({str(e).splitlines()[0][:300]}): "
+            "the file was edited or damaged; save the model again"
+        ) from e
     model.meta = state.get('meta', {})
     return model.to(device).eval()

@@ -39,7 +39,9 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
     fs = _files(folder)
     names = sorted({n for n, _ in fs})
     if name not in names:
-        raise ValueError(f"no pretrained model named {name!r}; the shipped ones are {names or 'none (this install has no weights)'}")
+        raise ValueError(
+            f"no pretrained model named {name!r}; the shipped ones are {names or 'none (this install has no weights)'}"
+        )
     if (name, seed) not in fs:
         raise ValueError(f"{name!r} ships for seeds {sorted(s for n, s in fs if n == name)}, not seed {seed}")
     p = fs[(name, seed)]
@@ -50,7 +52,7 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
 
 # %% ../nbs/14_pretrained.ipynb #96d62d62
 def list_pretrained(folder=None) -> list:
-    "One dict per shipped model: name, seed, file, and its training record (images, steps, schedule, precision, CPU, time, commit)."
+    "One dict per shipped model: name, seed, file, and its training record (images, steps, schedule, CPU, commit, ...)."
     out = []
     for (n, s), p in _files(folder).items():
         rec = dict(load_pretrained(n, s, folder=folder).meta.get('record') or {})

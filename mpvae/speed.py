@@ -24,9 +24,10 @@ _CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 def _omp_lib():
     "ctypes handle of the OpenMP runtime torch runs on (it exports `GOMP_parallel`), or None."
     try:
-        with open('/proc/self/maps') as f: paths = sorted({l.split()[-1] for l in f if '/' in l and any(n in l for n in _OMP_NAMES)})
+        with open('/proc/self/maps') as f:
+            paths = sorted({l.split()[-1] for l in f if '/' in l and any(n in l for n in _OMP_NAMES)})
     except OSError: paths = []
-    # other wheels (scikit-learn, ...) bundle their own OpenMP runtime with its own threads: torch's own copy comes first
+    # other wheels (scikit-learn, ...) bundle their own OpenMP runtime and threads: torch's copy comes first
     tdir = str(Path(torch.__file__).parent)
     paths = [p for p in paths if p.startswith(tdir)] + [p for p in paths if not p.startswith(tdir)]
     for p in paths + [None]:   # None: symbols already linked into the process (macOS, static builds)
@@ -37,7 +38,7 @@ def _omp_lib():
 
 # %% ../nbs/13_speed.ipynb #7d29f267
 def on_every_thread(fn) -> bool:
-    "Run `fn()` on the calling thread and on every thread of torch's OpenMP pool; False if the pool could not be reached."
+    "Run `fn()` on the calling thread and on every thread of torch's OpenMP pool; False if the pool was not reached."
     n = torch.get_num_threads()
     lib = _omp_lib() if n > 1 and torch.backends.openmp.is_available() else None
     if lib is None: fn(); return n == 1
@@ -75,7 +76,7 @@ def _step_fn(model, loss, opt, x, precision, device):
 
 # %% ../nbs/13_speed.ipynb #8a3f6780
 def native_bf16() -> bool:
-    "Does this CPU compute in bfloat16 natively (AVX512_BF16 or AMX)? Elsewhere bf16 autocast is emulated, many times slower."
+    "Does this CPU compute bfloat16 natively (AVX512_BF16 or AMX)? Elsewhere bf16 autocast is emulated, many times slower."
     try: flags = Path('/proc/cpuinfo').read_text()
     except OSError: return True   # unknown (not Linux): let the measurement decide
     return any(f in flags for f in ('avx512_bf16', 'amx_bf16')) or platform.machine() not in ('x86_64', 'AMD64')
@@ -89,7 +90,7 @@ def time_candidates(config:MPVAEConfig|dict, # the model to time (fresh weights)
                     bs:int=64, device=None,
                     seconds:float=8., # total time budget, split evenly over rounds x candidates
                     rounds:int=5, candidates=CANDIDATES, seed:int=0) -> dict:
-    "Images/s of training steps per `(precision, channels_last)` candidate: the median over `rounds` interleaved rounds."
+    "Images/s of training steps per `(precision, channels_last)` candidate: median over `rounds` interleaved rounds."
     dev = default_device(device)
     cfg = config if isinstance(config, MPVAEConfig) else MPVAEConfig(**config)
     g = torch.Generator().manual_seed(seed)
@@ -132,7 +133,7 @@ def _speed_key(cfg, bs, dev) -> str:
 def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
                    cache:str|Path|None=None, # JSON cache file (default: `data_dir()/speed_cache.json`); False: no cache
                    seconds:float=8., margin:float=1.03, verbose:bool=True) -> dict:
-    "The fastest `precision` and `channels_last` for training this model at this batch size here, measured once and cached."
+    "The fastest `precision` and `channels_last` for training this model at this batch size here (measured once, cached)."
     dev = default_device(device)
     cfg = config if isinstance(config, MPVAEConfig) else MPVAEConfig(**config)
     if dev.type == 'cuda':
@@ -169,8 +170,10 @@ class ChannelsLast(Callback):
     order = 5
     def before_fit(self): self.learn.model = self.learn.model.to(memory_format=torch.channels_last)
     def before_batch(self):
-        self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
-                              for x in self.xb)
+        self.learn.xb = tuple(
+            x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
+            for x in self.xb
+        )
 
 class FlushDenormals(Callback):
     "Flush denormal floats to zero on every torch thread when training starts (see `flush_denormals`)."

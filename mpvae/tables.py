@@ -64,7 +64,7 @@ def markdown_table(res:dict, # a results.json of a table notebook
                    paper:dict|None=None, # the paper's table (default: `PAPER[res['table']]`; {} for none)
                    columns:list|None=None # labels to show (default: the paper's columns, else every label and the mean)
                   ) -> str:
-    "Our accuracies (mean ± std over probe runs, and over representation seeds) beside the paper's, in the paper's layout."
+    "Our accuracies (mean ± std over probe runs and over representation seeds) beside the paper's, in its layout."
     paper = paper if paper is not None else PAPER.get(res['table'], {})
     labels = columns or paper.get('labels') or (res['labels'] + ['mean'])
     names = {**paper.get('names', {}), **res.get('names', {})}
@@ -99,7 +99,9 @@ def ordering_holds(res:dict, hi:str='z1+z2', lo:str='baseline', label:str='mean'
     else:
         se, unit = np.sqrt(a['std_runs']**2/a['n_runs'] + b['std_runs']**2/b['n_runs']), 'probe runs'
     verdict = 'holds' if diff > 2*se else ('reversed' if diff < -2*se else 'within noise')
-    return dict(hi=hi, lo=lo, label=label, diff=float(diff), se=float(se), unit=unit, verdict=verdict, holds=bool(diff > 2*se))
+    return dict(
+        hi=hi, lo=lo, label=label, diff=float(diff), se=float(se), unit=unit, verdict=verdict, holds=bool(diff > 2 * se)
+    )
 
 def _claim_md(o:dict) -> str:
     "The verdict of `ordering_holds` (on the mean, z1+z2 vs the baseline) as the summary's Markdown paragraph."
@@ -120,7 +122,7 @@ PRESETS = {
         'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, figures=True),
     },
-    # no training: the models shipped in the package (mpvae.pretrained), probed and scored with the paper preset's protocol
+    # no training: the shipped models (mpvae.pretrained), probed and scored as in the paper preset
     'pretrained': {
         'dsprites': dict(pretrained=True, rep_seeds=[0], probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
                          n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
@@ -131,7 +133,7 @@ MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per r
 
 # %% ../nbs/08_tables.ipynb #b208ea57
 def find_notebooks(nbs:str|Path|None=None, tables=None) -> Path:
-    "The folder holding the table notebooks of `tables` (default all): `nbs`, else `$MPVAE_NBS`, else `nbs/` of this checkout or of the cwd, else the copy installed with the package."
+    "The folder of the table notebooks: `nbs`, `$MPVAE_NBS`, `nbs/` of this checkout or the cwd, or the installed copy."
     want = [TABLE_NOTEBOOKS[t] for t in (tables or TABLE_NOTEBOOKS)]
     here = globals().get('__file__')
     pkg = here and Path(here).resolve().parent
@@ -151,7 +153,8 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
         if t not in TABLE_NOTEBOOKS: raise ValueError(f"unknown table {t!r}; choose from {sorted(TABLE_NOTEBOOKS)}")
         base = {**PRESETS[preset][t], **(overrides or {})}
         for what, v in (('seeds', seeds), ('betas', betas)):
-            if v and len(set(map(float, v))) < len(v): raise ValueError(f"duplicate {what} in {list(v)}: each job needs its own folder")
+            if v and len(set(map(float, v))) < len(v):
+                raise ValueError(f"duplicate {what} in {list(v)}: each job needs its own folder")
         for s in (seeds or [None]):
             for b in (betas or [None]):
                 p, name = dict(base), t
@@ -165,7 +168,7 @@ _ANY = object()   # a default that is not a Python literal: any value goes
 
 def notebook_params(path:str|Path # a notebook with a cell tagged `parameters`
                    ) -> dict:
-    "The notebook's parameters, name -> {'default', 'source', 'help'}, as papermill's inspector reads the `parameters` cell."
+    "The notebook's parameters, name -> {'default', 'source', 'help'}, as papermill reads its `parameters` cell."
     import nbformat
     from papermill.translators import papermill_translators
     nb = nbformat.read(str(path), as_version=4)
@@ -215,17 +218,22 @@ def param_problem(value, # the value given (JSON-decoded)
 def check_overrides(overrides:dict, # name -> value, as given with -p
                     specs:dict # table -> `notebook_params` of its notebook
                    ) -> dict:
-    "Each table's share of `overrides` (the names it has); a ValueError, in one line, for a name no table has or a value of the wrong type."
+    "Each table's share of `overrides`; a one-line ValueError for a name no table has or a value of the wrong type."
     for k in overrides:
         if k in ('out_dir', 'preset'):
             raise ValueError(f"-p {k}: set by mpvae-tables itself; use --{'out' if k == 'out_dir' else 'preset'}")
         if not any(k in s for s in specs.values()):
             names = sorted({n for s in specs.values() for n in s})
             close = difflib.get_close_matches(k, names, n=1)
-            listing = '; '.join(f"{t} ({TABLE_NOTEBOOKS.get(t, '?')}): " + ', '.join(f"{n}={p['source']}" for n, p in s.items())
-                                for t, s in specs.items())
-            raise ValueError(f"-p {k}: no such parameter in {' or '.join(specs)}" + (f" (did you mean {close[0]}?)" if close else '') +
-                             f". Parameters and their defaults: {listing}")
+            listing = '; '.join(
+                f"{t} ({TABLE_NOTEBOOKS.get(t, '?')}): " + ', '.join(f"{n}={p['source']}" for n, p in s.items())
+                for t, s in specs.items()
+            )
+            raise ValueError(
+                f"-p {k}: no such parameter in {' or '.join(specs)}"
+                + (f" (did you mean {close[0]}?)" if close else '')
+                + f". Parameters and their defaults: {listing}"
+            )
         for t, s in specs.items():
             if k in s and (why := param_problem(overrides[k], s[k]['default'])):
                 raise ValueError(f"-p {k}: {t}'s {k} (default {s[k]['source']}) {why}")
@@ -286,7 +294,10 @@ class _Follow:
         w, el = cell_work(cell.source), time.time() - getattr(self, '_t', time.time())
         if w or el >= self.min_s:
             from mpvae.train import _hms
-            self.say(f"cell {i+1}/{n}: {w or 'done'}{' done' if w else ''} in {_hms(el)} | job {_hms(time.time() - self.t0)} elapsed")
+            self.say(
+                f"cell {i+1}/{n}: {w or 'done'}{' done' if w else ''} in {_hms(el)} | job {_hms(time.time() - self.t0)}"
+                " elapsed"
+            )
 
 _ENGINE = None
 def _lines_engine() -> str:
@@ -312,30 +323,36 @@ def _kernel_name(kernel=None):
     from jupyter_client.kernelspec import KernelSpecManager
     specs = KernelSpecManager().find_kernel_specs()
     if kernel:
-        if kernel not in specs: raise ValueError(f"Jupyter kernel {kernel!r} is not installed (have {sorted(specs)}); "
-                                                 "register it with `python -m ipykernel install --sys-prefix --name mpvae`")
+        if kernel not in specs:
+            raise ValueError(
+                f"Jupyter kernel {kernel!r} is not installed (have {sorted(specs)}); "
+                "register it with `python -m ipykernel install --sys-prefix --name mpvae`"
+            )
         return kernel
     if 'mpvae' in specs: return 'mpvae'
     return 'python3'   # ipykernel's own spec: the python of this environment
 
-_KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']   # the kernel's log (e.g. "running over TCP without encryption") is not the user's
+# the kernel's log (e.g. "running over TCP without encryption") is not the user's
+_KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']
 
 def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None,
             progress:bool=True, # print progress lines (epochs, working cells) while the notebook runs
-            threads:int|None=None # CPU threads of the job's kernel (`OMP_NUM_THREADS` etc.); None: inherit the environment
+            threads:int|None=None # CPU threads of the job's kernel (`OMP_NUM_THREADS` etc.); None: inherited
            ) -> dict:
-    "Execute one job's notebook with papermill into `out/job['name']/`; return a record of what happened (also written to `job.json` there)."
+    "Execute one job's notebook with papermill into `out/job['name']/`; return (and write to `job.json`) its record."
     import papermill as pm
     nbs, d = find_notebooks(nbs, [job['table']]), Path(out)/job['name']
     d.mkdir(parents=True, exist_ok=True)
-    for f in ('results.json', 'job.json', 'progress.log'): (d/f).unlink(missing_ok=True)   # a failed rerun must not leave the last run's numbers
+    for f in ('results.json', 'job.json', 'progress.log'):
+        (d / f).unlink(missing_ok=True)  # a failed rerun must not leave the last run's numbers
     params = {**job['params'], 'out_dir': str(d.resolve()), 'preset': job['preset']}
     t0, rec = time.time(), dict(name=job['name'], table=job['table'], out_dir=str(d), params=params, threads=threads)
     env = {k: str(int(threads)) for k in THREAD_VARS} if threads else {}
     if progress: env.update(MPVAE_PROGRESS_FILE=str((d/'progress.log').resolve()),
                             MPVAE_PROGRESS_JOB=json.dumps(dict(name=job['name'], t0=t0, models=job.get('models'))))
     old = {k: os.environ.get(k) for k in env}
-    follow = _Follow(job['name'], (d/'progress.log').resolve(), t0) if progress else None   # papermill chdirs to `cwd` while it runs
+    # an absolute path: papermill chdirs to `cwd` while it runs
+    follow = _Follow(job['name'], (d/'progress.log').resolve(), t0) if progress else None
     try:
         os.environ.update(env)   # the kernel inherits them
         kw = dict(engine_name=_lines_engine(), follow=follow) if progress else {}
@@ -375,8 +392,10 @@ def combine_seeds(results:list # `results.json` dicts of one table that differ o
     r0 = results[0]
     for r in results[1:]:
         if r['table'] != r0['table'] or r['labels'] != r0['labels'] or list(r['rows']) != list(r0['rows']):
-            raise ValueError(f"cannot combine results of different tables, labels or rows: {r0['table']} {r0['labels']} "
-                             f"{list(r0['rows'])} vs {r['table']} {r['labels']} {list(r['rows'])}")
+            raise ValueError(
+                f"cannot combine results of different tables, labels or rows: {r0['table']} {r0['labels']} "
+                f"{list(r0['rows'])} vs {r['table']} {r['labels']} {list(r['rows'])}"
+            )
     rows = {}
     for key, row in r0['rows'].items():
         rows[key] = {k: v for k, v in row.items() if k not in ('acc', 'mean')}
@@ -394,11 +413,13 @@ def combine_seeds(results:list # `results.json` dicts of one table that differ o
 _SWEPT = ('rep_seeds', 'beta', 'out_dir')
 
 def _group_key(job):
-    return json.dumps([job['table'], {k: v for k, v in job['params'].items() if k not in _SWEPT}], sort_keys=True, default=str)
+    return json.dumps(
+        [job['table'], {k: v for k, v in job['params'].items() if k not in _SWEPT}], sort_keys=True, default=str
+    )
 
-def aggregate_sweep(jobs:list # job records (`run_job`'s) with `results` (the job's `results.json`, or None if it failed)
+def aggregate_sweep(jobs:list # `run_job`'s records with `results` (the job's `results.json`; None if it failed)
                    ) -> list:
-    "Jobs that differ only by seed and beta, grouped into sweeps; in each, every beta's seeds combined (`combine_seeds`)."
+    "Jobs that differ only by seed and beta, grouped into sweeps; each beta's seeds combined (`combine_seeds`)."
     groups = {}
     for j in jobs:
         if j.get('params') is not None: groups.setdefault(_group_key(j), []).append(j)
@@ -425,15 +446,17 @@ def _row_names(table:str, res:dict|None) -> dict:
     return {**PAPER.get(table, {}).get('names', {}), **((res or {}).get('names', {}))}
 
 def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
-    "One sweep of `aggregate_sweep` in Markdown: the combined table (a seed sweep), or mean accuracy per feature set x beta."
+    "One sweep of `aggregate_sweep` in Markdown: the combined table (seeds only), or mean accuracy per features x beta."
     cells = sweep['cells']
     axes = ([f"seeds {', '.join(map(str, sweep['seeds']))}"] if len(sweep['seeds']) > 1 else []) + \
            ([f"beta {', '.join(f'{b:g}' for b in sweep['betas'])}"] if len(cells) > 1 else [])
     parts = [f"## Sweep: {sweep['table']} over {' x '.join(axes) or 'repeated jobs'} ({len(sweep['jobs'])} jobs)\n"]
     if sweep['failed']:
-        parts.append(f"**{len(sweep['failed'])} of {len(sweep['jobs'])} jobs FAILED and are left out of every number below:** " +
-                     '; '.join(f"{f['name']} (cell [{f['cell']}] `{f['cell_source']}`: {f['error']})" for f in sweep['failed']) +
-                     ". The aggregate is over the jobs that finished only.\n")
+        parts.append(
+            f"**{len(sweep['failed'])} of {len(sweep['jobs'])} jobs FAILED and are left out of every number below:** "
+            + '; '.join(f"{f['name']} (cell [{f['cell']}] `{f['cell_source']}`: {f['error']})" for f in sweep['failed'])
+            + ". The aggregate is over the jobs that finished only.\n"
+        )
     def n_seeds(c): return c['results']['rows'][next(iter(c['results']['rows']))]['mean']['n_seeds']
     if len(cells) > 1:
         done = [c for c in cells if c['results']]
@@ -456,7 +479,9 @@ def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
         if figure: parts.append(f"![mean accuracy against beta]({figure})\n")
         for c in done:
             if n_seeds(c) > 1:
-                parts.append(f"### beta = {c['beta']:g}: {n_seeds(c)} seeds combined\n\n" + markdown_table(c['results']) + '\n')
+                parts.append(
+                    f"### beta = {c['beta']:g}: {n_seeds(c)} seeds combined\n\n" + markdown_table(c['results']) + '\n'
+                )
                 if 'ordering' in c['results']: parts.append(_claim_md(c['results']['ordering']))
     elif cells[0]['results']:
         c = cells[0]
@@ -483,10 +508,12 @@ def plot_sweep(sweep:dict):
 
 # %% ../nbs/08_tables.ipynb #ca149546
 def summarize(out:str|Path, records:list|None=None) -> str:
-    "Collect every `results.json` under `out`, and aggregate sweeps, into one Markdown summary (`out/summary.md`, plus `out/sweep.json`)."
+    "Every `results.json` under `out`, sweeps aggregated, in one Markdown summary (`out/summary.md`, `out/sweep.json`)."
     out = Path(out)
-    parts = [f"# mpvae tables: summary\n\nGenerated {datetime.datetime.now().isoformat(timespec='seconds')} on "
-             f"{platform.node() or 'unknown host'} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs).\n"]
+    parts = [
+        f"# mpvae tables: summary\n\nGenerated {datetime.datetime.now().isoformat(timespec='seconds')} on "
+        f"{platform.node() or 'unknown host'} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs).\n"
+    ]
     if records:
         parts.append('| job | status | time | CPU threads |\n|---|---|---:|---:|')
         for r in records:
@@ -505,14 +532,21 @@ def summarize(out:str|Path, records:list|None=None) -> str:
             with atomic_write(out/fig, 'wb') as fh: plot_sweep(sw).savefig(fh, format='png', dpi=110)
             sw['figure'] = fig
         parts.append(sweep_markdown(sw, fig))
-    with atomic_write(out/'sweep.json', 'w') as fh: json.dump(dict(sweeps=sweeps), fh, indent=1, default=str)  # always: never a stale one
+    with atomic_write(out / 'sweep.json', 'w') as fh:
+        json.dump(dict(sweeps=sweeps), fh, indent=1, default=str)  # always: never a stale one
     for f in sorted(out.glob('*/results.json')):
         res = json.loads(f.read_text())
-        parts.append(f"## {f.parent.name}: {res['table']} ({res.get('preset', '?')} preset, {res.get('elapsed_s', 0)/60:.1f} min)\n")
+        parts.append(
+            f"## {f.parent.name}: {res['table']} ({res.get('preset', '?')} preset, {res.get('elapsed_s', 0)/60:.1f}"
+            " min)\n"
+        )
         parts.append(markdown_table(res) + '\n')
-        if res.get('extra_md'): parts.append(res['extra_md'] + '\n')   # the notebook's claim paragraph states the verdict
-        elif 'ordering' in res: parts.append(_claim_md(res['ordering']))
-        if res.get('disentanglement_md'): parts.append("Disentanglement (per path):\n\n" + res['disentanglement_md'] + '\n')
+        if res.get('extra_md'):
+            parts.append(res['extra_md'] + '\n')  # the notebook's claim paragraph states the verdict
+        elif 'ordering' in res:
+            parts.append(_claim_md(res['ordering']))
+        if res.get('disentanglement_md'):
+            parts.append("Disentanglement (per path):\n\n" + res['disentanglement_md'] + '\n')
         parts.append("Parameters: " + ', '.join(f"`{k}={v}`" for k, v in res.get('params', {}).items()) + '\n')
     md = '\n'.join(parts)
     with atomic_write(out/'summary.md', 'w') as fh: fh.write(md)
@@ -521,7 +555,7 @@ def summarize(out:str|Path, records:list|None=None) -> str:
 # %% ../nbs/08_tables.ipynb #fa90a3ae
 def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
                workers:int=1, nbs=None, kernel=None) -> list:
-    "Check the parameters, run the jobs (in parallel with `workers` > 1, each with its share of the cores), write `out/summary.md`, return the job records."
+    "Check the parameters, run the jobs (`workers` at once, sharing the cores), write `out/summary.md`; return the records."
     plan_jobs(tables, preset, None, seeds, betas)   # rejects unknown tables and presets, duplicate seeds and betas
     job_threads(workers)                     # rejects workers < 1 before anything is written
     where = find_notebooks(nbs, tables)      # fail early if the notebooks are missing
@@ -531,7 +565,10 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
     for j in jobs:                           # the preset's and the sweep's values too, against the notebook's types
         s = specs[j['table']]
         for k, v in j['params'].items():
-            if k not in s: raise ValueError(f"{j['name']}: {k} is not a parameter of {j['notebook']} (the preset or the sweep sets it)")
+            if k not in s:
+                raise ValueError(
+                    f"{j['name']}: {k} is not a parameter of {j['notebook']} (the preset or the sweep sets it)"
+                )
             if why := param_problem(v, s[k]['default']): raise ValueError(f"{j['name']}: {k} {why}")
         seeds = j['params'].get('rep_seeds', s.get('rep_seeds', {}).get('default'))
         if isinstance(seeds, list): j['models'] = MODELS_PER_SEED*len(seeds)
@@ -541,7 +578,9 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
     records = []
     if workers == 1:
         for j in jobs:
-            print(f"[mpvae-tables] running {j['name']} ({j['notebook']}, preset {preset}, {threads} threads)", flush=True)
+            print(
+                f"[mpvae-tables] running {j['name']} ({j['notebook']}, preset {preset}, {threads} threads)", flush=True
+            )
             records.append(run_job(j, out, where, kernel, threads=threads)); _report(records[-1])
     else:
         print(f"[mpvae-tables] running {len(jobs)} jobs, {workers} at a time, {threads} threads each", flush=True)
@@ -563,17 +602,22 @@ def _parse_value(v:str):
     except json.JSONDecodeError: return v
 
 class CLIParser(argparse.ArgumentParser):
-    "An `ArgumentParser` for the console scripts: no abbreviated options, and every error is one line (with the closest option) and exit status 2."
+    "An `ArgumentParser` for the console scripts: no abbreviations; every error one line (closest option) and exit 2."
     def __init__(self, *args, **kwargs): super().__init__(*args, allow_abbrev=False, **kwargs)
     def error(self, message):
-        bad = re.findall(r'(--?[\w-]+)', message.split(':', 1)[1]) if message.startswith('unrecognized arguments') else []
+        bad = (
+            re.findall(r'(--?[\w-]+)', message.split(':', 1)[1]) if message.startswith('unrecognized arguments') else []
+        )
         opts = [o for o in self._option_string_actions if o.startswith('--')]
         close = [m for b in bad for m in difflib.get_close_matches(b.split('=')[0], opts, n=1)]
         self.exit(2, f"{self.prog}: {message}" + (f" (did you mean {', '.join(close)}?)" if close else '') + f"; see {self.prog} --help\n")
 
 def main(argv=None):
     "Console script `mpvae-tables`: regenerate the paper's tables with papermill."
-    ap = CLIParser(prog='mpvae-tables', description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.")
+    ap = CLIParser(
+        prog='mpvae-tables',
+        description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.",
+    )
     ap.add_argument('--preset', default='smoke', choices=sorted(PRESETS), help="parameter preset (default: smoke)")
     ap.add_argument('--tables', nargs='+', default=['dsprites'], choices=sorted(TABLE_NOTEBOOKS), help="which tables (default: dsprites)")
     ap.add_argument('--out', default='results', help="results folder (default: results)")
@@ -584,8 +628,12 @@ def main(argv=None):
     ap.add_argument('--betas', nargs='+', type=float, help="sweep: one independent job per beta")
     ap.add_argument('--workers', type=int, default=1, help="jobs run in parallel (default 1); each gets max(1, cores // workers) "
                     "CPU threads, at most $OMP_NUM_THREADS if set")
-    ap.add_argument('--nbs', help="folder holding the table notebooks (default: a clone's nbs/, else the copy installed with mpvae)")
-    ap.add_argument('--kernel', help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)")
+    ap.add_argument(
+        '--nbs', help="folder holding the table notebooks (default: a clone's nbs/, else the copy installed with mpvae)"
+    )
+    ap.add_argument(
+        '--kernel', help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)"
+    )
     a = ap.parse_args(argv)
     overrides = {}
     for kv in a.param:
@@ -595,5 +643,8 @@ def main(argv=None):
     try: recs = run_tables(a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel)
     except (FileNotFoundError, ValueError) as e: print(f"mpvae-tables: {e}", file=sys.stderr); return 2
     bad = [r for r in recs if not r['ok']]
-    print(f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary: {Path(a.out)/'summary.md'}")
+    print(
+        f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary:"
+        f" {Path(a.out)/'summary.md'}"
+    )
     return 1 if bad else 0

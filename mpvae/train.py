@@ -1,4 +1,4 @@
-"""`mpvae_learner` builds a fastai `Learner` for an MPVAE: per-term metrics, beta and capacity schedules, mixed precision on CPU and GPU, a NaN/inf guard, exact checkpoint/resume, CSV logs and loss curves.
+"""`mpvae_learner`: a fastai `Learner` for an MPVAE, with the schedules, guards and checkpoints training needs.
 
 Docs: https://mpvae.github.io/mpvae/train.html.md"""
 
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from .core import set_seed, atomic_write, atomic_path, ArraySource, load_torch_file   # before fastai: it keeps fastai's import quiet
-from fastcore.basics import store_attr
+from .core import set_seed, atomic_write, atomic_path, ArraySource, load_torch_file   # before fastai
+from fastcore.basics import store_attr, patch
 from fastai.learner import Learner, Metric, Recorder
 from fastai.callback.core import Callback, CancelStepException, CancelEpochException
 from fastai.callback.schedule import ParamScheduler
@@ -54,7 +54,11 @@ class _InFit(Callback):
 # %% ../nbs/05_train.ipynb #f7edd392
 class LossTerm(Metric):
     "Epoch average of `loss.last[key]` (or `loss.last[key][path]`), weighted by batch size."
-    def __init__(self, key:str, path:int|None=None, name:str|None=None):
+    def __init__(self,
+                 key:str, # the entry of `loss.last`: 'recon', 'kl', 'nelbo', ...
+                 path:int|None=None, # for per-path entries ('kl'): which path (0-based)
+                 name:str|None=None # the column name (default: `key`, or e.g. 'kl1' for path 0)
+                ):
         self.key, self.path = key, path
         self._name = name or (key if path is None else f"{key}{path+1}")
     def reset(self): self.total, self.count = 0., 0
@@ -77,7 +81,8 @@ def loss_metrics(n_paths:int, nelbo:bool=True) -> list:
 class _Ramp(Callback):
     order = 5
     def __init__(self, iters, pct):
-        if (iters is None) == (pct is None): raise ValueError("give exactly one of iters (number of batches) or pct (fraction of training)")
+        if (iters is None) == (pct is None):
+            raise ValueError("give exactly one of iters (number of batches) or pct (fraction of training)")
         if iters is not None and iters < 1: raise ValueError(f"iters must be >= 1, got {iters}")
         if pct is not None and not 0 < pct <= 1: raise ValueError(f"pct must be in (0, 1], got {pct}")
         self.iters, self.pct = iters, pct
@@ -88,15 +93,24 @@ class _Ramp(Callback):
 
 class BetaWarmup(_Ramp):
     "Scale every beta by a weight going linearly from `start` to 1 over `iters` batches (or `pct` of training)."
-    def __init__(self, iters:int|None=None, pct:float|None=None, start:float=0.):
+    def __init__(self,
+                 iters:int|None=None, # warm-up length in training batches (give this or `pct`)
+                 pct:float|None=None, # warm-up length as a fraction of training
+                 start:float=0. # the weight at the first batch
+                ):
         super().__init__(iters, pct); self.start = start
     def weight(self) -> float: return self.start + (1. - self.start) * self.frac()
     def before_batch(self):
         if self.training: self.learn.loss_func.beta_weight = self.weight()
 
 class CapacitySchedule(_Ramp):
-    "Burgess et al.'s objective `gamma*|KL_k - C_k|`, `C_k` rising linearly from 0 to `c_max` over `iters` batches (or `pct`)."
-    def __init__(self, c_max:float|list=25., iters:int|None=None, pct:float|None=None, gamma:float=1000.):
+    "Burgess et al.'s `gamma*|KL_k - C_k|`, `C_k` rising linearly from 0 to `c_max` over `iters` batches (or `pct`)."
+    def __init__(self,
+                 c_max:float|list=25., # final capacity in nats: one for every path, or one per path
+                 iters:int|None=None, # batches over which `C_k` rises to `c_max` (give this or `pct`)
+                 pct:float|None=None, # the same, as a fraction of training
+                 gamma:float=1000. # weight of `|KL_k - C_k|`
+                ):
         super().__init__(iters, pct); self.c_max, self.gamma = c_max, gamma
     def capacity(self):
         f = self.frac()
@@ -108,9 +122,10 @@ class CapacitySchedule(_Ramp):
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
 
 class Autocast(Callback):
-    "Mixed precision with `torch.autocast`: 'bf16' on CPU or CUDA, 'fp16' on CUDA (with a `GradScaler`). Loss in float32."
+    "Mixed precision by `torch.autocast`: 'bf16' on CPU or CUDA, 'fp16' on CUDA (with a `GradScaler`); loss in float32."
     order = 10
-    def __init__(self, precision:str='bf16'):
+    def __init__(self, precision:str='bf16' # 'bf16' (CPU or CUDA) or 'fp16' (CUDA, with a `GradScaler`)
+                ):
         if precision not in _DTYPES: raise ValueError(f"precision must be 'bf16' or 'fp16', got {precision!r}")
         self.precision, self.dtype = precision, _DTYPES[precision]
         self._scaler, self._ctx = None, None
@@ -157,7 +172,8 @@ def _finite(t): return bool(torch.isfinite(t).all())
 class NaNGuard(Callback):
     "Stop training with a clear message when the loss or a gradient becomes NaN/inf."
     order = 20
-    def __init__(self, check_grads:bool=True): self.check_grads = check_grads
+    def __init__(self, check_grads:bool=True # also check the gradients after every backward pass
+                ): self.check_grads = check_grads
     def _where(self):
         phase = 'training' if self.training else 'validation'
         return f"epoch {self.epoch}, {phase} batch {self.iter} (0-based; {self.train_iter} training steps done)"
@@ -176,28 +192,34 @@ class NaNGuard(Callback):
                 if not _finite(lv): first = f'the posterior log-variance of path {k+1}'; break
             else:
                 if not _finite(self.pred.logits): first = 'the reconstruction logits'
-        msg = (f"non-finite loss ({self.learn.loss.item()}) at {self._where()}: "
-               f"non-finite terms: {', '.join(terms) or 'none (the combination overflowed)'}"
-               + (f"; first non-finite tensor in the forward pass: {first}" if first else '')
-               + ". Training stopped. Try a lower learning rate, precision=None (float32), or check the data (finite, in [0, 1]).")
+        msg = (
+            f"non-finite loss ({self.learn.loss.item()}) at {self._where()}: "
+            f"non-finite terms: {', '.join(terms) or 'none (the combination overflowed)'}"
+            + (f"; first non-finite tensor in the forward pass: {first}" if first else '')
+            + ". Training stopped. Try a lower learning rate, precision=None (float32), or check the data (finite, in"
+            " [0, 1])."
+        )
         raise NonFiniteError(msg)
     def before_fit(self): self._params = list(self.model.parameters())   # after DDP wrapping: the same tensors
     def after_backward(self):
         if not self.check_grads or not self.training or getattr(self.learn, 'scaler', None) is not None: return
         grads = [p.grad for p in self._params if p.grad is not None]
-        # one fused norm per parameter (torch._foreach_norm) and one host sync: 0.42 -> 0.18 ms per step on the paper's net
+        # one fused norm per parameter (torch._foreach_norm) and one host sync (see BENCHMARKS.md)
         if not grads or _finite(torch.stack(torch._foreach_norm(grads)) if hasattr(torch, '_foreach_norm')
                                 else torch.stack([g.float().norm() for g in grads])): return
         bad = [n for n, p in self.model.named_parameters() if p.grad is not None and not _finite(p.grad)]
-        raise NonFiniteError(f"non-finite gradient at {self._where()} in {len(bad)} parameter(s): {', '.join(bad[:4])}"
-                             f"{' ...' if len(bad) > 4 else ''} (the loss itself was finite: {self.learn.loss.item():.6g}). "
-                             "Training stopped. Try a lower learning rate or precision=None (float32).")
+        raise NonFiniteError(
+            f"non-finite gradient at {self._where()} in {len(bad)} parameter(s): {', '.join(bad[:4])}"
+            f"{' ...' if len(bad) > 4 else ''} (the loss itself was finite: {self.learn.loss.item():.6g}). "
+            "Training stopped. Try a lower learning rate or precision=None (float32)."
+        )
 
 # %% ../nbs/05_train.ipynb #1db2227d
 class CSVLog(_InFit):
-    "Write every epoch's losses and metrics to `fname` (relative to `learn.path`), the whole file atomically each epoch."
+    "Write every epoch's losses and metrics to `fname` (under `learn.path`), the whole file atomically each epoch."
     order = Recorder.order + 5
-    def __init__(self, fname:str|Path='history.csv'): self.fname, self.rows = Path(fname), []
+    def __init__(self, fname:str|Path='history.csv' # the CSV file, relative to `learn.path`
+                ): self.fname, self.rows = Path(fname), []
     @property
     def path(self) -> Path: return Path(self.learn.path)/self.fname
     def before_fit(self): super().before_fit(); self.rows = []
@@ -211,9 +233,12 @@ class CSVLog(_InFit):
     def load_state_dict(self, sd): self.rows = [list(r) for r in sd['rows']]
 
 class ReconTracker(_InFit):
-    "Reconstructions of the fixed images `x` (from the posterior means), before training and after every `every` epochs."
+    "Reconstructions of the fixed images `x` (posterior means), before training and after every `every` epochs."
     order = Recorder.order + 6
-    def __init__(self, x:torch.Tensor, every:int=1): self.x, self.every, self.history = x, every, []
+    def __init__(self,
+                 x:torch.Tensor, # the images to reconstruct, `(n, c, h, w)`
+                 every:int=1 # record after every this many epochs
+                ): self.x, self.every, self.history = x, every, []
     def _snap(self, label):
         dev = next(self.model.parameters()).device
         self.history.append((label, unwrap(self.model).reconstruct(self.x.to(dev)).float().cpu()))
@@ -247,34 +272,45 @@ def show_reconstructions(model:MPVAE, x:torch.Tensor, n:int=8):
     dev = next(model.parameters()).device
     return show_image_rows([('input', x[:n].cpu()), ('recon', model.reconstruct(x[:n].to(dev)).cpu())], n=n)
 
-# %% ../nbs/05_train.ipynb #a375ffe9
+# %% ../nbs/05_train.ipynb #42844daf
 _CKPT = 'mpvae-checkpoint'
 
 def _rng_state():
+    "The state of every random stream a training step draws from: torch (CPU and CUDA), NumPy, Python."
     st = {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}
     if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
     return st
 
 def _set_rng_state(st):
+    "Put every random stream back where `_rng_state` found it."
     torch.set_rng_state(st['torch'].cpu()); np.random.set_state(st['numpy']); random.setstate(st['python'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
 
+# %% ../nbs/05_train.ipynb #c9c83dbf
 def _read_checkpoint(path:Path, device, fix:str='') -> dict:
-    "The dict of the training checkpoint at `path`, or an error naming the file, what it is instead and (`fix`) what to do."
+    "The dict of the training checkpoint at `path`, or an error naming the file, what it is and (`fix`) what to do."
     what = "an mpvae training checkpoint (written by mpvae.train.Checkpoint)"
-    try: st = load_torch_file(path, what, weights_only=False, map_location=device)   # our own file: it holds numpy/python RNG states
+    try: st = load_torch_file(path, what, weights_only=False, map_location=device)   # ours: RNG states
     except ValueError as e: raise ValueError(f"{e}" + (f"; {fix}" if fix else '')) from e.__cause__
     if isinstance(st, dict) and st.get('format') == _CKPT: return st
     if isinstance(st, dict) and st.get('format') == 'mpvae-model':
-        raise ValueError(f"{path} is a saved model (mpvae.model.save_model), not {what}: load it with mpvae.model.load_model"
-                         + ("; a fit cannot resume from it: " + fix if fix else ''))
+        raise ValueError(
+            f"{path} is a saved model (mpvae.model.save_model), not {what}: load it with mpvae.model.load_model"
+            + ("; a fit cannot resume from it: " + fix if fix else '')
+        )
     kind = f"a {type(st).__name__}" + (f" with keys {sorted(map(str, st))[:8]}" if isinstance(st, dict) else '')
     raise ValueError(f"{path} is not {what}: it holds {kind}" + (f"; {fix}" if fix else ''))
 
+# %% ../nbs/05_train.ipynb #a07e9fb2
 class Checkpoint(_InFit):
-    "Save the full training state every `every_epochs` epochs and/or `every_iters` steps to `fname`; resume from it if `resume`."
+    "Save the training state every `every_epochs` epochs and/or `every_iters` steps to `fname`; resume if `resume`."
     order = 90   # after TrainEvalCallback, Recorder, ParamScheduler and the metrics
-    def __init__(self, fname:str|Path='checkpoint.pth', every_epochs:int|None=1, every_iters:int|None=None, resume:bool=False):
+    def __init__(self,
+                 fname:str|Path='checkpoint.pth', # the file, relative to `learn.path`
+                 every_epochs:int|None=1, # save after every this many epochs (after validation); None: never
+                 every_iters:int|None=None, # save after every this many training steps; None: never
+                 resume:bool=False # at `before_fit`, continue from the file if it exists
+                ):
         if not (every_epochs or every_iters): raise ValueError("give every_epochs and/or every_iters")
         store_attr('every_epochs,every_iters,resume'); self.fname = Path(fname)
         self._pending, self._dl_state, self.resumed_from = None, None, None
@@ -293,9 +329,11 @@ class Checkpoint(_InFit):
         "Everything needed to continue this fit at batch `it` of `epoch`."
         rec = self.learn.recorder
         model = unwrap(self.learn.model)
-        return {'format': _CKPT, 'version': 1, 'epoch': epoch, 'iter': it, 'n_epoch': self.learn.n_epoch, 'n_iter': len(self.dls.train),
+        return {'format': _CKPT, 'version': 1, 'epoch': epoch, 'iter': it,
+                'n_epoch': self.learn.n_epoch, 'n_iter': len(self.dls.train),
                 'train_iter': self.learn.train_iter, 'pct_train': self.learn.pct_train,
-                'model': model.state_dict(), 'model_config': model.config.to_dict() if isinstance(model, MPVAE) else None,
+                'model': model.state_dict(),
+                'model_config': model.config.to_dict() if isinstance(model, MPVAE) else None,
                 'opt': self.learn.opt.state_dict(),
                 'loss': self.loss_func.state_dict() if isinstance(self.loss_func, nn.Module) else None,
                 'loss_config': self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None,
@@ -306,84 +344,115 @@ class Checkpoint(_InFit):
                 'cbs': {k: cb.state_dict() for k, cb in self._stateful().items()}}
 
     def save(self, epoch:int, it:int, dl_state):
+        "Write `state` atomically (rank 0), after gathering every rank's random streams."
         world = _world()[1]
         rngs = None
-        if world > 1:   # every rank's random streams (sampling noise differs per rank), gathered on all ranks: a collective call
-            rngs = [None]*world; dist.all_gather_object(rngs, _rng_state())
+        if world > 1:   # every rank's random streams (its own sampling noise), gathered on all ranks: a collective call
+            rngs = [None] * world
+            dist.all_gather_object(rngs, _rng_state())
         if _is_main():
             st = self.state(epoch, it, dl_state)
             if rngs is not None: st['rng_ranks'] = rngs
             with atomic_path(self.path) as tmp: torch.save(st, tmp)
         if world > 1: dist.barrier()   # when save returns, every rank can read the new file
 
-    def before_fit(self):
-        super().before_fit()
-        self._pending = None
-        if not self.resume or not self.path.exists(): return
-        dev = next(self.model.parameters()).device
-        st = _read_checkpoint(self.path, dev, "delete it (or pass resume=False) to train from the start")
-        if st['n_epoch'] != self.learn.n_epoch or st['n_iter'] != len(self.dls.train):
-            raise ValueError(f"{self.path} was saved by a fit of {st['n_epoch']} epochs x {st['n_iter']} batches; this fit has "
-                             f"{self.learn.n_epoch} x {len(self.dls.train)}: resume with the same fit call and data, or pass resume=False")
-        world = _world()[1]
-        if st.get('world_size', 1) != world:
-            raise ValueError(f"{self.path} was saved by a run on {st.get('world_size', 1)} process(es), this one has {world}: "
-                             "resume with the same number of processes, or pass resume=False")
-        model = unwrap(self.model)
-        if isinstance(model, MPVAE) and st['model_config'] is not None and MPVAEConfig(**st['model_config']) != model.config:
-            raise ValueError(f"{self.path} holds a model of another configuration than this learner's; it differs in "
-                             f"{config_diff(st['model_config'], model.config, ('checkpoint', 'learner'))}: resume with the "
-                             "checkpoint's configuration, or delete the file (or pass resume=False) to train from the start")
-        model.load_state_dict(st['model'])
-        self.learn.opt.load_state_dict(st['opt'])
-        if st['loss'] is not None: self.loss_func.load_state_dict(st['loss'])
-        self.learn.train_iter = st['train_iter']
-        rec = self.learn.recorder
-        rec.lrs, rec.iters, rec.losses, rec.values = st['recorder']['lrs'], st['recorder']['iters'], st['recorder']['losses'], st['recorder']['values']
-        rec.smooth_loss.count, rec.smooth_loss.val = st['recorder']['smooth']
-        rec.smooth_loss.val = rec.smooth_loss.val.cpu()
-        for cb, hps in zip([c for c in self.learn.cbs if isinstance(c, ParamScheduler)], st['sched_hps']): cb.hps = hps
-        cbs = self._stateful()
-        for k, sd in st['cbs'].items():
-            if k in cbs: cbs[k].load_state_dict(sd)
-        self._pending = st
-        self.learn._resume_at = (st['epoch'], st['iter'])
-        self.resumed_from = (st['epoch'], st['iter'])
+# %% ../nbs/05_train.ipynb #0bb971b4
+@patch
+def before_fit(self:Checkpoint):
+    "Resume: check the file belongs to this fit, restore model, optimizer, loss, recorder and callbacks."
+    super(Checkpoint, self).before_fit()
+    self._pending = None
+    if not self.resume or not self.path.exists(): return
+    dev = next(self.model.parameters()).device
+    st = _read_checkpoint(self.path, dev, "delete it (or pass resume=False) to train from the start")
+    if st['n_epoch'] != self.learn.n_epoch or st['n_iter'] != len(self.dls.train):
+        raise ValueError(
+            f"{self.path} was saved by a fit of {st['n_epoch']} epochs x {st['n_iter']} batches; this fit has"
+            f" {self.learn.n_epoch} x {len(self.dls.train)}: resume with the same fit call and data, or pass"
+            " resume=False"
+        )
+    world = _world()[1]
+    if st.get('world_size', 1) != world:
+        raise ValueError(
+            f"{self.path} was saved by a run on {st.get('world_size', 1)} process(es), this one has {world}: "
+            "resume with the same number of processes, or pass resume=False"
+        )
+    model = unwrap(self.model)
+    other = st['model_config'] is not None and MPVAEConfig(**st['model_config']) != model.config
+    if isinstance(model, MPVAE) and other:
+        raise ValueError(
+            f"{self.path} holds a model of another configuration than this learner's; it differs in "
+            f"{config_diff(st['model_config'], model.config, ('checkpoint', 'learner'))}: resume with the "
+            "checkpoint's configuration, or delete the file (or pass resume=False) to train from the start"
+        )
+    model.load_state_dict(st['model'])
+    self.learn.opt.load_state_dict(st['opt'])
+    if st['loss'] is not None: self.loss_func.load_state_dict(st['loss'])
+    self.learn.train_iter = st['train_iter']
+    rec = self.learn.recorder
+    r = st['recorder']
+    rec.lrs, rec.iters, rec.losses, rec.values = r['lrs'], r['iters'], r['losses'], r['values']
+    rec.smooth_loss.count, rec.smooth_loss.val = r['smooth']
+    rec.smooth_loss.val = rec.smooth_loss.val.cpu()
+    for cb, hps in zip([c for c in self.learn.cbs if isinstance(c, ParamScheduler)], st['sched_hps']): cb.hps = hps
+    cbs = self._stateful()
+    for k, sd in st['cbs'].items():
+        if k in cbs: cbs[k].load_state_dict(sd)
+    self._pending = st
+    self.learn._resume_at = (st['epoch'], st['iter'])
+    self.resumed_from = (st['epoch'], st['iter'])
 
-    def before_train(self):
-        st, self._pending = self._pending, None
-        if st is not None:            # the first epoch of a resumed fit: restore the random streams where they were
-            _set_rng_state(st['rng_ranks'][_world()[0]] if 'rng_ranks' in st else st['rng'])
-            if st['dl'] is not None and hasattr(self.dls.train, 'load_state_dict'): self.dls.train.load_state_dict(st['dl'])
-            if st['iter'] > 0: self.learn.pct_train = st['pct_train']
-        # the loader's generator before it draws this epoch's order
-        self._dl_state = self.dls.train.state_dict() if hasattr(self.dls.train, 'state_dict') else None
+# %% ../nbs/05_train.ipynb #b4a3526f
+@patch
+def before_train(self:Checkpoint):
+    "At a resumed fit's first epoch, put the random streams and the loader back; keep the loader's state."
+    st, self._pending = self._pending, None
+    if st is not None:            # the first epoch of a resumed fit: restore the random streams where they were
+        _set_rng_state(st['rng_ranks'][_world()[0]] if 'rng_ranks' in st else st['rng'])
+        if st['dl'] is not None and hasattr(self.dls.train, 'load_state_dict'):
+            self.dls.train.load_state_dict(st['dl'])
+        if st['iter'] > 0: self.learn.pct_train = st['pct_train']
+    # the loader's generator before it draws this epoch's order
+    self._dl_state = self.dls.train.state_dict() if hasattr(self.dls.train, 'state_dict') else None
 
-    def after_batch(self):
-        if self._in_fit and self.training and self.every_iters and self.learn.train_iter % self.every_iters == 0:
-            self.save(self.epoch, self.iter + 1, self._dl_state)
+@patch
+def after_batch(self:Checkpoint):
+    "Save every `every_iters` training steps."
+    if self._in_fit and self.training and self.every_iters and self.learn.train_iter % self.every_iters == 0:
+        self.save(self.epoch, self.iter + 1, self._dl_state)
 
-    def after_epoch(self):
-        if self._in_fit and self.every_epochs and (self.epoch + 1) % self.every_epochs == 0:
-            self.save(self.epoch + 1, 0, self.dls.train.state_dict() if hasattr(self.dls.train, 'state_dict') else None)
+@patch
+def after_epoch(self:Checkpoint):
+    "Save every `every_epochs` epochs, after validation."
+    if self._in_fit and self.every_epochs and (self.epoch + 1) % self.every_epochs == 0:
+        self.save(self.epoch + 1, 0, self.dls.train.state_dict() if hasattr(self.dls.train, 'state_dict') else None)
 
-    def after_fit(self): super().after_fit(); self.learn._resume_at = None
+@patch
+def after_fit(self:Checkpoint):
+    "Forget the resume position: the next fit starts at its beginning."
+    super(Checkpoint, self).after_fit(); self.learn._resume_at = None
 
+# %% ../nbs/05_train.ipynb #f23afed3
 def load_checkpoint_model(path:str|Path, device='cpu') -> MPVAE:
     "The `MPVAE` stored in a training checkpoint (config and weights only), in eval mode."
     path = Path(path)
     st = _read_checkpoint(path, 'cpu')
-    if not st.get('model_config'): raise ValueError(f"{path} is a training checkpoint of a model that is not an MPVAE: load its 'model' state dict yourself")
+    if not st.get('model_config'):
+        raise ValueError(
+            f"{path} is a training checkpoint of a model that is not an MPVAE: load its 'model' state dict yourself"
+        )
     m = MPVAE(_config_from(st['model_config'], path))
     try: m.load_state_dict(st['model'])
     except RuntimeError as e:
-        raise ValueError(f"{path}: its weights do not fit the model its own config describes ({str(e).splitlines()[0][:300]}): "
-                         "the file was edited or damaged") from e
+        raise ValueError(
+            f"{path}: its weights do not fit the model its own config describes ({str(e).splitlines()[0][:300]}): "
+            "the file was edited or damaged"
+        ) from e
     return m.to(device).eval()
 
 # %% ../nbs/05_train.ipynb #360e36b0
 class MPVAELearner(Learner):
-    "A fastai `Learner` whose `fit` can start part-way through (epoch, batch), which `Checkpoint(resume=True)` asks for."
+    "A fastai `Learner` whose `fit` can start part-way (epoch, batch), as `Checkpoint(resume=True)` asks."
     _resume_at = None
     def _do_fit(self):
         start = self._resume_at[0] if self._resume_at else 0
@@ -398,7 +467,7 @@ class MPVAELearner(Learner):
         for i, b in enumerate(self.dl):
             if i >= skip: self.one_batch(i, b)   # batches before `skip` were done before the interruption
     def save_model(self, path:str|Path, **meta) -> Path:
-        "Save the model and its config for evaluation (`mpvae.model.load_model`), with the loss config as metadata (rank 0 only)."
+        "Save the model and its config for `mpvae.model.load_model`, the loss config as metadata (rank 0 only)."
         lc = self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None
         if not _is_main(): return Path(path)    # in a distributed run every rank holds the same weights: one file
         return save_model(unwrap(self.model), path, loss_config=lc, **meta)
@@ -416,20 +485,21 @@ def _auto(cfg, bs, device) -> dict:
     "`auto_precision` for this model and batch size, unless `$MPVAE_PRECISION` (fp32, bf16 or fp16) fixes the answer."
     forced = os.environ.get('MPVAE_PRECISION')
     if not forced: return auto_precision(cfg, bs, device)
-    if forced not in ('fp32', 'bf16', 'fp16'): raise ValueError(f"$MPVAE_PRECISION must be fp32, bf16 or fp16, got {forced!r}")
+    if forced not in ('fp32', 'bf16', 'fp16'):
+        raise ValueError(f"$MPVAE_PRECISION must be fp32, bf16 or fp16, got {forced!r}")
     return dict(precision=forced, channels_last=False, source='$MPVAE_PRECISION', img_per_s=None)
 
 def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in [0, 1]
-                  model_cfg:MPVAEConfig|dict|None=None, # architecture (default: the paper's 2-path net sized to the data)
+                  model_cfg:MPVAEConfig|dict|None=None, # architecture (default: the paper's net sized to the data)
                   loss_cfg:LossConfig|dict|MPVAELoss|None=None, # loss settings (default: Bernoulli, all betas 1)
                   betas:float|list|None=None, # shortcut for loss_cfg.betas (wins over it)
                   model:MPVAE|None=None, # an already built model instead of `model_cfg`
                   lr:float=1e-3, wd:float=0., opt_func=None, # optimizer (default: Adam with torch's defaults)
-                  precision:str|None='auto', # 'auto' (the fastest here, `mpvae.speed.auto_precision`), None/'fp32', 'bf16', 'fp16' (CUDA)
+                  precision:str|None='auto', # 'auto' (the fastest here, `auto_precision`), None/'fp32', 'bf16', 'fp16' (CUDA)
                   channels_last:bool|None=None, # channels-last layout; None: as 'auto' chose (else contiguous)
                   flush_denormals:bool=True, # flush denormal floats to zero on every torch thread (`mpvae.speed`)
                   nan_guard:bool=True, # stop on NaN/inf loss or gradient with a clear message
-                  beta_warmup:int|float|None=None, # KL warm-up: an int = batches, a float in (0, 1] = fraction of training
+                  beta_warmup:int|float|None=None, # KL warm-up: int: batches, float in (0, 1]: fraction of training
                   metrics:list|None=None, # default: recon, kl per path, nelbo
                   train_metrics:bool=False, # also compute the metrics on training batches
                   checkpoint:str|Path|None=None, # checkpoint file (relative to `path`); None: no checkpoints
@@ -451,11 +521,15 @@ def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in 
     elif model_cfg is not None: raise ValueError("pass either model or model_cfg, not both")
     c = model.config
     if x0 is not None and tuple(x0.shape[1:]) != (c.in_channels, c.img_size, c.img_size):
-        raise ValueError(f"the data's images are {tuple(x0.shape[1:])} but the model expects {(c.in_channels, c.img_size, c.img_size)}: "
-                         f"set MPVAEConfig(in_channels={x0.shape[1]}, img_size={x0.shape[-1]}) or leave them out of model_cfg")
+        raise ValueError(
+            f"the data's images are {tuple(x0.shape[1:])} but the model expects"
+            f" {(c.in_channels, c.img_size, c.img_size)}: set MPVAEConfig(in_channels={x0.shape[1]},"
+            f" img_size={x0.shape[-1]}) or leave them out of model_cfg"
+        )
     if isinstance(loss_cfg, MPVAELoss):
         loss = loss_cfg
-        if betas is not None: raise ValueError("betas cannot be given with a ready-made MPVAELoss: set them in its config")
+        if betas is not None:
+            raise ValueError("betas cannot be given with a ready-made MPVAELoss: set them in its config")
     else:
         lc = loss_cfg if isinstance(loss_cfg, LossConfig) else LossConfig(**(loss_cfg or {}))
         if betas is not None: lc = LossConfig(**{**lc.to_dict(), 'betas': betas})
@@ -477,7 +551,8 @@ def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in 
     if beta_warmup is not None:
         cb.append(BetaWarmup(pct=beta_warmup) if isinstance(beta_warmup, float) else BetaWarmup(iters=beta_warmup))
     if csv_log is not None: cb.append(CSVLog(csv_log))
-    if checkpoint is not None: cb.append(Checkpoint(checkpoint, checkpoint_every_epochs, checkpoint_every_iters, resume))
+    if checkpoint is not None:
+        cb.append(Checkpoint(checkpoint, checkpoint_every_epochs, checkpoint_every_iters, resume))
     learn = MPVAELearner(dls, model, loss_func=loss, opt_func=opt_func, lr=lr, wd=wd,
                          metrics=loss_metrics(model.n_paths) if metrics is None else metrics, cbs=cb, path=path,
                          splitter=partial(_split_with, extra=tuple(loss.parameters())), **kwargs)
@@ -497,7 +572,7 @@ def _history(src):
 
 def plot_loss_curves(src, # a Learner after `fit`, or the path of a `CSVLog` file
                      figsize=(10, 3.5)):
-    "Figure: train/valid loss per epoch (and the smoothed per-batch loss of a Learner), and the recon and per-path KL terms."
+    "Figure: train/valid loss per epoch (and a Learner's smoothed batch loss), and the recon and per-path KL terms."
     import matplotlib.pyplot as plt
     names, rows = _history(src)
     if not rows: raise ValueError("no epochs recorded yet: call fit first")
@@ -542,11 +617,11 @@ def _env_job():
     except json.JSONDecodeError: return None
 
 class ProgressLines(_InFit):
-    "One plain-text line per epoch: model, seed, epoch k/n, images, train/valid loss, images/s, elapsed and ETA of the model and of the job."
+    "One plain line per epoch: model, seed, epoch, images, train/valid loss, images/s, elapsed and ETA (model and job)."
     order = Recorder.order + 7     # after the Recorder has logged the epoch
     def __init__(self, name:str='model', # the model's name in the lines
                  seed:int|None=None, # its seed, shown if given
-                 job:dict|None=None, # {'name', 't0' (time.time() at the job's start), 'models'}; default `$MPVAE_PROGRESS_JOB`
+                 job:dict|None=None, # {'name', 't0' (the job's start time), 'models'}; default `$MPVAE_PROGRESS_JOB`
                  out=None): # file object or path; default `$MPVAE_PROGRESS_FILE`, else stdout
         self.model_name, self.seed, self.out = name, seed, out
         self.job = job if job is not None else _env_job()
@@ -557,7 +632,8 @@ class ProgressLines(_InFit):
         self.total = self.learn.n_epoch * len(self.dls.train) * self.bs * self.world
         self.seen0 = self.seen = None; self.t0 = time.time()
     def before_train(self):
-        if self._in_fit and self.seen is None: self.seen0 = self.seen = self.learn.train_iter * self.bs * self.world   # resumed fits start later
+        if self._in_fit and self.seen is None:
+            self.seen0 = self.seen = self.learn.train_iter * self.bs * self.world  # resumed fits start later
     def after_batch(self):
         if self._in_fit and self.training and self.seen is not None: self.seen += find_bs(self.learn.yb) * self.world
     def line(self) -> str:
@@ -569,8 +645,11 @@ class ProgressLines(_InFit):
         f = lambda v: '-' if v is None else f"{float(v):.4g}"
         j = self.job or {}
         s = (f"[{j['name']}] " if j.get('name') else '') + self.model_name + (f" seed {self.seed}" if self.seed is not None else '')
-        s += (f" | epoch {self.epoch+1}/{self.n_epoch} | {self.seen:,}/{self.total:,} images | train {f(d.get('train_loss'))} "
-              f"valid {f(d.get('valid_loss'))} | {rate:,.0f} img/s | model {_hms(el)} elapsed, ETA {_hms(eta) if rate else '?'}")
+        s += (
+            f" | epoch {self.epoch+1}/{self.n_epoch} | {self.seen:,}/{self.total:,} images | train"
+            f" {f(d.get('train_loss'))} valid {f(d.get('valid_loss'))} | {rate:,.0f} img/s | model {_hms(el)} elapsed,"
+            f" ETA {_hms(eta) if rate else '?'}"
+        )
         if j.get('models'):
             k = min(_FITS_DONE + 1, j['models'])
             left = (self.total - self.seen) + max(0, j['models'] - k) * self.total   # a job's models train alike
