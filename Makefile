@@ -10,7 +10,7 @@ TABLES ?= dsprites
 OUT ?= results/$(PRESET)
 PYTEST_ARGS ?=
 
-.PHONY: install kernel reproduce test check-sync readme docs clean-venv
+.PHONY: install kernel reproduce test check-sync readme docs notebooks clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ readme:
 # on GitHub, .github/workflows/deploy.yaml publishes the same notebooks with nbdev's Quarto workflow
 docs:
 	$(BIN)/python tools/make_docs.py nbs _docs
+
+# re-execute every notebook in place (index.ipynb aside), keep its outputs, record the library each ran against in
+# nbs/outputs.json (tests/test_outputs.py fails when a notebook's outputs are older than the library); NBS=... for some
+# only, e.g. `make notebooks NBS=nbs/03_model.ipynb`, or `make notebooks NBS=--stale` for the out-of-date ones
+NBS ?=
+notebooks:
+	$(BIN)/python tools/run_notebooks.py $(NBS)
+	$(BIN)/nbdev-clean
 
 # the library must be what the notebooks export, the notebooks clean, README what index.ipynb says
 check-sync:
