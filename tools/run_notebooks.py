@@ -4,7 +4,8 @@ Each notebook runs in a fresh kernel in `nbs/` (as `nbdev-test` runs it; the tab
 `out_dir`), from a copy of itself with one hidden first cell that seeds Python, NumPy and torch and fixes the figure format (PNG at
 72 dpi); the table notebooks get their parameters the same way, in a cell after their `parameters` cell (as papermill
 does). Cells flagged `#| slow` or `#| notest` are skipped, as nbdev-test skips them (they time the machine or run
-for long), and keep no output. Only the outputs come back into the notebook: its cells and their sources are left as they are. Training runs
+for long), and keep no output. fastai's fit tables lose their `time` column and warnings (stderr) are dropped: both
+depend on the machine. Only the outputs come back into the notebook: its cells and their sources are left as they are. Training runs
 in float32 (`MPVAE_PRECISION=fp32`), so the numbers do not depend on which precision a machine would find fastest.
 
 After the run, `nbs/outputs.json` records for each notebook a fingerprint of the library it ran against: the syntax
@@ -119,6 +120,20 @@ def stale(record:dict|None=None) -> dict:
         if have != want: out[p.name] = ', '.join(sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k)))
     return out
 
+def drop_time_column(text:str) -> str:
+    "fastai's fit table without its last column, `time` (an epoch's duration depends on the machine)."
+    if '<th>time</th>' not in text: return text
+    text = re.sub(r'\s*<th>time</th>', '', text)
+    return re.sub(r'\s*<td>[^<]*</td>(\s*</tr>)', r'\1', text)
+
+def _keep(o) -> dict|None:
+    "An output as kept in git: fit tables without their time column; None for stderr (warnings name local files)."
+    if o.get('output_type') == 'stream' and o.get('name') == 'stderr': return None
+    for k in ('text/html', 'text/markdown', 'text/plain'):
+        v = o.get('data', {}).get(k)
+        if v is not None: o['data'][k] = drop_time_column(v if isinstance(v, str) else ''.join(v))
+    return o
+
 def _skipped(src:str) -> bool:
     "Is this cell flagged with one of nbdev's `tst_flags` (`#| slow`, `#| notest`)? Those cells are not run."
     return bool(re.search(r'^#\|\s*(' + '|'.join(TST_FLAGS) + r')\b', src, re.M))
@@ -149,8 +164,7 @@ def execute(nb_path:Path, timeout:int=1800) -> float:
     assert len(ran) == len(nb.cells)
     for c, r in zip(nb.cells, ran):
         if c.cell_type != 'code': continue
-        # warnings name files of this machine's environment: not for the reader
-        c.outputs = [o for o in r.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+        c.outputs = [o for o in map(_keep, r.outputs) if o is not None]
         c.execution_count = None
     nbformat.write(nb, nb_path)
     return time.time() - t
