@@ -110,8 +110,20 @@ def cmd_evaluate(a):
               f"({o['diff']:+.2f} +- {o['se']:.2f}); active {r['active']}  [{r['seconds']:.0f} s]", flush=True)
 
 
-def load_evals(runs:Path) -> list:
-    return sorted((json.loads(p.read_text()) for p in (runs/'eval').glob('seed*_*.json')), key=lambda r: (r['images'], r['seed']))
+def _line(r:dict) -> str:
+    "The training setting an evaluation's pair of runs shares, e.g. 'lr 1e-3' (the lines of the report)."
+    c = r.get('records', {}).get('vae') or {}
+    txt = f"lr {c.get('lr', 1e-3):.0e}".replace('e-0', 'e-')
+    if c.get('schedule', 'const') != 'const': txt += f" {c['schedule']}"
+    if c.get('bs', 64) != 64: txt += f" bs {c['bs']}"
+    return txt
+
+
+def load_evals(*runs:Path) -> list:
+    "Every evaluation under `runs/eval`, for each folder, tagged with its line (training setting)."
+    evals = [json.loads(p.read_text()) for d in runs for p in (Path(d)/'eval').glob('seed*_*.json')]
+    for r in evals: r['line'] = _line(r)
+    return sorted(evals, key=lambda r: (r['line'], r['images'], r['seed']))
 
 
 def plot_curves(evals:list, out:Path) -> list:
@@ -119,40 +131,43 @@ def plot_curves(evals:list, out:Path) -> list:
     matplotlib.use('Agg'); import matplotlib.pyplot as plt
     from mpvae.experiment import save_fig
     from mpvae.tables import PAPER
-    seeds = sorted({r['seed'] for r in evals}); figs = []
+    series = sorted({(r['line'], r['seed']) for r in evals}); figs = []
+    lines_ = sorted({r['line'] for r in evals}); styles = dict(zip(lines_, ['-', '--', ':', '-.']))
     cols = {'baseline': 'C0', 'z1': 'C1', 'z2': 'C2', 'z1+z2': 'C3'}
     # 1. accuracy vs images, mean over labels and per label
     fig, axs = plt.subplots(1, 6, figsize=(20, 3.4), sharex=True)
     for j, lab in enumerate(LABELS + ['mean']):
         ax = axs[j]
         for key, c in cols.items():
-            for s in seeds:
-                rs = [r for r in evals if r['seed'] == s]
+            for ln, s in series:
+                rs = [r for r in evals if (r['line'], r['seed']) == (ln, s)]
                 x = [r['images'] for r in rs]
-                v = [r['rows'][key]['mean' if lab == 'mean' else 'acc'][lab]['mean'] if lab != 'mean' else r['rows'][key]['mean']['mean'] for r in rs]
+                v = [r['rows'][key]['acc'][lab]['mean'] if lab != 'mean' else r['rows'][key]['mean']['mean'] for r in rs]
                 e = [r['rows'][key]['mean']['std_runs'] if lab == 'mean' else r['rows'][key]['acc'][lab]['std_runs'] for r in rs]
-                ax.errorbar(x, v, yerr=e, color=c, marker='o', ms=3, lw=1, capsize=2, label=key if s == seeds[0] else None)
+                ax.errorbar(x, v, yerr=e, color=c, marker='o', ms=3, lw=1, ls=styles[ln], capsize=2,
+                            label=f'{key} ({ln})' if s == series[0][1] else None)
             p = PAPER['dsprites']['acc'][key].get(lab)
             if p is not None: ax.axhline(p, color=c, ls=':', lw=1)
         ch = np.mean(list(evals[0]['chance'].values())) if lab == 'mean' else evals[0]['chance'][lab]
         ax.axhline(100*ch, color='k', ls='--', lw=0.8)
         ax.set_xscale('log'); ax.set_title(lab); ax.set_xlabel('images seen'); ax.grid(alpha=0.3)
     axs[0].set_ylabel('probe accuracy (%)'); axs[-1].legend(fontsize=7)
-    fig.suptitle('Probe accuracy vs training length (dotted: the paper; dashed: chance; bars: std over 25 probe runs)', fontsize=10)
+    fig.suptitle('Probe accuracy vs training length (' + ', '.join(f"{styles[l]!r}: {l}" for l in lines_)
+                 + '; dotted horizontal: the paper; black dashed: chance; bars: std over 25 probe runs)', fontsize=10)
     fig.tight_layout(); figs.append(save_fig(fig, out/'dsprites_lc_accuracy.png'))
     # 2. NELBO / recon vs images, 3. active dims per path
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.4))
-    for s in seeds:
-        rs = [r for r in evals if r['seed'] == s]; x = [r['images'] for r in rs]
+    for ln, s in series:
+        rs = [r for r in evals if (r['line'], r['seed']) == (ln, s)]; x = [r['images'] for r in rs]
+        first, st = s == series[0][1], 'o' + styles[ln]
         for m, c in (('vae', 'C0'), ('mpvae', 'C3')):
-            a1.plot(x, [r['history'][m].get('nelbo', np.nan) for r in rs], 'o-', color=c, ms=3, label=f'{m} NELBO' if s == seeds[0] else None)
-            a1.plot(x, [r['history'][m].get('recon', np.nan) for r in rs], 's--', color=c, ms=3, alpha=0.6, label=f'{m} recon' if s == seeds[0] else None)
-        a2.plot(x, [r['history']['vae'].get('kl1', np.nan) for r in rs], 'o-', color='C0', ms=3, label='baseline KL' if s == seeds[0] else None)
-        a2.plot(x, [r['history']['mpvae'].get('kl1', np.nan) for r in rs], 'o-', color='C1', ms=3, label='MPVAE KL z1' if s == seeds[0] else None)
-        a2.plot(x, [r['history']['mpvae'].get('kl2', np.nan) for r in rs], 'o-', color='C2', ms=3, label='MPVAE KL z2' if s == seeds[0] else None)
+            a1.plot(x, [r['history'][m].get('nelbo', np.nan) for r in rs], st, color=c, ms=3, label=f'{m} NELBO ({ln})' if first else None)
+        a2.plot(x, [r['history']['vae'].get('kl1', np.nan) for r in rs], st, color='C0', ms=3, label=f'baseline ({ln})' if first else None)
+        a2.plot(x, [r['history']['mpvae'].get('kl1', np.nan) for r in rs], st, color='C1', ms=3, label=f'MPVAE z1 ({ln})' if first else None)
+        a2.plot(x, [r['history']['mpvae'].get('kl2', np.nan) for r in rs], st, color='C2', ms=3, label=f'MPVAE z2 ({ln})' if first else None)
         for k, c in (('vae/z', 'C0'), ('mpvae/z1', 'C1'), ('mpvae/z2', 'C2')):
-            a3.plot(x, [r['active'][k] for r in rs], 'o-', color=c, ms=3, label=k if s == seeds[0] else None)
-    for ax, t, yl in ((a1, 'validation NELBO and reconstruction (nats/image)', 'nats'), (a2, 'KL per path (validation)', 'nats'),
+            a3.plot(x, [r['active'][k] for r in rs], st, color=c, ms=3, label=f'{k} ({ln})' if first else None)
+    for ax, t, yl in ((a1, 'validation NELBO (nats/image)', 'nats'), (a2, 'KL per path (validation)', 'nats'),
                       (a3, f'active dimensions (mean KL > {ACTIVE_NATS} nats)', 'dims')):
         ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_title(t, fontsize=9); ax.set_ylabel(yl); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     a3.set_ylim(0, 12.5)
@@ -162,43 +177,46 @@ def plot_curves(evals:list, out:Path) -> list:
 
 def report_md(evals:list, figs:list) -> str:
     from mpvae.tables import PAPER
-    seeds = sorted({r['seed'] for r in evals})
+    seeds = sorted({r['seed'] for r in evals}); lines_ = sorted({r['line'] for r in evals})
     lines = ['# dSprites learning curves: does the paper\'s Table 2 ordering appear as the models train longer?', '',
              'Generated by `python tools/learning_curves.py report` from the runs of `tools/long_run.py` (see the README, '
              '"Long runs"). Models: the beta-VAE baseline (z = 12) and the beta-MPVAE with paths (3, 9), beta = 4 for every '
-             'path, Bernoulli likelihood, Adam at a constant lr 1e-3, batch 64, float32, representation seeds ' + ', '.join(map(str, seeds)) + '. '
+             'path, Bernoulli likelihood, batch 64, float32, Adam at a constant learning rate: ' + ' and '.join(lines_)
+             + ' (the field\'s reference uses 1e-4; `reports/dsprites_schedules.md` compares schedules), representation seeds '
+             + ', '.join(map(str, seeds)) + '. '
              'Probes: the `paper` preset\'s protocol (20,000-image pool, 5 splits x 5 seeds of logistic regression, 10,000 train / '
              '5,000 validation images). ± is the std over the 25 probe runs of one representation seed; the verdict compares '
              'z1+z2 with the baseline on the mean over the five labels and says "holds" only if z1+z2 is ahead by more than two '
              'standard errors. The reference protocol of the field (disentanglement_lib) trains 300,000 steps at batch 64 = '
              '19.2 M images.', '']
     for f in figs: lines += [f'![]({Path(f).name})', '']
-    lines += ['| seed | images | steps (bs 64) | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | verdict | active dims (baseline / z1 / z2) | NELBO baseline / MPVAE |',
-              '|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|']
+    lines += ['| setting | seed | images | steps (bs 64) | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | verdict | active dims (baseline / z1 / z2) | NELBO baseline / MPVAE |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|']
     for r in evals:
         m = {k: r['rows'][k]['mean'] for k in FEATS}
         o = r['ordering']; a = r['active']; h = r['history']
-        lines.append(f"| {r['seed']} | {r['images']:,} | {r['images']//64:,} | " + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
+        lines.append(f"| {r['line']} | {r['seed']} | {r['images']:,} | {r['images']//64:,} | " + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
                      + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a['vae/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
                      f"{h['vae'].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
     p = PAPER['dsprites']['acc']
     lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
               f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).", '']
-    last = max(r['images'] for r in evals)
-    lines += [f'## Per label at the longest length ({last:,} images)', '',
-              '| seed | features | ' + ' | '.join(LABELS) + ' | mean |', '|---:|---|' + '---:|'*(len(LABELS)+1)]
-    for r in [r for r in evals if r['images'] == last]:
-        for k in FEATS:
+    lines += ['## Per label at the longest length of each setting', '',
+              '| setting | images | seed | features | ' + ' | '.join(LABELS) + ' | mean |', '|---|---:|---:|---|' + '---:|'*(len(LABELS)+1)]
+    for ln in lines_:
+        last = max(r['images'] for r in evals if r['line'] == ln)
+        for r, k in [(r, k) for r in evals if r['images'] == last and r['line'] == ln for k in FEATS]:
             row = r['rows'][k]
-            lines.append(f"| {r['seed']} | {k} | " + ' | '.join(f"{row['acc'][l]['mean']:.2f}" for l in LABELS) + f" | {row['mean']['mean']:.2f} |")
+            lines.append(f"| {ln} | {last:,} | {r['seed']} | {k} | " + ' | '.join(f"{row['acc'][l]['mean']:.2f}" for l in LABELS)
+                         + f" | {row['mean']['mean']:.2f} |")
     return '\n'.join(lines) + '\n'
 
 
 def cmd_report(a):
     from mpvae.core import atomic_write
-    runs, out = Path(a.runs), Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    evals = load_evals(runs)
-    if not evals: sys.exit(f"no evaluations under {runs/'eval'}: run `python tools/learning_curves.py evaluate` first")
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    evals = load_evals(*a.runs)
+    if not evals: sys.exit(f"no evaluations under {', '.join(a.runs)} (*/eval): run `python tools/learning_curves.py evaluate` first")
     figs = plot_curves(evals, out)
     md = report_md(evals, figs)
     if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
@@ -230,7 +248,7 @@ def cmd_compare(a):
     from mpvae.core import atomic_write
     from mpvae.experiment import save_fig
     ref = Path(a.reference); out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    variants = [('reference', ref)] + [(Path(v).name, Path(v)) for v in a.variants]
+    variants = [(a.reference_name, ref)] + [(Path(v).name, Path(v)) for v in a.variants]
     budget = a.images
     runs = {}   # (variant, model) -> (cfg, history rows up to the budget)
     for name, d in variants:
@@ -284,10 +302,13 @@ def main(argv=None):
     c = sub.add_parser('compare', help='schedules / loss settings side by side at an equal image budget')
     c.add_argument('variants', nargs='+', help='run folders holding vae_seed<s>/ and/or mpvae_seed<s>/ (e.g. runs/sched/*)')
     c.add_argument('--reference', default='runs/long', help='the runs the others are compared with')
+    c.add_argument('--reference-name', default='const1e-3', help='their name in the tables')
     c.add_argument('--seed', type=int, default=0); c.add_argument('--images', type=int, default=307_200, help='the budget')
     c.add_argument('--out', default='reports'); c.add_argument('--notes', default='reports/dsprites_schedules_notes.md')
     for name in ('evaluate', 'report'):
-        s = sub.add_parser(name); s.add_argument('--runs', default='runs/long')
+        s = sub.add_parser(name)
+        if name == 'evaluate': s.add_argument('--runs', default='runs/long')
+        else: s.add_argument('--runs', nargs='+', default=['runs/long', 'runs/long/lr1e-4'], help='one folder per training setting')
         if name == 'evaluate':
             s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
             s.add_argument('--images', type=int, nargs='*', help='only the snapshots taken after these many images')
