@@ -174,6 +174,7 @@ def main(argv=None):
     ap.add_argument('notebooks', nargs='*', help="notebooks to run (default: all but index.ipynb)")
     ap.add_argument('--stale', action='store_true', help="run only notebooks whose library fingerprint changed")
     ap.add_argument('--check', action='store_true', help="run nothing: exit 1 if any notebook's outputs are stale")
+    ap.add_argument('--timeout', type=int, default=1800, help="seconds one cell may run (default 1800)")
     a = ap.parse_args(argv)
     if a.check:
         s = stale()
@@ -181,15 +182,18 @@ def main(argv=None):
         return 1 if s else 0
     nbs = [Path(p).resolve() for p in a.notebooks] or notebooks()
     if a.stale: nbs = [p for p in nbs if p.name in stale() or not has_outputs(p)]
-    t0 = time.time()
+    t0, failed = time.time(), []
     for p in nbs:
         print(f"running {p.name} ...", flush=True)
-        secs = execute(p)
+        try: secs = execute(p, timeout=a.timeout)
+        except Exception as e:   # the notebook keeps its old outputs and record; go on with the others
+            print(f"  {p.name} FAILED: {type(e).__name__}: {str(e)[-2000:]}", flush=True); failed.append(p.name); continue
         record = json.loads(RECORD.read_text()) if RECORD.exists() else {}   # another run may have added to it
         record[p.name] = fingerprint(p)
         RECORD.write_text(json.dumps(dict(sorted(record.items())), indent=1) + '\n')
         print(f"  {p.name}: {secs:.0f} s", flush=True)
-    print(f"{len(nbs)} notebooks in {(time.time() - t0)/60:.1f} min; fingerprints in {RECORD.relative_to(ROOT)}")
-    return 0
+    print(f"{len(nbs) - len(failed)} notebooks in {(time.time() - t0)/60:.1f} min; fingerprints in {RECORD.relative_to(ROOT)}"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ''))
+    return 1 if failed else 0
 
 if __name__ == '__main__': sys.exit(main())
