@@ -15,8 +15,10 @@ from .model import MPVAE, load_model
 __all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'load_pretrained', 'list_pretrained']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
-PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4',
-                    'dsprites_mpvae': 'beta-MPVAE, paths (3, 9), beta = 4 on both'}
+PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
+                    'dsprites_mpvae': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-3',
+                    'dsprites_vae_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
+                    'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)'}
 
 def pretrained_dir() -> Path:
     "The folder inside the installed package that holds the pretrained weights."

@@ -19,8 +19,19 @@ def test_shipped_models_and_records():
     from mpvae.pretrained import list_pretrained, load_pretrained, pretrained_dir
     recs = list_pretrained()
     assert recs, f"no weights in {pretrained_dir()}"
-    seeds = {r['seed'] for r in recs}
-    assert {(r['name'], r['seed']) for r in recs} == {(n, s) for n in ('dsprites_vae', 'dsprites_mpvae') for s in seeds}
+    # every training setting (a name suffix such as '_lr1e-4') ships a baseline and an MPVAE for each of its seeds
+    settings = {r['name'].split('vae', 1)[1] for r in recs}
+    for suf in settings:
+        seeds = {r['seed'] for r in recs if r['name'].endswith('vae' + suf)}
+        assert {(r['name'], r['seed']) for r in recs if r['name'].endswith('vae' + suf)} == \
+            {(f'dsprites_{m}{suf}', s) for m in ('vae', 'mpvae') for s in seeds}
+    assert '' in settings, 'the default names dsprites_vae / dsprites_mpvae (used by the pretrained preset) must ship'
+    from mpvae.pretrained import PRETRAINED_NAMES
+    assert all(r['description'] for r in recs), [r['name'] for r in recs if r['name'] not in PRETRAINED_NAMES]
+    pairs = {}
+    for r in recs: pairs.setdefault((r['name'].split('vae', 1)[1], r['seed']), []).append(r)
+    for (suf, s), rs in pairs.items():   # the two models of a pair saw the same images with the same settings
+        assert len({(r['images'], r['lr'], r['bs'], r['schedule']) for r in rs}) == 1, rs
     for r in recs:
         assert r['images'] >= 1_000_000 and r['steps'] == r['images'] // r['bs'], r
         assert r['precision'] in ('fp32', 'bf16') and r['cpu'] and r['commit'] and r['train_seconds'] > 0

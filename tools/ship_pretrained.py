@@ -2,6 +2,7 @@
 """Copy the longest snapshot that both models of a seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
 
     python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
+    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --suffix _lr1e-4   # -> dsprites_vae_lr1e-4_seed0.pth, ...
 
 For each seed, the largest image count with both `vae_seed<s>/snap_<n>.pth` and `mpvae_seed<s>/snap_<n>.pth` is
 copied as `mpvae/pretrained/dsprites_vae_seed<s>.pth` and `dsprites_mpvae_seed<s>.pth` (a baseline and an MPVAE
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
+    p.add_argument('--suffix', default='', help="added to the model names, for another training setting (e.g. '_lr1e-4')")
     a = p.parse_args(argv)
     from mpvae.model import load_model
     runs, dest = Path(a.runs), ROOT/'mpvae'/'pretrained'
@@ -32,7 +34,7 @@ def main(argv=None):
         for m in ('vae', 'mpvae'):
             src = runs/f'{m}_seed{s}'/f'snap_{k}.pth'
             load_model(src)   # refuse to ship a file that does not load
-            shutil.copyfile(src, dest/f'dsprites_{m}_seed{s}.pth')
+            shutil.copyfile(src, dest/f'dsprites_{m}{a.suffix}_seed{s}.pth')
         print(f"seed {s}: shipped the snapshots at {k:,} images")
 
 
