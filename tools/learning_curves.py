@@ -307,12 +307,12 @@ def main(argv=None):
     c.add_argument('--out', default='reports'); c.add_argument('--notes', default='reports/dsprites_schedules_notes.md')
     for name in ('evaluate', 'report'):
         s = sub.add_parser(name)
-        if name == 'evaluate': s.add_argument('--runs', default='runs/long')
-        else: s.add_argument('--runs', nargs='+', default=['runs/long', 'runs/long/lr1e-4'], help='one folder per training setting')
         if name == 'evaluate':
+            s.add_argument('--runs', default='runs/long')
             s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
             s.add_argument('--images', type=int, nargs='*', help='only the snapshots taken after these many images')
         else:
+            s.add_argument('--runs', nargs='+', default=['runs/long', 'runs/long/lr1e-4'], help='one folder per training setting')
             s.add_argument('--out', default='reports')
             s.add_argument('--notes', default='reports/dsprites_learning_curves_notes.md', help='Markdown appended to the report')
     a = p.parse_args(argv)

@@ -14,7 +14,7 @@ Flush-to-zero of denormal floats is switched on before torch starts any thread (
 late in training, denormal numbers in the backward pass slow a step by up to 40% on some CPUs.
 """
 from __future__ import annotations
-import argparse, csv, json, os, platform, subprocess, sys, time
+import argparse, csv, subprocess, sys, time
 from pathlib import Path
 
 MODELS = {'vae': [12], 'mpvae': [3, 9]}
