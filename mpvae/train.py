@@ -80,15 +80,22 @@ def loss_metrics(n_paths:int, nelbo:bool=True) -> list:
 # %% ../nbs/05_train.ipynb #cfd70534
 class _Ramp(Callback):
     order = 5
-    def __init__(self, iters, pct):
+    def __init__(self, iters, pct, done=0):
         if (iters is None) == (pct is None):
             raise ValueError("give exactly one of iters (number of batches) or pct (fraction of training)")
         if iters is not None and iters < 1: raise ValueError(f"iters must be >= 1, got {iters}")
         if pct is not None and not 0 < pct <= 1: raise ValueError(f"pct must be in (0, 1], got {pct}")
-        self.iters, self.pct = iters, pct
+        if done and pct is not None: raise ValueError("done (batches before this fit) needs iters, not pct")
+        self.iters, self.pct, self.done = iters, pct, done
+    @property
+    def done(self): return self._done
+    @done.setter
+    def done(self, n):
+        if n < 0: raise ValueError(f"done must be >= 0 (training batches before this fit), got {n}")
+        self._done = n
     def frac(self) -> float:
         "How far along the ramp the next batch is, in [0, 1]."
-        t = self.learn.train_iter / self.iters if self.iters else self.learn.pct_train / self.pct
+        t = (self.done + self.learn.train_iter) / self.iters if self.iters else self.learn.pct_train / self.pct
         return min(1., t)
 
 class BetaWarmup(_Ramp):
@@ -96,9 +103,10 @@ class BetaWarmup(_Ramp):
     def __init__(self,
                  iters:int|None=None, # warm-up length in training batches (give this or `pct`)
                  pct:float|None=None, # warm-up length as a fraction of training
-                 start:float=0. # the weight at the first batch
+                 start:float=0., # the weight at the first batch
+                 done:int=0 # training batches before this `fit` (a run split into several `fit` calls)
                 ):
-        super().__init__(iters, pct); self.start = start
+        super().__init__(iters, pct, done); self.start = start
     def weight(self) -> float: return self.start + (1. - self.start) * self.frac()
     def before_batch(self):
         if self.training: self.learn.loss_func.beta_weight = self.weight()
@@ -109,9 +117,10 @@ class CapacitySchedule(_Ramp):
                  c_max:float|list=25., # final capacity in nats: one for every path, or one per path
                  iters:int|None=None, # batches over which `C_k` rises to `c_max` (give this or `pct`)
                  pct:float|None=None, # the same, as a fraction of training
-                 gamma:float=1000. # weight of `|KL_k - C_k|`
+                 gamma:float=1000., # weight of `|KL_k - C_k|`
+                 done:int=0 # training batches before this `fit` (a run split into several `fit` calls)
                 ):
-        super().__init__(iters, pct); self.c_max, self.gamma = c_max, gamma
+        super().__init__(iters, pct, done); self.c_max, self.gamma = c_max, gamma
     def capacity(self):
         f = self.frac()
         return f * self.c_max if isinstance(self.c_max, (int, float)) else [f * c for c in self.c_max]

@@ -15,7 +15,7 @@ dimensions whose mean KL(q(z_j|x) || N(0, 1)) over the pool exceeds 0.01 nats. R
 `runs/long/eval/seed<s>_<images>.json`. `report` turns them into `reports/dsprites_learning_curves.md` with figures.
 """
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, functools, json, sys, time
 from pathlib import Path
 
 LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']
@@ -35,18 +35,26 @@ def snapshots(runs:Path) -> dict:
     return dict(sorted(out.items()))
 
 
-_HISTORIES = {}
+@functools.lru_cache(maxsize=None)
+def _state(run:Path) -> dict|None:
+    "A run's state.pth, read once (a few MB: the history and the settings both come from it); None if it has none."
+    import torch
+    return torch.load(run/'state.pth', map_location='cpu', weights_only=False) if (run/'state.pth').exists() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _csv_history(run:Path) -> list:
+    import csv
+    with open(run/'history.csv') as f:
+        rows = [{k: (float(v) if k not in ('layout',) and v != '' else v) for k, v in r.items()} for r in csv.DictReader(f)]
+    for r in rows: r['images'] = int(r['images']); r['chunk'] = int(r['chunk'])
+    return rows
+
 
 def run_history(run:Path) -> list:
     "The rows a run logged, one per chunk (from state.pth; a one-cycle run, which keeps no state.pth, from history.csv)."
-    import csv, torch
-    if run not in _HISTORIES:
-        if (run/'state.pth').exists(): _HISTORIES[run] = torch.load(run/'state.pth', map_location='cpu', weights_only=False)['history']
-        else:
-            with open(run/'history.csv') as f:
-                _HISTORIES[run] = [{k: (float(v) if k not in ('layout',) and v != '' else v) for k, v in r.items()} for r in csv.DictReader(f)]
-            for r in _HISTORIES[run]: r['images'] = int(r['images']); r['chunk'] = int(r['chunk'])
-    return _HISTORIES[run]
+    st = _state(run)
+    return st['history'] if st is not None else _csv_history(run)
 
 
 def _history_row(snap:Path, images:int) -> dict:
@@ -227,7 +235,7 @@ def cmd_report(a):
 def _cfg(run:Path) -> dict:
     "A run's settings: from state.pth, or (one-cycle runs) from the record in its last snapshot."
     import torch
-    if (run/'state.pth').exists(): return torch.load(run/'state.pth', map_location='cpu', weights_only=False)['cfg']
+    if (st := _state(run)) is not None: return st['cfg']
     snaps = sorted(run.glob('snap_*.pth'), key=lambda q: int(q.stem.split('_')[1]))
     return torch.load(snaps[-1], map_location='cpu', weights_only=False)['meta']['record'] if snaps else {}
 

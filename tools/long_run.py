@@ -61,7 +61,7 @@ def main(argv=None):
     from mpvae.core import set_seed
     from mpvae.speed import cpu_name
     from mpvae.dsprites import load_dsprites, dsprites_dls
-    from mpvae.train import mpvae_learner, _rng_state, _set_rng_state
+    from mpvae.train import mpvae_learner, BetaWarmup, _rng_state, _set_rng_state
     from mpvae.core import atomic_path, atomic_write
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     cfg = {k: getattr(a, k) for k in ('model', 'seed', 'beta', 'bs', 'lr', 'schedule', 'precision', 'chunk_images')}
@@ -88,7 +88,9 @@ def main(argv=None):
     if a.snap_now:
         if not hist: sys.exit(f'{state_p} does not exist: nothing to snapshot')
         _snap(learn, out, hist[-1]['images'], cfg, hist); print(f"wrote {out}/snap_{hist[-1]['images']}.pth"); return
-    if a.warmup_images: learn.add_cb(_RunWarmup(a.warmup_images, a.bs, lambda: hist[-1]['images'] if hist else 0))
+    # fastai's train_iter restarts at every fit (every chunk): the ramp is told the batches of the chunks before it
+    warm = BetaWarmup(iters=a.warmup_images / a.bs) if a.warmup_images else None
+    if warm: learn.add_cb(warm)
     names = ['recon'] + [f'kl{k+1}' for k in range(len(dims))] + ['nelbo']
 
     def record(chunk, secs, vals):
@@ -113,6 +115,7 @@ def main(argv=None):
     else:
         start = len(hist)
         for c in range(start + 1, n_chunks + 1):
+            if warm: warm.done = (c - 1) * a.chunk_images // a.bs
             t = time.time()
             with learn.no_bar(), learn.no_logging(): learn.fit(1, a.lr)
             record(c, time.time() - t, learn.recorder.log[1:-1])
@@ -130,18 +133,6 @@ def _write_history(out, hist):
     fields = list(dict.fromkeys(k for h in hist for k in h))   # rows of older sessions may lack later columns
     with atomic_write(out/'history.csv', 'w') as f:
         w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(hist)
-
-
-def _RunWarmup(warmup_images, bs, images_before):
-    "KL warm-up counted in images over the whole run (fastai's own ramps restart at every `fit` call, i.e. every chunk)."
-    from fastai.callback.core import Callback
-    class RunWarmup(Callback):
-        order = 5
-        def before_fit(self): self.start = images_before()
-        def before_batch(self):
-            if self.training:
-                self.learn.loss_func.beta_weight = min(1., (self.start + self.learn.train_iter*bs) / warmup_images)
-    return RunWarmup()
 
 
 def _commit():
