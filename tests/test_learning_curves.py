@@ -1,0 +1,45 @@
+"""`tools/learning_curves.py`: the verdict over representation seeds, and the histories it reads (no probes run here)."""
+import csv, importlib.util
+from pathlib import Path
+
+import numpy as np, pytest, torch
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location('learning_curves', ROOT/'tools'/'learning_curves.py')
+lc = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(lc)
+
+def _eval(seed, images, means):
+    "An evaluation as `evaluate` writes it, with feature set k's mean accuracy `means[k]` (25 probe runs)."
+    cell = lambda m: dict(mean=m, std_runs=0.2, std_seeds=0.0, per_seed=[m], n_seeds=1, n_runs=25)
+    rows = {k: dict(feature=f, dims=3, acc={l: cell(m) for l in lc.LABELS}, mean=cell(m))
+            for (k, f), m in zip(lc.FEATS.items(), means)}
+    return dict(seed=seed, images=images, line='lr 1e-4', rows=rows, chance={l: .1 for l in lc.LABELS},
+                majority={l: .1 for l in lc.LABELS})
+
+def test_over_seeds_uses_the_spread_between_seeds():
+    base, both = [38.0, 37.0, 36.0], [35.0, 35.5, 33.0]
+    ev = [_eval(s, 1000, [b, 20., 30., z]) for s, (b, z) in enumerate(zip(base, both))] + [_eval(0, 500, [40, 20, 30, 41])]
+    comb = lc.over_seeds(ev)
+    assert list(comb) == [('lr 1e-4', 1000)]                     # one seed at 500 images: nothing to combine there
+    c = comb[('lr 1e-4', 1000)]
+    assert c['rows']['baseline']['mean']['mean'] == pytest.approx(np.mean(base))
+    assert c['rows']['z1+z2']['mean']['std_seeds'] == pytest.approx(np.std(both, ddof=1))
+    se = np.sqrt(np.var(base, ddof=1)/3 + np.var(both, ddof=1)/3)
+    o = c['ordering']
+    assert o['diff'] == pytest.approx(np.mean(both) - np.mean(base)) and o['se'] == pytest.approx(se)
+    assert o['verdict'] == 'reversed' and o['unit'] == 'representation seeds'   # -2.5 < -2 x 0.96
+    md = '\n'.join(lc.seed_md(ev))
+    assert '| lr 1e-4 | 1,000 | 0, 1, 2 |' in md and '-3.00, -1.50, -3.00' in md   # the paired differences, seed by seed
+
+def test_within_noise_when_seeds_disagree():
+    ev = [_eval(0, 1000, [38, 20, 30, 41]), _eval(1, 1000, [38, 20, 30, 33])]   # +3 and -5: no verdict
+    assert lc.over_seeds(ev)[('lr 1e-4', 1000)]['ordering']['verdict'] == 'within noise'
+
+def test_history_from_state_or_csv(tmp_path):
+    a, b = tmp_path/'a', tmp_path/'b'; a.mkdir(); b.mkdir()
+    hist = [dict(chunk=1, images=640, nelbo=130.5, layout='cl'), dict(chunk=2, images=1280, nelbo=120.25, layout='cl')]
+    torch.save(dict(cfg=dict(lr=1e-4, model='vae'), history=hist), a/'state.pth')
+    with open(b/'history.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(hist[0])); w.writeheader(); w.writerows(hist)
+    assert lc.run_history(a) == hist and lc._cfg(a) == dict(lr=1e-4, model='vae')
+    assert lc.run_history(b) == hist                              # a one-cycle run keeps only its csv: same rows, same types
