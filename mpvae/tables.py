@@ -127,6 +127,11 @@ PRESETS = {
         'dsprites': dict(pretrained=True, rep_seeds=[0], probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
                          n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
     },
+    # the same for the models trained at the reference protocol's lr 1e-4, all three shipped seeds
+    'pretrained_lr1e-4': {
+        'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4', rep_seeds=[0, 1, 2], probe_pool=20_000,
+                         probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
+    },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
