@@ -43,3 +43,12 @@ def test_history_from_state_or_csv(tmp_path):
         w = csv.DictWriter(f, fieldnames=list(hist[0])); w.writeheader(); w.writerows(hist)
     assert lc.run_history(a) == hist and lc._cfg(a) == dict(lr=1e-4, model='vae')
     assert lc.run_history(b) == hist                              # a one-cycle run keeps only its csv: same rows, same types
+
+def test_plateau_compares_the_last_doubling():
+    ev = [_eval(0, n, [b, 20, 30, 30]) for n, b in ((250, 40.0), (500, 38.0), (1000, 37.5))]
+    for r, nelbo in zip(ev, (130., 120., 115.)): r['history'] = dict(vae=dict(nelbo=nelbo), mpvae=dict(nelbo=nelbo + 1))
+    rows = [l for l in lc.plateau_md(ev) if l.startswith('| lr')]
+    assert rows == ['| lr 1e-4 | 0 | 500 -> 1,000 | -0.50 | met | -5.00 / -5.00 |']
+    ev[2]['rows']['baseline']['mean']['mean'] = 36.5                              # moved 1.5 points: not yet
+    assert '| -1.50 | not met |' in lc.plateau_md(ev)[-1]
+    assert lc.plateau_md(ev[:1]) == []                                           # one point: no doubling to judge
