@@ -180,7 +180,33 @@ def plot_curves(evals:list, out:Path) -> list:
         ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_title(t, fontsize=9); ax.set_ylabel(yl); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     a3.set_ylim(0, 12.5)
     fig.tight_layout(); figs.append(save_fig(fig, out/'dsprites_lc_nelbo_active.png'))
+    figs.append(plot_verdict(evals, out, styles))
     return figs
+
+
+def plot_verdict(evals:list, out:Path, styles:dict) -> Path:
+    "z1+z2 - baseline vs images: each seed (thin, bars: 2 se over probe runs), the mean over seeds (thick), the paper."
+    import numpy as np, matplotlib.pyplot as plt
+    from mpvae.experiment import save_fig
+    from mpvae.tables import PAPER
+    fig, ax = plt.subplots(figsize=(7, 4)); cols = dict(zip(sorted(styles), ['C0', 'C3', 'C2', 'C4']))
+    for ln in sorted(styles):
+        seeds = sorted({r['seed'] for r in evals if r['line'] == ln})
+        for s in seeds:
+            rs = [r for r in evals if (r['line'], r['seed']) == (ln, s)]
+            ax.errorbar([r['images'] for r in rs], [r['ordering']['diff'] for r in rs], yerr=[2*r['ordering']['se'] for r in rs],
+                        color=cols[ln], ls=styles[ln], lw=0.8, alpha=0.6, marker='.', capsize=2)
+        xs = sorted({r['images'] for r in evals if r['line'] == ln})
+        d = [[r['ordering']['diff'] for r in evals if r['line'] == ln and r['images'] == x] for x in xs]
+        ax.plot(xs, [np.mean(v) for v in d], color=cols[ln], ls=styles[ln], lw=2.5, marker='o',
+                label=f"{ln}: seed {seeds[0]}" if len(seeds) == 1 else f"{ln}: mean over the seeds at each length (seeds {', '.join(map(str, seeds))})")
+    p = PAPER['dsprites']['acc']
+    ax.axhline(p['z1+z2']['mean'] - p['baseline']['mean'], color='k', ls=':', lw=1, label='the paper (Table 2)')
+    ax.axhline(0, color='k', lw=0.8)
+    ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_ylabel('z1+z2 - baseline (points)'); ax.grid(alpha=0.3)
+    ax.set_title('The paper\'s claim vs training length: above 0 = z1+z2 beats the baseline', fontsize=10)
+    ax.legend(fontsize=7); fig.tight_layout()
+    return save_fig(fig, out/'dsprites_lc_verdict.png')
 
 
 def over_seeds(evals:list) -> dict:
