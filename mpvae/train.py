@@ -101,7 +101,7 @@ class _Ramp(Callback):
 class BetaWarmup(_Ramp):
     "Scale every beta by a weight going linearly from `start` to 1 over `iters` batches (or `pct` of training)."
     def __init__(self,
-                 iters:int|None=None, # warm-up length in training batches (give this or `pct`)
+                 iters:float|None=None, # warm-up length in training batches, may be fractional (give this or `pct`)
                  pct:float|None=None, # warm-up length as a fraction of training
                  start:float=0., # the weight at the first batch
                  done:int=0 # training batches before this `fit` (a run split into several `fit` calls)
