@@ -46,6 +46,8 @@ def test_outputs_hold_nothing_of_this_machine(nb):
             m = _SPEED.search(re.sub(r'<[^>]+>', ' ', text))
             assert not m, f"{nb.name}, cell {i}: output shows {m.group(0)!r}: {text[max(0, m.start()-80):m.end()+40]!r}"
             assert '<th>time</th>' not in text, f"{nb.name}, cell {i}: a fit table with its time column"
+            m = run_notebooks.CLOCK.search(text)
+            assert not m, f"{nb.name}, cell {i}: a log line with the time of day: {text[m.start():m.end()+60]!r}"
             m = _LOCAL.search(text)
             assert not m, f"{nb.name}, cell {i}: output shows a path of this machine: {text[max(0, m.start()-80):m.end()+40]!r}"
 

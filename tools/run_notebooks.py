@@ -127,9 +127,13 @@ def drop_time_column(text:str) -> str:
     text = re.sub(r'\s*<th>time</th>', '', text)
     return re.sub(r'\s*<td>[^<]*</td>(\s*</tr>)', r'\1', text)
 
+CLOCK = re.compile(r'^\d\d:\d\d:\d\d ', re.M)   # the wall-clock prefix of mpvae's log lines
+
 def _keep(o) -> dict|None:
-    "An output as kept in git: fit tables without their time column; None for stderr (warnings name local files)."
-    if o.get('output_type') == 'stream' and o.get('name') == 'stderr': return None
+    "An output as kept in git: fit tables without their time column, log lines without their clock; None for stderr."
+    if o.get('output_type') == 'stream' and o.get('name') == 'stderr': return None   # warnings name local files
+    if o.get('output_type') == 'stream':
+        o['text'] = CLOCK.sub('', o['text'] if isinstance(o['text'], str) else ''.join(o['text']))
     for k in ('text/html', 'text/markdown', 'text/plain'):
         v = o.get('data', {}).get(k)
         if v is not None: o['data'][k] = drop_time_column(v if isinstance(v, str) else ''.join(v))
