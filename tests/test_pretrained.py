@@ -26,6 +26,12 @@ def test_shipped_models_and_records():
         assert {(r['name'], r['seed']) for r in recs if r['name'].endswith('vae' + suf)} == \
             {(f'dsprites_{m}{suf}', s) for m in ('vae', 'mpvae') for s in seeds}
     assert '' in settings, 'the default names dsprites_vae / dsprites_mpvae (used by the pretrained preset) must ship'
+    from mpvae.tables import PRESETS   # every pretrained preset finds the models of each of its seeds
+    for name, pr in PRESETS.items():
+        if not pr.get('dsprites', {}).get('pretrained'): continue
+        suf = pr['dsprites'].get('pretrained_setting', '')
+        suf = f'_{suf}' if suf else ''
+        assert set(pr['dsprites']['rep_seeds']) <= {r['seed'] for r in recs if r['name'] == f'dsprites_mpvae{suf}'}, name
     from mpvae.pretrained import PRETRAINED_NAMES
     assert all(r['description'] for r in recs), [r['name'] for r in recs if r['name'] not in PRETRAINED_NAMES]
     pairs = {}
