@@ -12,7 +12,7 @@ from pathlib import Path
 from .model import MPVAE, load_model
 
 # %% auto #0
-__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'load_pretrained', 'list_pretrained']
+__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'list_pretrained']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
 PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
@@ -32,6 +32,20 @@ def _files(folder=None) -> dict:
         m = re.fullmatch(r'(.+)_seed(\d+)', p.stem)
         if m: out[(m.group(1), int(m.group(2)))] = p
     return out
+
+# %% ../nbs/14_pretrained.ipynb #8c50dede
+def pretrained_name(kind:str, # 'vae' (the baseline) or 'mpvae'
+                    setting:str='', # the training setting: '' (Adam lr 1e-3) or e.g. 'lr1e-4'
+                   ) -> str:
+    "The shipped name of one model of one training setting: ('mpvae', 'lr1e-4') -> 'dsprites_mpvae_lr1e-4'."
+    if kind not in ('vae', 'mpvae'): raise ValueError(f"kind must be 'vae' or 'mpvae', not {kind!r}")
+    if setting.startswith('_'): raise ValueError(f"give the setting without its underscore: {setting.lstrip('_')!r}")
+    return f'dsprites_{kind}_{setting}' if setting else f'dsprites_{kind}'
+
+def _kind_setting(name:str) -> tuple:
+    "The inverse of `pretrained_name`: 'dsprites_mpvae_lr1e-4' -> ('mpvae', 'lr1e-4'); (None, None) for other names."
+    m = re.fullmatch(r'dsprites_(vae|mpvae)(?:_(.+))?', name)
+    return (m.group(1), m.group(2) or '') if m else (None, None)
 
 # %% ../nbs/14_pretrained.ipynb #a6c084f8
 def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mpvae'
@@ -54,10 +68,11 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
 
 # %% ../nbs/14_pretrained.ipynb #96d62d62
 def list_pretrained(folder=None) -> list:
-    "One dict per shipped model: name, seed, file, and its training record (images, steps, schedule, CPU, commit, ...)."
+    "One dict per shipped model: name, seed, kind and setting (`pretrained_name`'s arguments), file, and its training record (images, steps, schedule, CPU, commit, ...)."
     out = []
     for (n, s), p in _files(folder).items():
         rec = dict(load_pretrained(n, s, folder=folder).meta.get('record') or {})
-        out.append(dict(name=n, seed=s, file=p.name, description=PRETRAINED_NAMES.get(n, ''),
+        kind, setting = _kind_setting(n)
+        out.append(dict(name=n, seed=s, kind=kind, setting=setting, file=p.name, description=PRETRAINED_NAMES.get(n, ''),
                         **{k: rec.get(k) for k in ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')}))
     return out

@@ -16,26 +16,26 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('MPVAE_TEST_THREADS', '1'
 
 def test_shipped_models_and_records():
     "Every representation seed ships a baseline and an MPVAE; each loads, and its record says how it was trained."
-    from mpvae.pretrained import list_pretrained, load_pretrained, pretrained_dir
+    from mpvae.pretrained import list_pretrained, load_pretrained, pretrained_dir, pretrained_name
     recs = list_pretrained()
     assert recs, f"no weights in {pretrained_dir()}"
-    # every training setting (a name suffix such as '_lr1e-4') ships a baseline and an MPVAE for each of its seeds
-    settings = {r['name'].split('vae', 1)[1] for r in recs}
-    for suf in settings:
-        seeds = {r['seed'] for r in recs if r['name'].endswith('vae' + suf)}
-        assert {(r['name'], r['seed']) for r in recs if r['name'].endswith('vae' + suf)} == \
-            {(f'dsprites_{m}{suf}', s) for m in ('vae', 'mpvae') for s in seeds}
+    # every training setting ships a baseline and an MPVAE for each of its seeds, under pretrained_name's names
+    assert all(r['kind'] in ('vae', 'mpvae') for r in recs), [r['name'] for r in recs]
+    settings = {r['setting'] for r in recs}
+    for st in settings:
+        seeds = {r['seed'] for r in recs if r['setting'] == st}
+        assert {(r['name'], r['seed']) for r in recs if r['setting'] == st} == \
+            {(pretrained_name(m, st), s) for m in ('vae', 'mpvae') for s in seeds}
     assert '' in settings, 'the default names dsprites_vae / dsprites_mpvae (used by the pretrained preset) must ship'
     from mpvae.tables import PRESETS   # every pretrained preset finds the models of each of its seeds
     for name, pr in PRESETS.items():
         if not pr.get('dsprites', {}).get('pretrained'): continue
-        suf = pr['dsprites'].get('pretrained_setting', '')
-        suf = f'_{suf}' if suf else ''
-        assert set(pr['dsprites']['rep_seeds']) <= {r['seed'] for r in recs if r['name'] == f'dsprites_mpvae{suf}'}, name
+        mp = pretrained_name('mpvae', pr['dsprites'].get('pretrained_setting', ''))
+        assert set(pr['dsprites']['rep_seeds']) <= {r['seed'] for r in recs if r['name'] == mp}, name
     from mpvae.pretrained import PRETRAINED_NAMES
     assert all(r['description'] for r in recs), [r['name'] for r in recs if r['name'] not in PRETRAINED_NAMES]
     pairs = {}
-    for r in recs: pairs.setdefault((r['name'].split('vae', 1)[1], r['seed']), []).append(r)
+    for r in recs: pairs.setdefault((r['setting'], r['seed']), []).append(r)
     for (suf, s), rs in pairs.items():   # the two models of a pair saw the same images with the same settings
         assert len({(r['images'], r['lr'], r['bs'], r['schedule']) for r in rs}) == 1, rs
     for r in recs:

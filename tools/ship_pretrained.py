@@ -2,11 +2,11 @@
 """Copy the longest snapshot that both models of a seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
 
     python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
-    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --suffix _lr1e-4   # -> dsprites_vae_lr1e-4_seed0.pth, ...
+    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_vae_lr1e-4_seed0.pth, ...
 
 For each seed, the largest image count with both `vae_seed<s>/snap_<n>.pth` and `mpvae_seed<s>/snap_<n>.pth` is
 copied as `mpvae/pretrained/dsprites_vae_seed<s>.pth` and `dsprites_mpvae_seed<s>.pth` (a baseline and an MPVAE
-trained for the same number of images). The files are `mpvae.model.save_model` files whose metadata holds the
+trained for the same number of images; with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it). The files are `mpvae.model.save_model` files whose metadata holds the
 training record that `tools/long_run.py` wrote. Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained` and copy its table and results.json
 to `reports/dsprites_pretrained.md` / `.json` (see the README).
@@ -20,9 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
-    p.add_argument('--suffix', default='', help="added to the model names, for another training setting (e.g. '_lr1e-4')")
+    p.add_argument('--setting', default='', help="the training setting the names carry (e.g. 'lr1e-4'; see mpvae.pretrained.pretrained_name)")
     a = p.parse_args(argv)
     from mpvae.model import load_model
+    from mpvae.pretrained import pretrained_name
+    try: pretrained_name('vae', a.setting)
+    except ValueError as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), ROOT/'mpvae'/'pretrained'
     dest.mkdir(exist_ok=True)
     seeds = a.seeds if a.seeds else sorted(int(d.name.split('seed')[1]) for d in runs.glob('vae_seed*') if d.is_dir())
@@ -34,7 +37,7 @@ def main(argv=None):
         for m in ('vae', 'mpvae'):
             src = runs/f'{m}_seed{s}'/f'snap_{k}.pth'
             load_model(src)   # refuse to ship a file that does not load
-            shutil.copyfile(src, dest/f'dsprites_{m}{a.suffix}_seed{s}.pth')
+            shutil.copyfile(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth')
         print(f"seed {s}: shipped the snapshots at {k:,} images")
 
 
