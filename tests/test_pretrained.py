@@ -54,6 +54,24 @@ def test_shipped_models_and_records():
     with pytest.raises(ValueError, match='shipped ones are'): load_pretrained('dsprites_nosuch')
 
 
+def test_ship_pretrained_names_and_refusals(tmp_path):
+    "tools/ship_pretrained.py ships the longest snapshot both models of a seed reached, under pretrained_name's names."
+    sys.path.insert(0, str(ROOT/'tools'))
+    from ship_pretrained import main
+    from mpvae.model import MPVAE, save_model
+    from mpvae.pretrained import list_pretrained
+    runs, dest = tmp_path/'runs', tmp_path/'dest'
+    for m, dims, counts in (('vae', (12,), (76800, 153600, 307200)), ('mpvae', (3, 9), (76800, 153600))):
+        for n in counts: save_model(MPVAE(latent_dims=dims), runs/f'{m}_seed1'/f'snap_{n}.pth', record=dict(images=n))
+    main(['--runs', str(runs), '--dest', str(dest), '--setting', 'lr1e-4'])
+    assert sorted((r['name'], r['seed'], r['images']) for r in list_pretrained(dest)) == \
+        [('dsprites_mpvae_lr1e-4', 1, 153600), ('dsprites_vae_lr1e-4', 1, 153600)]   # 307,200: the baseline's alone
+    with pytest.raises(SystemExit, match='without its underscore'): main(['--runs', str(runs), '--dest', str(dest), '--setting', '_x'])
+    (runs/'mpvae_seed1'/'snap_153600.pth').write_bytes(b'not a model')
+    with pytest.raises(SystemExit, match='snap_153600.pth does not load'): main(['--runs', str(runs), '--dest', str(tmp_path/'d2')])
+    assert not list((tmp_path/'d2').glob('*.pth'))
+
+
 def test_weights_are_package_data():
     "pyproject puts the weights into the wheel (what `pip install` gets)."
     import tomllib

@@ -20,24 +20,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
+    p.add_argument('--dest', default=str(ROOT/'mpvae'/'pretrained'), help='where the weights go (default: the package)')
     p.add_argument('--setting', default='', help="the training setting the names carry (e.g. 'lr1e-4'; see mpvae.pretrained.pretrained_name)")
     a = p.parse_args(argv)
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
     try: pretrained_name('vae', a.setting)
     except ValueError as e: raise SystemExit(f"--setting: {e}")
-    runs, dest = Path(a.runs), ROOT/'mpvae'/'pretrained'
-    dest.mkdir(exist_ok=True)
+    runs, dest = Path(a.runs), Path(a.dest)
+    dest.mkdir(parents=True, exist_ok=True)
     seeds = a.seeds if a.seeds else sorted(int(d.name.split('seed')[1]) for d in runs.glob('vae_seed*') if d.is_dir())
     for s in seeds:
         n = lambda d: {int(f.stem.split('_')[1]) for f in (runs/d).glob('snap_*.pth')}
         common = n(f'vae_seed{s}') & n(f'mpvae_seed{s}')
         if not common: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
         k = max(common)
-        for m in ('vae', 'mpvae'):
-            src = runs/f'{m}_seed{s}'/f'snap_{k}.pth'
-            load_model(src)   # refuse to ship a file that does not load
-            shutil.copyfile(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth')
+        srcs = {m: runs/f'{m}_seed{s}'/f'snap_{k}.pth' for m in ('vae', 'mpvae')}
+        for src in srcs.values():   # refuse to ship a pair of which one file does not load
+            try: load_model(src)
+            except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing of seed {s} shipped")
+        for m, src in srcs.items(): shutil.copyfile(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth')
         print(f"seed {s}: shipped the snapshots at {k:,} images")
 
 
