@@ -52,3 +52,5 @@ def test_plateau_compares_the_last_doubling():
     ev[2]['rows']['baseline']['mean']['mean'] = 36.5                              # moved 1.5 points: not yet
     assert '| -1.50 | not met |' in lc.plateau_md(ev)[-1]
     assert lc.plateau_md(ev[:1]) == []                                           # one point: no doubling to judge
+    ev.append(_eval(0, 1250, [30, 20, 30, 30]))                                    # a longer point without its half probed:
+    assert '| 500 -> 1,000 | -1.50 |' in lc.plateau_md(ev)[-1]                    # the latest doubling there is still counts
