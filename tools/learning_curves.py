@@ -197,9 +197,10 @@ def plot_verdict(evals:list, out:Path, styles:dict) -> Path:
             ax.errorbar([r['images'] for r in rs], [r['ordering']['diff'] for r in rs], yerr=[2*r['ordering']['se'] for r in rs],
                         color=cols[ln], ls=styles[ln], lw=0.8, alpha=0.6, marker='.', capsize=2)
         xs = sorted({r['images'] for r in evals if r['line'] == ln})
-        d = [[r['ordering']['diff'] for r in evals if r['line'] == ln and r['images'] == x] for x in xs]
-        ax.plot(xs, [np.mean(v) for v in d], color=cols[ln], ls=styles[ln], lw=2.5, marker='o',
-                label=f"{ln}: seed {seeds[0]}" if len(seeds) == 1 else f"{ln}: mean over the seeds at each length (seeds {', '.join(map(str, seeds))})")
+        d = {x: [r['ordering']['diff'] for r in evals if r['line'] == ln and r['images'] == x] for x in xs}
+        if len(seeds) > 1: xs = [x for x in xs if len(d[x]) > 1]   # a length only one seed reached is that seed's, not a mean
+        ax.plot(xs, [np.mean(d[x]) for x in xs], color=cols[ln], ls=styles[ln], lw=2.5, marker='o',
+                label=f"{ln}: seed {seeds[0]}" if len(seeds) == 1 else f"{ln}: mean over the seeds that reached each length (seeds {', '.join(map(str, seeds))})")
     p = PAPER['dsprites']['acc']
     ax.axhline(p['z1+z2']['mean'] - p['baseline']['mean'], color='k', ls=':', lw=1, label='the paper (Table 2)')
     ax.axhline(0, color='k', lw=0.8)
