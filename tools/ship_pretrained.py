@@ -25,17 +25,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
+    from learning_curves import snapshots
     try: pretrained_name('vae', a.setting)
     except ValueError as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
     dest.mkdir(parents=True, exist_ok=True)
+    pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing learning_curves evaluates
     seeds = a.seeds if a.seeds else sorted(int(d.name.split('seed')[1]) for d in runs.glob('vae_seed*') if d.is_dir())
     for s in seeds:
-        n = lambda d: {int(f.stem.split('_')[1]) for f in (runs/d).glob('snap_*.pth')}
-        common = n(f'vae_seed{s}') & n(f'mpvae_seed{s}')
+        common = [n for t, n in pairs if t == s]
         if not common: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
         k = max(common)
-        srcs = {m: runs/f'{m}_seed{s}'/f'snap_{k}.pth' for m in ('vae', 'mpvae')}
+        srcs = dict(zip(('vae', 'mpvae'), pairs[(s, k)]))
         for src in srcs.values():   # refuse to ship a pair of which one file does not load
             try: load_model(src)
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing of seed {s} shipped")
