@@ -39,7 +39,9 @@ def pretrained_name(kind:str, # 'vae' (the baseline) or 'mpvae'
                    ) -> str:
     "The shipped name of one model of one training setting: ('mpvae', 'lr1e-4') -> 'dsprites_mpvae_lr1e-4'."
     if kind not in ('vae', 'mpvae'): raise ValueError(f"kind must be 'vae' or 'mpvae', not {kind!r}")
+    if not isinstance(setting, str): raise TypeError(f"setting must be a str such as 'lr1e-4' ('' for Adam lr 1e-3), not {setting!r}")
     if setting.startswith('_'): raise ValueError(f"give the setting without its underscore: {setting.lstrip('_')!r}")
+    if re.search(r'_seed\d', setting): raise ValueError(f"a setting cannot contain '_seed<k>': the file name puts the seed there ({setting!r})")
     return f'dsprites_{kind}_{setting}' if setting else f'dsprites_{kind}'
 
 def _kind_setting(name:str) -> tuple:

@@ -55,21 +55,29 @@ def test_shipped_models_and_records():
 
 
 def test_ship_pretrained_names_and_refusals(tmp_path):
-    "tools/ship_pretrained.py ships the longest snapshot both models of a seed reached, under pretrained_name's names."
+    "tools/ship_pretrained.py ships the longest snapshot pair every seed has, under pretrained_name's names, or nothing."
     sys.path.insert(0, str(ROOT/'tools'))
     from ship_pretrained import main
     from mpvae.model import MPVAE, save_model
     from mpvae.pretrained import list_pretrained
     runs, dest = tmp_path/'runs', tmp_path/'dest'
-    for m, dims, counts in (('vae', (12,), (76800, 153600, 307200)), ('mpvae', (3, 9), (76800, 153600))):
-        for n in counts: save_model(MPVAE(latent_dims=dims), runs/f'{m}_seed1'/f'snap_{n}.pth', record=dict(images=n))
+    for m, s, dims, counts in (('vae', 1, (12,), (76800, 153600, 307200)), ('mpvae', 1, (3, 9), (76800, 153600)),
+                               ('vae', 2, (12,), (76800, 153600, 307200)), ('mpvae', 2, (3, 9), (76800, 153600, 307200))):
+        for n in counts: save_model(MPVAE(latent_dims=dims), runs/f'{m}_seed{s}'/f'snap_{n}.pth', record=dict(images=n))
     main(['--runs', str(runs), '--dest', str(dest), '--setting', 'lr1e-4'])
+    # 307,200: seed 1's baseline alone, so both seeds ship 153,600 (seed 2 has a pair at 307,200 but the lengths must agree)
     assert sorted((r['name'], r['seed'], r['images']) for r in list_pretrained(dest)) == \
-        [('dsprites_mpvae_lr1e-4', 1, 153600), ('dsprites_vae_lr1e-4', 1, 153600)]   # 307,200: the baseline's alone
+        [(f'dsprites_{m}_lr1e-4', s, 153600) for m in ('mpvae', 'vae') for s in (1, 2)]
+    main(['--runs', str(runs), '--dest', str(tmp_path/'d1'), '--seeds', '2', '--images', '76800'])
+    assert sorted((r['name'], r['seed'], r['images']) for r in list_pretrained(tmp_path/'d1')) == \
+        [('dsprites_mpvae', 2, 76800), ('dsprites_vae', 2, 76800)]
+    with pytest.raises(SystemExit, match='--images 307,200: not a pair for every seed.*seed 1: 76,800, 153,600;'):
+        main(['--runs', str(runs), '--dest', str(tmp_path/'d0'), '--images', '307200'])
     with pytest.raises(SystemExit, match='without its underscore'): main(['--runs', str(runs), '--dest', str(dest), '--setting', '_x'])
-    (runs/'mpvae_seed1'/'snap_153600.pth').write_bytes(b'not a model')
+    with pytest.raises(SystemExit, match='no vae_seed'): main(['--runs', str(tmp_path), '--dest', str(tmp_path/'d0')])
+    (runs/'mpvae_seed2'/'snap_153600.pth').write_bytes(b'not a model')   # seed 2's pair is bad: seed 1's must not ship either
     with pytest.raises(SystemExit, match='snap_153600.pth does not load'): main(['--runs', str(runs), '--dest', str(tmp_path/'d2')])
-    assert not list((tmp_path/'d2').glob('*.pth'))
+    assert not (tmp_path/'d2').exists() and not (tmp_path/'d0').exists()
 
 
 def test_weights_are_package_data():

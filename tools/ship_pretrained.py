@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Copy the longest snapshot that both models of a seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
+"""Copy the longest snapshot that both models of every seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
 
     python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
     python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_vae_lr1e-4_seed0.pth, ...
 
-For each seed, the largest image count with both `vae_seed<s>/snap_<n>.pth` and `mpvae_seed<s>/snap_<n>.pth` is
-copied as `mpvae/pretrained/dsprites_vae_seed<s>.pth` and `dsprites_mpvae_seed<s>.pth` (a baseline and an MPVAE
-trained for the same number of images; with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it). The files are `mpvae.model.save_model` files whose metadata holds the
+Every seed ships the same length: the largest image count at which both `vae_seed<s>/snap_<n>.pth` and
+`mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), copied as `mpvae/pretrained/dsprites_vae_seed<s>.pth`
+and `dsprites_mpvae_seed<s>.pth` (with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it), so the
+seed spread of the pretrained table is a spread over seeds, not over lengths. Every file is loaded before any is
+copied: a bad snapshot ships nothing. The files are `mpvae.model.save_model` files whose metadata holds the
 training record that `tools/long_run.py` wrote. Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained` and copy its table and results.json
 to `reports/dsprites_pretrained.md` / `.json` (see the README).
@@ -22,26 +24,34 @@ def main(argv=None):
     p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
     p.add_argument('--dest', default=str(ROOT/'mpvae'/'pretrained'), help='where the weights go (default: the package)')
     p.add_argument('--setting', default='', help="the training setting the names carry (e.g. 'lr1e-4'; see mpvae.pretrained.pretrained_name)")
+    p.add_argument('--images', type=int, help='ship the snapshots at this image count (default: the longest every seed has)')
     a = p.parse_args(argv)
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
     from learning_curves import snapshots
     try: pretrained_name('vae', a.setting)
-    except ValueError as e: raise SystemExit(f"--setting: {e}")
+    except (ValueError, TypeError) as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
-    dest.mkdir(parents=True, exist_ok=True)
     pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing learning_curves evaluates
     seeds = a.seeds if a.seeds else sorted(int(d.name.split('seed')[1]) for d in runs.glob('vae_seed*') if d.is_dir())
-    for s in seeds:
-        common = [n for t, n in pairs if t == s]
-        if not common: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
-        k = max(common)
-        srcs = dict(zip(('vae', 'mpvae'), pairs[(s, k)]))
-        for src in srcs.values():   # refuse to ship a pair of which one file does not load
+    if not seeds: raise SystemExit(f"no vae_seed<s>/ folder under {runs}: give --runs the folder long_run wrote into")
+    have = {s: {n for t, n in pairs if t == s} for s in seeds}
+    for s, ns in have.items():
+        if not ns: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
+    common = set.intersection(*have.values())
+    k = a.images if a.images is not None else max(common, default=None)
+    if k not in common:
+        per_seed = '; '.join(f"seed {s}: {', '.join(f'{n:,}' for n in sorted(ns))}" for s, ns in have.items())
+        why = f"--images {k:,}: not a pair for every seed" if k is not None else f"no image count has a pair for every seed {seeds}"
+        raise SystemExit(f"{why}; pairs per seed: {per_seed}")
+    for s in seeds:   # refuse the whole shipment if one file does not load
+        for src in pairs[(s, k)]:
             try: load_model(src)
-            except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing of seed {s} shipped")
-        for m, src in srcs.items(): shutil.copyfile(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth')
-        print(f"seed {s}: shipped the snapshots at {k:,} images")
+            except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
+    dest.mkdir(parents=True, exist_ok=True)
+    for s in seeds:
+        for m, src in zip(('vae', 'mpvae'), pairs[(s, k)]): shutil.copyfile(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth')
+    print(f"seeds {', '.join(map(str, seeds))}: shipped the snapshots at {k:,} images")
 
 
 if __name__ == '__main__':
