@@ -105,3 +105,27 @@ def test_pretrained_preset_reproduces_report(tmp_path):
     assert res['ordering']['verdict'] == ref['ordering']['verdict']
     for m in ('mig', 'sap', 'dci_disentanglement'):
         assert max(abs(a - b) for a, b in zip(res['disentanglement'][m], ref['disentanglement'][m])) <= 0.003, m
+
+
+def test_pretrained_report(tmp_path):
+    "tools/pretrained_report.py: records as sentences, paths made relative; a run that is not a finished pretrained run writes nothing."
+    sys.path.insert(0, str(ROOT/'tools'))
+    from pretrained_report import main
+    run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
+    run.mkdir(parents=True); rep.mkdir()
+    rec = dict(images=2457600, steps=38400, bs=64, schedule='const', lr=1e-4, precision='fp32', train_seconds=7200, cpu='AMD EPYC', commit='abc1234')
+    res = dict(preset='pretrained_lr1e-4', params=dict(pretrained=True, pretrained_setting='lr1e-4'),
+               pretrained_records={'0': dict(vae=rec, mpvae=rec)}, figures=[str(run/'vs_paper.png')],
+               probe=dict(pool=20000, n_splits=5, n_seeds=5, kind='logreg', train_size=10000, valid_size=5000))
+    (run/'results.json').write_text(json.dumps(res)); (run/'table.md').write_text('| features |\n')
+    with pytest.raises(SystemExit, match='did not finish'): main([str(tmp_path/'out'), '--name', 'r', '--reports', str(rep)])
+    assert not list(rep.iterdir())
+    for f in ('vs_paper', 'kl_mpvae', 'traversals_mpvae'): (run/f'{f}.png').write_bytes(b'png')
+    main([str(tmp_path/'out'), '--name', 'r', '--reports', str(rep)])
+    md = (rep/'r.md').read_text()
+    assert '- seed 0, mpvae: 2,457,600 images (38,400 steps at batch 64), const lr 0.0001, fp32, 2.0 h' in md
+    assert '| features |' in md and '![](r_traversals_mpvae.png)' in md and (rep/'r_kl_mpvae.png').read_bytes() == b'png'
+    assert json.loads((rep/'r.json').read_text())['figures'] == ['vs_paper.png']
+    res['params']['pretrained'] = False; (run/'results.json').write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match='not from a pretrained preset'): main([str(tmp_path/'out'), '--name', 'q', '--reports', str(rep)])
+    assert not (rep/'q.md').exists()

@@ -10,8 +10,9 @@ and `dsprites_mpvae_seed<s>.pth` (with `--setting`, the names `mpvae.pretrained.
 seed spread of the pretrained table is a spread over seeds, not over lengths. Every file is loaded before any is
 copied: a bad snapshot ships nothing. The files are `mpvae.model.save_model` files whose metadata holds the
 training record that `tools/long_run.py` wrote. Then regenerate the report the CI test compares against:
-`mpvae-tables --preset pretrained --tables dsprites --out results/pretrained` and copy its table and results.json
-to `reports/dsprites_pretrained.md` / `.json` (see the README).
+`mpvae-tables --preset pretrained --tables dsprites --out results/pretrained`, then
+`python tools/pretrained_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
+likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
 """
 import argparse, shutil
 from pathlib import Path
