@@ -60,8 +60,9 @@ def main(argv=None):
     md = header(res) + '\n' + table.rstrip() + '\n\n' + '\n\n'.join(f'![]({a.name}_{f}.png)' for f in FIGURES) + '\n'
     rep = Path(a.reports)
     for f in FIGURES: shutil.copyfile(run/f'{f}.png', rep/f'{a.name}_{f}.png')
-    (rep/f'{a.name}.json').write_text(json.dumps(res, indent=1, ensure_ascii=False) + '\n')
-    (rep/f'{a.name}.md').write_text(md)
+    from mpvae.core import atomic_write   # each file appears whole or not at all; the md (which names the rest) last
+    with atomic_write(rep/f'{a.name}.json', 'w') as fh: fh.write(json.dumps(res, indent=1, ensure_ascii=False) + '\n')
+    with atomic_write(rep/f'{a.name}.md', 'w') as fh: fh.write(md)
     print(f"wrote {rep/a.name}.md, .json and {len(FIGURES)} figures")
 
 
