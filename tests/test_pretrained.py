@@ -80,6 +80,30 @@ def test_ship_pretrained_names_and_refusals(tmp_path):
     assert not (tmp_path/'d2').exists() and not (tmp_path/'d0').exists()
 
 
+def test_ship_pretrained_failed_copy_replaces_nothing(tmp_path, monkeypatch):
+    "A copy that fails midway (disk full) leaves the shipped files as they were and no temporary file behind."
+    sys.path.insert(0, str(ROOT/'tools'))
+    import shutil, ship_pretrained
+    from mpvae.model import MPVAE, save_model
+    from mpvae.pretrained import list_pretrained
+    runs, dest = tmp_path/'runs', tmp_path/'dest'
+    for m, dims in (('vae', (12,)), ('mpvae', (3, 9))):
+        for n in (76800, 153600): save_model(MPVAE(latent_dims=dims), runs/f'{m}_seed0'/f'snap_{n}.pth', record=dict(images=n))
+    (runs/'vae_seed0_old').mkdir()   # not a run folder of long_run's naming: ignored, not a crash
+    ship_pretrained.main(['--runs', str(runs), '--dest', str(dest), '--images', '76800'])
+    before = {f.name: f.read_bytes() for f in dest.iterdir()}
+    calls, real = [], shutil.copyfile
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2: raise OSError(28, 'No space left on device')
+        return real(src, dst)
+    monkeypatch.setattr(ship_pretrained.shutil, 'copyfile', flaky)
+    with pytest.raises(SystemExit, match='No space left on device.*nothing shipped'):
+        ship_pretrained.main(['--runs', str(runs), '--dest', str(dest)])
+    assert len(calls) == 2 and {f.name: f.read_bytes() for f in dest.iterdir()} == before
+    assert [r['images'] for r in list_pretrained(dest)] == [76800, 76800]
+
+
 def test_weights_are_package_data():
     "pyproject puts the weights into the wheel (what `pip install` gets)."
     import tomllib
@@ -97,6 +121,7 @@ def test_pretrained_preset_reproduces_report(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     res = json.loads((tmp_path/'dsprites'/'results.json').read_text())
     assert res['params']['pretrained'] is True and res['pretrained_records']
+    assert not {'train_images', 'epochs', 'lr', 'precision'} & set(res['params']), 'a pretrained run lists training it did not do'
     assert not list((tmp_path/'dsprites').glob('*_history.csv')), "the pretrained preset must not train"
     for key, row in ref['rows'].items():
         assert abs(res['rows'][key]['mean']['mean'] - row['mean']['mean']) <= 0.3, (key, res['rows'][key]['mean'], row['mean'])
@@ -122,6 +147,8 @@ def test_pretrained_report(tmp_path):
     assert not list(rep.iterdir())
     for f in ('vs_paper', 'kl_mpvae', 'traversals_mpvae'): (run/f'{f}.png').write_bytes(b'png')
     main([str(tmp_path/'out'), '--name', 'r', '--reports', str(rep)])
+    main([str(tmp_path/'out'), '--name', 'r', '--reports', str(tmp_path/'new'/'reports')])   # a folder not there yet is made
+    assert sorted(f.name for f in (tmp_path/'new'/'reports').iterdir()) == sorted(f.name for f in rep.iterdir())
     md = (rep/'r.md').read_text()
     assert '- seed 0, mpvae: 2,457,600 images (38,400 steps at batch 64), const lr 0.0001, fp32, 2.0 h' in md
     assert '| features |' in md and '![](r_traversals_mpvae.png)' in md and (rep/'r_kl_mpvae.png').read_bytes() == b'png'

@@ -15,7 +15,7 @@ dimensions whose mean KL(q(z_j|x) || N(0, 1)) over the pool exceeds 0.01 nats. R
 `runs/long/eval/seed<s>_<images>.json`. `report` turns them into `reports/dsprites_learning_curves.md` with figures.
 """
 from __future__ import annotations
-import argparse, functools, json, sys, time
+import argparse, functools, json, re, sys, time
 from pathlib import Path
 
 LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']
@@ -23,12 +23,16 @@ FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}
 ACTIVE_NATS = 0.01
 
 
+def run_seeds(runs:Path) -> list:
+    "The seeds s that have a baseline run folder `vae_seed<s>/` under `runs` (long_run's naming), sorted."
+    return sorted(int(m[1]) for d in runs.glob('vae_seed*') if d.is_dir() and (m := re.fullmatch(r'vae_seed(\d+)', d.name)))
+
+
 def snapshots(runs:Path) -> dict:
     "(seed, images) -> (vae snapshot, mpvae snapshot), for every image count both runs of a seed saved."
     out = {}
-    for d in sorted(runs.glob('vae_seed*')):
-        if not d.is_dir(): continue
-        s = int(d.name.split('seed')[1]); md = runs/f'mpvae_seed{s}'
+    for s in run_seeds(runs):
+        d, md = runs/f'vae_seed{s}', runs/f'mpvae_seed{s}'
         for p in d.glob('snap_*.pth'):
             q = md/p.name
             if q.exists(): out[(s, int(p.stem.split('_')[1]))] = (p, q)

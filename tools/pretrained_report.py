@@ -58,7 +58,7 @@ def main(argv=None):
     table = (run/'table.md').read_text()
     res['figures'] = [Path(f).name for f in res.get('figures', [])]
     md = header(res) + '\n' + table.rstrip() + '\n\n' + '\n\n'.join(f'![]({a.name}_{f}.png)' for f in FIGURES) + '\n'
-    rep = Path(a.reports)
+    rep = Path(a.reports); rep.mkdir(parents=True, exist_ok=True)
     for f in FIGURES: shutil.copyfile(run/f'{f}.png', rep/f'{a.name}_{f}.png')
     from mpvae.core import atomic_write   # each file appears whole or not at all; the md (which names the rest) last
     with atomic_write(rep/f'{a.name}.json', 'w') as fh: fh.write(json.dumps(res, indent=1, ensure_ascii=False) + '\n')

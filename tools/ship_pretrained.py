@@ -14,7 +14,7 @@ training record that `tools/long_run.py` wrote. Then regenerate the report the C
 `python tools/pretrained_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
 likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
 """
-import argparse, shutil
+import argparse, os, shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +29,12 @@ def main(argv=None):
     a = p.parse_args(argv)
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
-    from learning_curves import snapshots
+    from learning_curves import run_seeds, snapshots
     try: pretrained_name('vae', a.setting)
     except (ValueError, TypeError) as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
     pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing learning_curves evaluates
-    seeds = a.seeds if a.seeds else sorted(int(d.name.split('seed')[1]) for d in runs.glob('vae_seed*') if d.is_dir())
+    seeds = a.seeds if a.seeds else run_seeds(runs)
     if not seeds: raise SystemExit(f"no vae_seed<s>/ folder under {runs}: give --runs the folder long_run wrote into")
     have = {s: {n for t, n in pairs if t == s} for s in seeds}
     for s, ns in have.items():
@@ -50,8 +50,13 @@ def main(argv=None):
             try: load_model(src)
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
     dest.mkdir(parents=True, exist_ok=True)
-    for s in seeds:
-        for m, src in zip(('vae', 'mpvae'), pairs[(s, k)]): shutil.copyfile(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth')
+    todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth') for s in seeds for m, src in zip(('vae', 'mpvae'), pairs[(s, k)])]
+    try:   # copy everything under temporary names first, so a failed copy (disk full) replaces no shipped file
+        for src, dst in todo: shutil.copyfile(src, dst.with_name(dst.name + '.part'))
+    except OSError as e:
+        for _, dst in todo: dst.with_name(dst.name + '.part').unlink(missing_ok=True)
+        raise SystemExit(f"copying into {dest} failed ({e}); nothing shipped, the files there are unchanged")
+    for _, dst in todo: os.replace(dst.with_name(dst.name + '.part'), dst)
     print(f"seeds {', '.join(map(str, seeds))}: shipped the snapshots at {k:,} images")
 
 
