@@ -30,6 +30,10 @@ def test_over_seeds_uses_the_spread_between_seeds():
     assert o['verdict'] == 'reversed' and o['unit'] == 'representation seeds'   # -2.5 < -2 x 0.96
     md = '\n'.join(lc.seed_md(ev))
     assert '| lr 1e-4 | 1,000 | 0, 1, 2 |' in md and '-3.00, -1.50, -3.00' in md   # the paired differences, seed by seed
+    from scipy.stats import ttest_1samp
+    t = ttest_1samp([-3.0, -1.5, -3.0], 0.0)
+    assert f'-2.50 ± {0.5:.2f} ({t.statistic:.2f}) |' in md                          # another library's paired t test
+    assert np.isnan(lc.paired_t([1.0])[2]) and np.isnan(lc.paired_t([2.0, 2.0])[2])  # no spread: no t
 
 def test_within_noise_when_seeds_disagree():
     ev = [_eval(0, 1000, [38, 20, 30, 41]), _eval(1, 1000, [38, 20, 30, 33])]   # +3 and -5: no verdict
