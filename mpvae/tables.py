@@ -117,7 +117,7 @@ PRESETS = {
                          rep_seeds=[0], n_splits=2, n_probe_seeds=2, figures=True),
     },
     'paper': {
-        'dsprites': dict(train_images=150_000, epochs=5, bs=64, probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
+        'dsprites': dict(train_images=450_000, epochs=6, bs=64, lr=1e-4, probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
         'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, figures=True),
