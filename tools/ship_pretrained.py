@@ -51,12 +51,13 @@ def main(argv=None):
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
     dest.mkdir(parents=True, exist_ok=True)
     todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth') for s in seeds for m, src in zip(('vae', 'mpvae'), pairs[(s, k)])]
+    part = lambda dst: dst.with_name(dst.name + '.part')   # the temporary name of a file being shipped
     try:   # copy everything under temporary names first, so a failed copy (disk full) replaces no shipped file
-        for src, dst in todo: shutil.copyfile(src, dst.with_name(dst.name + '.part'))
+        for src, dst in todo: shutil.copyfile(src, part(dst))
     except OSError as e:
-        for _, dst in todo: dst.with_name(dst.name + '.part').unlink(missing_ok=True)
+        for _, dst in todo: part(dst).unlink(missing_ok=True)
         raise SystemExit(f"copying into {dest} failed ({e}); nothing shipped, the files there are unchanged")
-    for _, dst in todo: os.replace(dst.with_name(dst.name + '.part'), dst)
+    for _, dst in todo: os.replace(part(dst), dst)
     print(f"seeds {', '.join(map(str, seeds))}: shipped the snapshots at {k:,} images")
 
 
