@@ -21,6 +21,7 @@ from pathlib import Path
 LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']
 FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}
 ACTIVE_NATS = 0.01
+FAR = 100e6   # images: beyond 5x the field's reference length an extrapolation says only 'far'
 
 
 def run_seeds(runs:Path) -> list:
@@ -238,18 +239,19 @@ def seed_md(evals:list) -> list:
     if not comb: return []
     lines = ['', '## Over representation seeds', '',
              'Each seed trains its own baseline and MPVAE. Mean ± std over the seeds of each feature set\'s mean accuracy; the '
-             'verdict\'s standard error is now over seeds (sqrt(s_a^2/n + s_b^2/n)), the spread that matters for the claim, '
-             'and "paired" is z1+z2 - baseline seed by seed, with its mean ± standard error and t statistic on n - 1 degrees '
-             'of freedom (with 3 seeds, t > 2.92 is p < 0.05 one-sided, t > 4.30 p < 0.05 two-sided).', '',
-             '| setting | images | seeds | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | paired, per seed | paired mean ± se (t) | verdict |',
-             '|---|---:|---|---:|---:|---:|---:|---:|---|---|---|']
+             'verdict\'s standard error is now over seeds (sqrt(s_a^2/n + s_b^2/n)), the spread that matters for the claim. '
+             'z1+z2 - baseline is also taken seed by seed ("per seed"); its column gives the mean difference ± the unpaired '
+             'standard error (the verdict\'s) / the paired one, and the paired t statistic on n - 1 degrees of freedom (with '
+             '3 seeds, t > 2.92 is p < 0.05 one-sided, t > 4.30 p < 0.05 two-sided).', '',
+             '| setting | images | seeds | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline ± se unpaired / paired (t) | per seed | verdict |',
+             '|---|---:|---|---:|---:|---:|---:|---:|---|---|']
     for (ln, n), c in sorted(comb.items()):
         m = {k: c['rows'][k]['mean'] for k in FEATS}; o = c['ordering']
         paired = [a - b for a, b in zip(m['z1+z2']['per_seed'], m['baseline']['per_seed'])]
         lines.append(f"| {ln} | {n:,} | {', '.join(map(str, c['params']['rep_seeds']))} | "
                      + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_seeds']:.2f}" for k in FEATS)
-                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {', '.join(f'{d:+.2f}' for d in paired)} | "
-                     + '{:+.2f} ± {:.2f} ({:.2f})'.format(*paired_t(paired)) + f" | {o['verdict']} |")
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} / {paired_t(paired)[1]:.2f} (t {paired_t(paired)[2]:.2f}) | "
+                     + f"{', '.join(f'{d:+.2f}' for d in paired)} | {o['verdict']} |")
     return lines
 
 
@@ -273,7 +275,64 @@ def plateau_md(evals:list) -> list:
             '|---|---:|---|---:|---|---|'] + rows
 
 
-def report_md(evals:list, figs:list) -> str:
+def doublings(rows:list, key:str='nelbo', start:int=307_200, window:int=3) -> list:
+    "(n, 2n, change of `key`) for each doubling of images from `start` the run reached; each value the mean of the `window` chunks ending there."
+    import numpy as np
+    n = np.array([r['images'] for r in rows]); y = np.array([r.get(key, np.nan) for r in rows], float)
+    at = lambda x: y[max(0, i - window + 1):i + 1].mean() if (i := int(np.searchsorted(n, x))) < len(n) and n[i] == x else np.nan
+    out, x = [], start
+    while 2*x <= n.max(initial=0): out.append((x, 2*x, float(at(2*x) - at(x)))); x *= 2
+    return out
+
+
+def power_fit(rows:list, key:str='nelbo', start:int=307_200, nats:float=1.0) -> dict|None:
+    "Fit `key` = a + b (images/1e6)^-c from `start` on, and where a doubling would change it by less than `nats`; None if it does not fit."
+    import numpy as np, warnings
+    from scipy.optimize import curve_fit
+    n = np.array([r['images'] for r in rows], float); y = np.array([r.get(key, np.nan) for r in rows], float)
+    sel = (n >= start) & np.isfinite(y)
+    if sel.sum() < 5: return None
+    f = lambda x, a, b, c: a + b*(x/1e6)**(-c)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            (a, b, c), _ = curve_fit(f, n[sel], y[sel], p0=(y[sel].min() - 10, 20, 0.5), bounds=([-np.inf, 0, 0.02], [np.inf, np.inf, 3]), maxfev=20000)
+    except (RuntimeError, ValueError): return None
+    per_doubling = lambda x: b*(x/1e6)**(-c)*(1 - 2**-c)          # f(x) - f(2x)
+    return dict(a=float(a), b=float(b), c=float(c), now=float(per_doubling(n[sel][-1])),
+                images_to=float(1e6*(b*(1 - 2**-c)/nats)**(1/c)), rms=float(np.sqrt(np.mean((f(n[sel], a, b, c) - y[sel])**2))))
+
+
+def nelbo_md(runs:list) -> list:
+    "How fast each run's validation NELBO still falls: the change per doubling of images, and a power-law extrapolation."
+    rows = []
+    for d in map(Path, runs):
+        for s in run_seeds(d):
+            for m, name in (('vae', 'baseline'), ('mpvae', 'MPVAE')):
+                if not (d/f'{m}_seed{s}').exists(): continue
+                h = run_history(d/f'{m}_seed{s}'); c = _cfg(d/f'{m}_seed{s}')
+                dd = doublings(h)
+                if not dd: continue
+                fit = power_fit(h)
+                shrinking = len(dd) > 1 and all(b[2] > a[2] for a, b in zip(dd, dd[1:]))   # every fall smaller than the one before
+                far = lambda x: f"> {FAR/1e6:,.0f} M" if x > FAR else f"{x/1e6:,.0f} M"
+                ext = (f"{fit['a']:.1f} | {-fit['now']:+.1f} | {far(fit['images_to'])}" if fit and shrinking
+                       else '- | - | - (the falls are not shrinking)')
+                lr = f"lr {c.get('lr', 1e-3):.0e}".replace('e-0', 'e-')
+                rows.append(f"| {lr} | {name} | {s} | {h[-1]['images']:,} | "
+                            + ', '.join(f"{x:+.1f}" for *_, x in dd) + f" | {ext} |")
+    if not rows: return []
+    return ['', '## NELBO: how fast it still falls', '',
+            'Validation NELBO (nats, the mean of the last 3 logged chunks at each point) change over each doubling of images from '
+            '307,200 (0.3 -> 0.6 M, 0.6 -> 1.2 M, ...), from the runs\' logs, and a least-squares fit of '
+            'NELBO = a + b (images / 1e6)^-c from 307,200 images on: its asymptote a, the fall it predicts over the next doubling '
+            'from the last logged point, and where a doubling would gain less than 1 nat. The fit is shown only where every '
+            'doubling\'s fall is smaller than the one before; it extrapolates a trend, it does not measure a plateau.', '',
+            '| setting | model | seed | images | change per doubling | fitted asymptote | next doubling (fit) | < 1 nat per doubling at |',
+            '|---|---|---:|---:|---|---:|---:|---:|'] + rows
+
+
+def report_md(evals:list, figs:list, runs:list=()) -> str:
     from mpvae.tables import PAPER
     seeds = sorted({r['seed'] for r in evals}); lines_ = sorted({r['line'] for r in evals})
     lines = ['# dSprites learning curves: does the paper\'s Table 2 ordering appear as the models train longer?', '',
@@ -296,7 +355,7 @@ def report_md(evals:list, figs:list) -> str:
         lines.append(f"| {r['line']} | {r['seed']} | {r['images']:,} | {r['images']//64:,} | " + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
                      + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a['vae/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
                      f"{h['vae'].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
-    lines += seed_md(evals) + plateau_md(evals)
+    lines += seed_md(evals) + plateau_md(evals) + nelbo_md(runs)
     p = PAPER['dsprites']['acc']
     lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
               f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).", '']
@@ -317,7 +376,7 @@ def cmd_report(a):
     evals = load_evals(*a.runs)
     if not evals: sys.exit(f"no evaluations under {', '.join(a.runs)} (*/eval): run `python tools/learning_curves.py evaluate` first")
     figs = plot_curves(evals, out)
-    md = report_md(evals, figs)
+    md = report_md(evals, figs, a.runs)
     if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
     with atomic_write(out/'dsprites_learning_curves.md', 'w') as f: f.write(md)
     print(f"wrote {out/'dsprites_learning_curves.md'} and {len(figs)} figures")
