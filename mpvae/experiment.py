@@ -18,7 +18,7 @@ from .tables import PAPER
 
 # %% auto #0
 __all__ = ['plot_reconstructions', 'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig', 'train_params',
-           'train_model', 'table_rows', 'table_results', 'write_results', 'frame_markdown']
+           'train_model', 'precision_record', 'table_rows', 'table_results', 'write_results', 'frame_markdown']
 
 # %% ../nbs/09_experiment.ipynb #87239290
 def _img(t):
@@ -210,7 +210,14 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
         ckpt.with_name(ckpt.name + '.json').unlink(missing_ok=True)  # finished
     save_fig(plot_loss_curves(out_dir/f'{name}_history.csv'), out_dir/f'{name}_loss.png')
     learn.model.eval()
+    learn.model.meta = load_model(pth).meta   # what a reused model carries too: train_params, the precision chosen, ...
     return learn.model
+
+# %% ../nbs/09_experiment.ipynb #49e88b81
+def precision_record(models:dict) -> dict:
+    "The precision and layout each trained model ran in, by seed and model: `{seed: (vae, mpvae)}` -> `{'0': {'vae': ...}}`."
+    pick = lambda m: {k: v for k, v in ((getattr(m, 'meta', None) or {}).get('precision') or {}).items() if k in ('precision', 'channels_last', 'auto')}
+    return {str(s): {k: pick(m) or None for k, m in zip(('vae', 'mpvae'), pair)} for s, pair in models.items()}
 
 # %% ../nbs/09_experiment.ipynb #be2ef382
 def table_rows(results:list, # one `ProbeResult` per representation seed, all with the same features and labels

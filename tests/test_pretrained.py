@@ -123,6 +123,7 @@ def test_pretrained_preset_reproduces_report(tmp_path):
     assert res['params']['pretrained'] is True and res['pretrained_records']
     assert not {'train_images', 'epochs', 'lr', 'precision'} & set(res['params']), 'a pretrained run lists training it did not do'
     assert not list((tmp_path/'dsprites').glob('*_history.csv')), "the pretrained preset must not train"
+    assert 'precision' not in res                     # no training here: no training precision to report
     for key, row in ref['rows'].items():
         assert abs(res['rows'][key]['mean']['mean'] - row['mean']['mean']) <= 0.3, (key, res['rows'][key]['mean'], row['mean'])
         for lab, a in row['acc'].items():

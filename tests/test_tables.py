@@ -32,6 +32,9 @@ def test_smoke_tables(tmp_path):
         for row in res['rows'].values():
             assert 0 <= row['mean']['mean'] <= 100 and row['mean']['n_runs'] == 4   # 2 splits x 2 seeds
         assert res['ordering']['verdict'] in ('holds', 'within noise', 'reversed')
+        prec = res['precision']['0']                     # the precision each model trained in ('auto' chooses per machine)
+        assert set(prec) == {'vae', 'mpvae'}, prec
+        assert all(p['precision'] in ('fp32', 'bf16') and isinstance(p['channels_last'], bool) for p in prec.values()), prec
         assert (d/'table.md').read_text().startswith('| features')
         assert (d/TABLES[t]).exists(), "the executed notebook is kept"
         for f in res['figures']: assert Path(f).stat().st_size > 1000
