@@ -133,10 +133,10 @@ def test_pretrained_preset_reproduces_report(tmp_path):
         assert max(abs(a - b) for a, b in zip(res['disentanglement'][m], ref['disentanglement'][m])) <= 0.003, m
 
 
-def test_pretrained_report(tmp_path):
-    "tools/pretrained_report.py: records as sentences, paths made relative; a run that is not a finished pretrained run writes nothing."
+def test_table_report_pretrained(tmp_path):
+    "tools/table_report.py on a pretrained run: records as sentences, paths made relative; an unfinished run writes nothing."
     sys.path.insert(0, str(ROOT/'tools'))
-    from pretrained_report import main
+    from table_report import main
     run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
     run.mkdir(parents=True); rep.mkdir()
     rec = dict(images=2457600, steps=38400, bs=64, schedule='const', lr=1e-4, precision='fp32', train_seconds=7200, cpu='AMD EPYC', commit='abc1234')
@@ -154,6 +154,35 @@ def test_pretrained_report(tmp_path):
     assert '- seed 0, mpvae: 2,457,600 images (38,400 steps at batch 64), const lr 0.0001, fp32, 2.0 h' in md
     assert '| features |' in md and '![](r_traversals_mpvae.png)' in md and (rep/'r_kl_mpvae.png').read_bytes() == b'png'
     assert json.loads((rep/'r.json').read_text())['figures'] == ['vs_paper.png']
-    res['params']['pretrained'] = False; (run/'results.json').write_text(json.dumps(res))
-    with pytest.raises(SystemExit, match='not from a pretrained preset'): main([str(tmp_path/'out'), '--name', 'q', '--reports', str(rep)])
+    del res['pretrained_records']; (run/'results.json').write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match='lists no pretrained_records'): main([str(tmp_path/'out'), '--name', 'q', '--reports', str(rep)])
     assert not (rep/'q.md').exists()
+
+
+def test_table_report_trained(tmp_path):
+    "tools/table_report.py on a run that trained its models: how (images, steps, lr, betas, the precision chosen), where, how long; notes in between."
+    sys.path.insert(0, str(ROOT/'tools'))
+    from table_report import main
+    run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
+    run.mkdir(parents=True)
+    fp32cl = dict(precision='fp32', channels_last=True, auto=dict(source='measured'))
+    res = dict(preset='paper', data_source='rendered', elapsed_s=3786, figures=[str(run/'vs_paper.png')],
+               params=dict(pretrained=False, baseline_dims=[12], mpvae_dims=[3, 9], beta=4.0, mpvae_betas=[4.0, 1.0],
+                           train_images=450_000, epochs=6, bs=64, lr=1e-4, precision='auto', rep_seeds=[0, 1], threads=2, cpu='AMD EPYC'),
+               times=dict(train_seed0=1794, train_seed1=1734, disentanglement=124),
+               precision={'0': dict(vae=fp32cl, mpvae=fp32cl), '1': dict(vae=fp32cl, mpvae=fp32cl)},
+               probe=dict(pool=20000, n_splits=5, n_seeds=5, kind='logreg', train_size=10000, valid_size=5000))
+    (run/'results.json').write_text(json.dumps(res)); (run/'table.md').write_text('| features |\n')
+    for f in ('vs_paper', 'kl_mpvae', 'traversals_mpvae'): (run/f'{f}.png').write_bytes(b'png')
+    args = [str(tmp_path/'out'), '--name', 'p', '--reports', str(rep)]
+    with pytest.raises(SystemExit, match='no such file'): main(args + ['--notes', str(tmp_path/'none.md')])
+    assert not rep.exists() or not list(rep.iterdir())
+    (tmp_path/'notes.md').write_text('Our reading of it.\n')
+    main(args + ['--notes', str(tmp_path/'notes.md')])
+    md = (rep/'p.md').read_text()
+    assert md.startswith("# dSprites, `paper` preset: Table 2 from models trained in the run, 2 seeds")
+    assert '450,000 images (7,031 Adam steps at batch 64, constant lr 1e-4, 6 logging epochs)' in md       # 450,000 // 64
+    assert 'beta 4 (baseline), (4.0, 1.0) (MPVAE paths)' in md and "the package's rendered dSprites grid" in md
+    assert "precision `auto` (it chose float32 with channels-last here)" in md
+    assert 'Wall time 63.1 min on AMD EPYC with 2 threads (training 29.9, 28.9 min per seed, both models; metrics 2.1 min)' in md
+    assert md.index('Probe protocol') < md.index('Our reading of it.') < md.index('| features |')   # header, notes, table

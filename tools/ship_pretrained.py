@@ -11,7 +11,7 @@ seed spread of the pretrained table is a spread over seeds, not over lengths. Ev
 copied: a bad snapshot ships nothing. The files are `mpvae.model.save_model` files whose metadata holds the
 training record that `tools/long_run.py` wrote. Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained`, then
-`python tools/pretrained_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
+`python tools/table_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
 likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
 """
 import argparse, os, shutil
