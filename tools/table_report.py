@@ -51,6 +51,8 @@ def trained_header(res:dict) -> str:
     seeds = [str(s) for s in p['rep_seeds']]
     train = [t[f'train_seed{s}']/60 for s in seeds if f'train_seed{s}' in t]
     where = f"on {p['cpu']}" if p.get('cpu') else 'on the machine it ran on'
+    stages = ([f"training {', '.join(f'{x:.1f}' for x in train)} min per seed, both models"] if train else []) + \
+             ([f"metrics {t['disentanglement']/60:.1f} min"] if 'disentanglement' in t else [])
     bs_ = [float(b) for b in p['mpvae_betas']]
     betas = f"beta {p['beta']:g} for every path" if set(bs_) == {float(p['beta'])} else f"beta {p['beta']:g} (baseline), {tuple(bs_)} (MPVAE paths)"
     lr = f"{p['lr']:.0e}".replace('e-0', 'e-')
@@ -62,9 +64,7 @@ def trained_header(res:dict) -> str:
         f"Adam steps at batch {p['bs']}, constant lr {lr}, {p['epochs']} logging epochs), {betas}, "
         f"{precision_text(res)}, representation seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}; data: {data}.", '',
         f"Wall time {res['elapsed_s']/60:.1f} min {where} with {p.get('threads', '?')} threads"
-        + (f" (training {', '.join(f'{x:.1f}' for x in train)} min per seed, both models" if train else '')
-        + (f"; metrics {t['disentanglement']/60:.1f} min)" if 'disentanglement' in t else ')' if train else '')
-        + ". Machine-specific: `BENCHMARKS.md` has the conditions.", '',
+        + (f" ({'; '.join(stages)})" if stages else '') + ". Machine-specific: `BENCHMARKS.md` has the conditions.", '',
         probe_line(res, seeds), ''])
 
 
