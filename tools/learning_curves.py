@@ -122,10 +122,15 @@ def cmd_evaluate(a):
               f"({o['diff']:+.2f} +- {o['se']:.2f}); active {r['active']}  [{r['seconds']:.0f} s]", flush=True)
 
 
+def _lr(lr:float) -> str:
+    "A learning rate as the report names its setting, e.g. 'lr 1e-4'."
+    return f"lr {lr:.0e}".replace('e-0', 'e-')
+
+
 def _line(r:dict) -> str:
     "The training setting an evaluation's pair of runs shares, e.g. 'lr 1e-3' (the lines of the report)."
     c = r.get('records', {}).get('vae') or {}
-    txt = f"lr {c.get('lr', 1e-3):.0e}".replace('e-0', 'e-')
+    txt = _lr(c.get('lr', 1e-3))
     if c.get('schedule', 'const') != 'const': txt += f" {c['schedule']}"
     if c.get('bs', 64) != 64: txt += f" bs {c['bs']}"
     return txt
@@ -247,9 +252,10 @@ def seed_md(evals:list) -> list:
     for (ln, n), c in sorted(comb.items()):
         m = {k: c['rows'][k]['mean'] for k in FEATS}; o = c['ordering']
         paired = [a - b for a, b in zip(m['z1+z2']['per_seed'], m['baseline']['per_seed'])]
+        _, pse, t = paired_t(paired)
         lines.append(f"| {ln} | {n:,} | {', '.join(map(str, c['params']['rep_seeds']))} | "
                      + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_seeds']:.2f}" for k in FEATS)
-                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} / {paired_t(paired)[1]:.2f} (t {paired_t(paired)[2]:.2f}) | "
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} / {pse:.2f} (t {t:.2f}) | "
                      + f"{', '.join(f'{d:+.2f}' for d in paired)} | {o['verdict']} |")
     return lines
 
@@ -294,8 +300,7 @@ def nelbo_md(runs:list) -> list:
                 h = run_history(d/f'{m}_seed{s}'); c = _cfg(d/f'{m}_seed{s}')
                 dd = doublings(h)
                 if not dd: continue
-                lr = f"lr {c.get('lr', 1e-3):.0e}".replace('e-0', 'e-')
-                rows.append(f"| {lr} | {name} | {s} | {h[-1]['images']:,} | "
+                rows.append(f"| {_lr(c.get('lr', 1e-3))} | {name} | {s} | {h[-1]['images']:,} | "
                             + ', '.join(f"{x:+.1f}" for *_, x in dd) + " |")
     if not rows: return []
     return ['', '## NELBO: how fast it still falls', '',
