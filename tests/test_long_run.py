@@ -32,6 +32,21 @@ def test_resumed_run_is_the_uninterrupted_run(root, tmp_path):
     r3 = run(root, b, '--stop-images', 1920, '--lr', '1e-4')
     assert r3.returncode != 0 and 'was written with' in r3.stderr and 'use another --out' in r3.stderr
 
+def test_a_printed_chunk_line_means_its_state_is_saved(root, tmp_path):
+    "Stop scripts kill a run right after a chunk's line: that chunk (state and snapshot) must already be on disk."
+    out = tmp_path/'k'
+    cmd = [sys.executable, str(root/'tools'/'long_run.py'), '--model', 'mpvae', '--seed', '1', '--precision', 'fp32',
+           '--threads', '1', '--chunk-images', '640', '--out', str(out), '--stop-images', '6400']
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root)
+    try:
+        for line in p.stdout:
+            if 'chunk 1/10' in line: break
+        p.kill()                                              # at once, as a stop script would
+    finally: p.wait()
+    assert [h['images'] for h in state(out)['history']] == [640] and (out/'snap_640.pth').exists()
+    r = run(root, out, '--stop-images', 1280)
+    assert r.returncode == 0 and 'resumed from' in r.stdout and 'at 640 images' in r.stdout
+
 def test_warmup_counts_images_over_the_whole_run(root, tmp_path):
     out = tmp_path/'w'
     assert run(root, out, '--stop-images', 640, '--warmup-images', 1000, '--betas', 4, 1).returncode == 0

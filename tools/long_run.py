@@ -6,7 +6,8 @@ chunk the whole state (model, optimizer, every random stream, the loader's shuff
 written atomically to `OUT/state.pth`; rerunning the same command continues exactly where the last chunk ended, so a
 run may span several sessions (commit `state.pth`). After chunk 1, 2, 4, 8, ... (a log2 scale of images seen; 256
 chunks = 307,200 steps, the reference protocol's 300k steps at batch 64) the model is also saved for evaluation as
-`OUT/snap_<images>.pth` (`mpvae.model.load_model`). One line per chunk goes to stdout and `OUT/history.csv`.
+`OUT/snap_<images>.pth` (`mpvae.model.load_model`). One line per chunk goes to stdout (once that chunk's state is saved: a run killed right after a line loses nothing)
+and to `OUT/history.csv`.
 
     python tools/long_run.py --model vae --seed 0 --out runs/long/vae_seed0 --stop-images 3_000_000
 
@@ -99,9 +100,9 @@ def main(argv=None):
                    img_per_s=round(a.chunk_images/secs, 1), cpu_time=time.process_time(), layout=a.layout,
                    beta_weight=float(getattr(learn.loss_func, 'beta_weight', 1.)))
         hist.append(row)
-        print(f"{a.model} seed {a.seed} chunk {chunk}/{n_chunks} images {row['images']:,} train {row['train_loss']:.2f} "
+        return (f"{a.model} seed {a.seed} chunk {chunk}/{n_chunks} images {row['images']:,} train {row['train_loss']:.2f} "
               f"valid nelbo {row['nelbo']:.2f} recon {row['recon']:.2f} "
-              + ' '.join(f"{n} {row[n]:.2f}" for n in names[1:-1]) + f" | {row['img_per_s']:.0f} img/s", flush=True)
+              + ' '.join(f"{n} {row[n]:.2f}" for n in names[1:-1]) + f" | {row['img_per_s']:.0f} img/s")
 
     if a.schedule == 'one_cycle':
         t0 = time.time(); rows = []
@@ -111,19 +112,20 @@ def main(argv=None):
                 rows.append((time.time(), [v for v in self.recorder.log[1:-1]]))
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(n_chunks, a.lr, cbs=[_Rows()])
         prev = t0
-        for i, (t, v) in enumerate(rows): record(i+1, t - prev, v); prev = t
+        for i, (t, v) in enumerate(rows): print(record(i+1, t - prev, v), flush=True); prev = t
     else:
         start = len(hist)
         for c in range(start + 1, n_chunks + 1):
             if warm: warm.done = (c - 1) * a.chunk_images // a.bs
             t = time.time()
             with learn.no_bar(), learn.no_logging(): learn.fit(1, a.lr)
-            record(c, time.time() - t, learn.recorder.log[1:-1])
+            line = record(c, time.time() - t, learn.recorder.log[1:-1])
             st = dict(cfg=cfg, model=learn.model.state_dict(), opt=learn.opt.state_dict(), rng=_rng_state(),
                       dl=dls.train.state_dict(), history=hist, cpu=cpu_name(), torch=str(torch.__version__))
             with atomic_path(state_p) as tmp: torch.save(st, tmp)
             _write_history(out, hist)
             if c & (c - 1) == 0 or c == n_chunks: _snap(learn, out, c*a.chunk_images, cfg, hist)
+            print(line, flush=True)   # after the state is saved: a chunk's line on stdout means it survives a kill
     _write_history(out, hist)
     if a.schedule == 'one_cycle': _snap(learn, out, n_chunks*a.chunk_images, cfg, hist)
 
