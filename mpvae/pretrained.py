@@ -12,7 +12,8 @@ from pathlib import Path
 from .model import MPVAE, load_model
 
 # %% auto #0
-__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'list_pretrained']
+__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'list_pretrained', 'pretrained_table',
+           'main']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
 PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
@@ -70,11 +71,45 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
 
 # %% ../nbs/14_pretrained.ipynb #96d62d62
 def list_pretrained(folder=None) -> list:
-    "One dict per shipped model: name, seed, kind and setting (`pretrained_name`'s arguments), file, and its training record (images, steps, schedule, CPU, commit, ...)."
+    "One dict per shipped model: name, seed, kind and setting (`pretrained_name`'s arguments), file, its training record (images, steps, schedule, CPU, commit, ...) and its validation NELBO at the end."
     out = []
-    for (n, s), p in _files(folder).items():
+    for (n, s), p in sorted(_files(folder).items()):
         rec = dict(load_pretrained(n, s, folder=folder).meta.get('record') or {})
         kind, setting = _kind_setting(n)
         out.append(dict(name=n, seed=s, kind=kind, setting=setting, file=p.name, description=PRETRAINED_NAMES.get(n, ''),
-                        **{k: rec.get(k) for k in ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')}))
+                        **{k: rec.get(k) for k in ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')},
+                        nelbo=(rec.get('last') or {}).get('nelbo')))
     return out
+
+# %% ../nbs/14_pretrained.ipynb #4a479ae3
+def _fmt_row(r:dict) -> list:
+    "One `list_pretrained` row as the strings of `mpvae-pretrained`'s table."
+    f = lambda v, spec: '-' if v is None else format(v, spec)
+    return [r['name'], str(r['seed']), f(r['images'], ','), f(r['steps'], ','), f(r['lr'], 'g'), r['precision'] or '-',
+            f(r['nelbo'], '.1f'), r['commit'] or '-']
+
+def pretrained_table(rows:list) -> str:
+    "The rows of `list_pretrained` as an aligned plain-text table."
+    head = ['name', 'seed', 'images', 'steps', 'lr', 'precision', 'nelbo', 'commit']
+    body = [head] + [_fmt_row(r) for r in rows]
+    w = [max(len(b[k]) for b in body) for k in range(len(head))]
+    return '\n'.join('  '.join(c.ljust(w[k]) if k == 0 else c.rjust(w[k]) for k, c in enumerate(b)) for b in body)
+
+# %% ../nbs/14_pretrained.ipynb #a30f2ae8
+def main(argv=None):
+    "`mpvae-pretrained`: list the shipped models, or print one model's training record as JSON."
+    import json
+    from mpvae.tables import CLIParser   # the console scripts' parser: every error one line, exit status 2
+    p = CLIParser(prog='mpvae-pretrained', description=main.__doc__.replace('`', ''))
+    p.add_argument('name', nargs='?', help='a shipped model (see the list); without it, list them all')
+    p.add_argument('--seed', type=int, default=0, help="NAME's representation seed")
+    p.add_argument('--json', action='store_true', help='the list as JSON instead of a table')
+    a = p.parse_args(argv)
+    if a.name is None:
+        rows = list_pretrained()
+        if not rows: p.exit(1, f"mpvae-pretrained: this install has no weights in {pretrained_dir()}: reinstall mpvae\n")
+        print(json.dumps(rows, indent=1) if a.json else pretrained_table(rows)); return
+    try: m = load_pretrained(a.name, a.seed)
+    except ValueError as e: p.error(str(e))
+    out = dict(name=a.name, seed=a.seed, latent_dims=list(m.latent_dims))
+    print(json.dumps({**out, **{k: v for k, v in (m.meta.get('record') or {}).items() if k not in out}}, indent=1))

@@ -69,3 +69,15 @@ def test_train_rejects_bad_input(tmp_path, args, says):
     assert line.startswith('mpvae-train: '), line
     for s in says: assert s in line, line
     assert not out.exists()
+
+
+@pytest.mark.parametrize('args, says', [
+    (['nosuchmodel'], ["no pretrained model named 'nosuchmodel'", "the shipped ones are", "'dsprites_vae'"]),
+    (['dsprites_vae', '--seed', '7'], ["'dsprites_vae' ships for seeds [0]", "not seed 7"]),
+    (['dsprites_vae', '--seed', 'one'], ["argument --seed: invalid int value: 'one'"]),
+])
+def test_pretrained_rejects_bad_input(tmp_path, args, says):
+    rc, stdout, err = run('mpvae-pretrained', *args, cwd=tmp_path)
+    line = one_line(err)
+    assert rc == 2 and stdout == '' and line.startswith('mpvae-pretrained: '), (rc, stdout, err)
+    for s in says: assert s in line, (s, line)

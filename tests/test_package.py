@@ -84,6 +84,12 @@ def test_wheel_runs_the_tables(tmp_path):
     work = tmp_path/'work'; work.mkdir()         # outside the repository, no nbs/ here
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MPVAE_NBS', 'VIRTUAL_ENV', 'JUPYTER_PATH')}
     env.update(OMP_NUM_THREADS=os.environ.get('MPVAE_TEST_THREADS', '1'), PATH=f"{venv/'bin'}{os.pathsep}{env.get('PATH', '')}")
+    # the shipped weights are in the wheel and its `mpvae-pretrained` lists them (name, seed, images, ... one line each)
+    r = subprocess.run([str(venv/'bin'/'mpvae-pretrained')], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ['name', 'seed', 'images'] and len(lines) > 1, r.stdout
+    assert {l.split()[0] for l in lines[1:]} >= {'dsprites_vae_lr1e-4', 'dsprites_mpvae_lr1e-4'}, r.stdout
     probe = subprocess.run([str(py), '-c', 'import mpvae, mpvae.tables as t; print(mpvae.__file__); print(t.find_notebooks())'],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert probe == [str(site/'mpvae'/'__init__.py'), str(site/'mpvae'/'nbs')], probe      # the wheel's mpvae and its notebooks

@@ -40,6 +40,7 @@ def test_smoke_tables(tmp_path):
         for f in res['figures']: assert Path(f).stat().st_size > 1000
     dres = json.loads((out/'dsprites'/'results.json').read_text())
     assert dres['disentanglement'] and 'mig' in dres['disentanglement']
+    assert 'Disentanglement per path (the models of representation seed 0' in (out/'dsprites'/'table.md').read_text()
     assert (out/'celeba'/'results.json').read_text().count('"synthetic": false') == 1   # it used the folder we built
     summary = (out/'summary.md').read_text()
     assert '55.19' in summary and '82.02' in summary    # the paper's numbers beside ours
