@@ -15,7 +15,7 @@ from .loss import MPVAELoss, LossConfig
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'on_every_thread', 'denormals_flushed', 'flush_denormals', 'native_bf16', 'cpu_candidates',
-           'time_candidates', 'cpu_name', 'auto_precision', 'ChannelsLast', 'FlushDenormals']
+           'time_candidates', 'cpu_name', 'machine_busy', 'auto_precision', 'ChannelsLast', 'FlushDenormals']
 
 # %% ../nbs/13_speed.ipynb #28a2d830
 _OMP_NAMES = ('libgomp', 'libiomp', 'libomp')
@@ -129,6 +129,18 @@ def _speed_key(cfg, bs, dev) -> str:
     return json.dumps(dict(hw=hw, torch=torch.__version__, threads=torch.get_num_threads(), device=dev.type,
                            config=cfg.to_dict(), bs=bs), sort_keys=True, default=str)
 
+# %% ../nbs/13_speed.ipynb #bc42fb23
+def _cores() -> int:
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def machine_busy(threads:int|None=None # the threads this process will use (default: torch's)
+                ) -> float|None:
+    "The 1-minute load average if it leaves fewer than `threads` cores free, else None (free enough, or the OS cannot say)."
+    try: load = os.getloadavg()[0]
+    except (OSError, AttributeError): return None
+    return round(load, 2) if load > _cores() - (threads or torch.get_num_threads()) + 0.5 else None
+
 # %% ../nbs/13_speed.ipynb #a217083e
 def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
                    cache:str|Path|None=None, # JSON cache file (default: `data_dir()/speed_cache.json`); False: no cache
@@ -143,14 +155,16 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
     key = _speed_key(cfg, bs, dev)
     try: store = json.loads(path.read_text()) if path and path.exists() else {}
     except (OSError, ValueError): store = {}   # an unreadable cache is re-measured and rewritten
-    if key in store:
-        res = dict(store[key], source='cached')
+    busy, cached = machine_busy(), store.get(key)
+    if cached and not (cached.get('busy') and busy is None):   # a choice made on a busy machine is redone once idle
+        res = dict(cached, source='cached')
     else:
         rates = time_candidates(cfg, bs, dev, seconds=seconds, candidates=cpu_candidates())
         best = max(rates, key=rates.get)
         if rates[best] < margin * rates[('fp32', False)]: best = ('fp32', False)
         res = dict(precision=best[0], channels_last=best[1], img_per_s={f"{p}{'+cl' if cl else ''}": round(v, 1) for (p, cl), v in rates.items()},
-                   measured=time.strftime('%Y-%m-%d %H:%M:%S'), source='measured')
+                   measured=time.strftime('%Y-%m-%d %H:%M:%S'), busy=busy,
+                   source='measured again: the cached choice was made on a busy machine' if cached else 'measured')
         if path:
             store[key] = {k: v for k, v in res.items() if k != 'source'}
             try:
@@ -159,7 +173,9 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
     if verbose:
         speeds = ', '.join(f"{k} {v:,.0f}" for k, v in (res.get('img_per_s') or {}).items())
         print(f"precision='auto': {res['precision']}{' + channels-last' if res['channels_last'] else ''} "
-              f"({res['source']}{'; img/s: ' + speeds if speeds else ''})")
+              f"({res['source']}{'; img/s: ' + speeds if speeds else ''})"
+              + (f"; measured at load {res['busy']:.1f} on {_cores()} cores, so measured again when a run finds the machine idle"
+                 if res.get('busy') else ''))
     return res
 
 # %% ../nbs/13_speed.ipynb #5b077e51
