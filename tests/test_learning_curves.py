@@ -1,5 +1,5 @@
 """`tools/learning_curves.py`: the verdict over representation seeds, and the histories it reads (no probes run here)."""
-import csv, importlib.util
+import csv, importlib.util, json
 from pathlib import Path
 
 import numpy as np, pytest, torch
@@ -38,6 +38,17 @@ def test_over_seeds_uses_the_spread_between_seeds():
 def test_within_noise_when_seeds_disagree():
     ev = [_eval(0, 1000, [38, 20, 30, 41]), _eval(1, 1000, [38, 20, 30, 33])]   # +3 and -5: no verdict
     assert lc.over_seeds(ev)[('lr 1e-4', 1000)]['ordering']['verdict'] == 'within noise'
+
+def test_mean_line_keeps_one_set_of_seeds():
+    # seeds 0-2 reach 1000 and 2000 images, only seeds 0 and 1 reach 4000, only seed 0 8000
+    diffs = {(0, 1000): 1., (1, 1000): 2., (2, 1000): 6., (0, 2000): 3., (1, 2000): 5., (2, 2000): 1.,
+             (0, 4000): 0., (1, 4000): 4., (0, 8000): 9.}
+    ev = [dict(line='lr 1e-4', seed=s, images=n, ordering=dict(diff=d)) for (s, n), d in diffs.items()]
+    ev.append(dict(line='other', seed=5, images=4000, ordering=dict(diff=-7.)))
+    full, some = lc.mean_diffs(ev, 'lr 1e-4')
+    assert full == {1000: pytest.approx(3.), 2000: pytest.approx(3.)}   # all three seeds only
+    assert some == {4000: (pytest.approx(2.), [0, 1])}                  # two seeds: its own marker; one seed: none
+    assert lc.mean_diffs(ev, 'other') == ({4000: -7.}, {})             # a line of one seed is that seed
 
 def test_history_from_state_or_csv(tmp_path):
     a, b = tmp_path/'a', tmp_path/'b'; a.mkdir(); b.mkdir()
@@ -83,3 +94,21 @@ def test_nelbo_md_one_row_per_run(tmp_path):
     assert md[0] == f'| lr 1e-4 | baseline | 0 | 4,915,200 | {falls} |'
     assert md[1].startswith('| lr 1e-4 | MPVAE | 0 | 1,536,000 | ') and md[1].count(',') == 2 + 1   # two doublings (and 1,536,000)
     assert len(md) == 2                                         # seed 1 never doubled 307,200 images: no row
+
+def test_compare_lists_every_seed_and_names_the_precision(tmp_path):
+    "Runs kept as history.csv + config.json only (no state): each (setting, model, seed) gets its row, bf16 is named."
+    hist = lambda n0: [dict(chunk=k, images=640*k, train_loss=n0, valid_loss=n0, recon=n0 - 10, kl1=10., nelbo=n0 - k,
+                            seconds=1., img_per_s=640., cpu_time=1., layout='cl', beta_weight=1.) for k in (1, 2)]
+    for setting, prec in (('ref', 'fp32'), ('bf16', 'bf16')):
+        for seed in (0, 1):
+            d = tmp_path/setting/f'vae_seed{seed}'; d.mkdir(parents=True)
+            with open(d/'history.csv', 'w', newline='') as f:
+                w = csv.DictWriter(f, fieldnames=list(hist(0)[0])); w.writeheader(); w.writerows(hist(100. + seed))
+            (d/'config.json').write_text(json.dumps(dict(model='vae', seed=seed, beta=4.0, bs=64, lr=1e-4, schedule='const',
+                                                         precision=prec, chunk_images=640)))
+    lc.main(['compare', str(tmp_path/'bf16'), '--reference', str(tmp_path/'ref'), '--reference-name', 'ref',
+             '--seeds', '0', '1', '--images', '1280', '--out', str(tmp_path/'out'), '--notes', ''])
+    md = (tmp_path/'out'/'dsprites_schedules.md').read_text()
+    assert '| bf16 | vae | 1 | constant lr 0.0001, batch 64, beta 4, bfloat16 autocast | cl | 100.00 | 99.00 |' in md
+    assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 |' in md
+    assert '| ref | 1 | not evaluated |' in md and 'representation seeds 0, 1' in md

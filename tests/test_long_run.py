@@ -2,7 +2,7 @@
 
 Tiny chunks (640 images = 10 steps at batch 64) keep it to seconds; the real runs use 76,800-image chunks.
 """
-import subprocess, sys
+import json, subprocess, sys
 import pytest, torch
 
 def run(root, out, *args):
@@ -31,6 +31,8 @@ def test_resumed_run_is_the_uninterrupted_run(root, tmp_path):
     # other settings into the same folder: refused, naming both configurations
     r3 = run(root, b, '--stop-images', 1920, '--lr', '1e-4')
     assert r3.returncode != 0 and 'was written with' in r3.stderr and 'use another --out' in r3.stderr
+    # the settings beside history.csv are the run's own, not the refused ones
+    assert json.loads((b/'config.json').read_text()) == state(b)['cfg'] and state(b)['cfg']['lr'] == 1e-3
 
 def test_a_printed_chunk_line_means_its_state_is_saved(root, tmp_path):
     "Stop scripts kill a run right after a chunk's line: that chunk (state and snapshot) must already be on disk."

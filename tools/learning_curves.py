@@ -3,7 +3,7 @@
 
     python tools/learning_curves.py evaluate [--runs runs/long]   # every snapshot pair not evaluated yet
     python tools/learning_curves.py report   [--runs runs/long] [--out reports]
-    python tools/learning_curves.py compare runs/sched/* [--reference runs/long] [--images 307200]
+    python tools/learning_curves.py compare runs/sched/* [--reference runs/long] [--images 307200] [--seeds 0 1]
 
 `evaluate` takes each representation seed's baseline and MPVAE snapshots saved after the same number of images
 (`runs/long/vae_seed<s>/snap_<images>.pth`, `runs/long/mpvae_seed<s>/snap_<images>.pth`), and runs the probes of the
@@ -193,6 +193,20 @@ def plot_curves(evals:list, out:Path) -> list:
     return figs
 
 
+def mean_diffs(evals:list, line:str) -> tuple:
+    """z1+z2 - baseline averaged over seeds at each length of `line`: ({images: mean} over every seed of the line, at the
+    lengths all of them reached; {images: (mean, seeds)} where two or more but not all did). One fixed set of seeds for
+    the first, so its line cannot jump where the set of seeds changes; a line with one seed is that seed's."""
+    import numpy as np
+    seeds = {r['seed'] for r in evals if r['line'] == line}
+    at = {}
+    for r in evals:
+        if r['line'] == line: at.setdefault(r['images'], {})[r['seed']] = r['ordering']['diff']
+    full = {x: float(np.mean(list(d.values()))) for x, d in sorted(at.items()) if set(d) == seeds}
+    some = {x: (float(np.mean(list(d.values()))), sorted(d)) for x, d in sorted(at.items()) if 1 < len(d) < len(seeds)}
+    return full, some
+
+
 def plot_verdict(evals:list, out:Path, styles:dict) -> Path:
     "z1+z2 - baseline vs images: each seed (thin, bars: 2 se over probe runs), the mean over seeds (thick), the paper."
     import numpy as np, matplotlib.pyplot as plt
@@ -205,11 +219,13 @@ def plot_verdict(evals:list, out:Path, styles:dict) -> Path:
             rs = [r for r in evals if (r['line'], r['seed']) == (ln, s)]
             ax.errorbar([r['images'] for r in rs], [r['ordering']['diff'] for r in rs], yerr=[2*r['ordering']['se'] for r in rs],
                         color=cols[ln], ls=styles[ln], lw=0.8, alpha=0.6, marker='.', capsize=2)
-        xs = sorted({r['images'] for r in evals if r['line'] == ln})
-        d = {x: [r['ordering']['diff'] for r in evals if r['line'] == ln and r['images'] == x] for x in xs}
-        if len(seeds) > 1: xs = [x for x in xs if len(d[x]) > 1]   # a length only one seed reached is that seed's, not a mean
-        ax.plot(xs, [np.mean(d[x]) for x in xs], color=cols[ln], ls=styles[ln], lw=2.5, marker='o',
-                label=f"{ln}: seed {seeds[0]}" if len(seeds) == 1 else f"{ln}: mean over the seeds that reached each length (seeds {', '.join(map(str, seeds))})")
+        full, some = mean_diffs(evals, ln)
+        ax.plot(list(full), list(full.values()), color=cols[ln], ls=styles[ln], lw=2.5, marker='o',
+                label=f"{ln}: seed {seeds[0]}" if len(seeds) == 1 else f"{ln}: mean over seeds {', '.join(map(str, seeds))}")
+        if some:
+            ax.plot(list(some), [m for m, _ in some.values()], color=cols[ln], ls='none', marker='o', mfc='none', ms=8, mew=1.5,
+                    label=f"{ln}: mean over the seeds that reached it ("
+                          + '; '.join(f"{x/1e6:.2f} M: seeds {', '.join(map(str, ss))}" for x, (_, ss) in some.items()) + ')')
     p = PAPER['dsprites']['acc']
     ax.axhline(p['z1+z2']['mean'] - p['baseline']['mean'], color='k', ls=':', lw=1, label='the paper (Table 2)')
     ax.axhline(0, color='k', lw=0.8)
@@ -362,19 +378,22 @@ def cmd_report(a):
 
 
 def _cfg(run:Path) -> dict:
-    "A run's settings: from state.pth, or (one-cycle runs) from the record in its last snapshot."
+    "A run's settings: from state.pth, else config.json (written by long_run.py beside history.csv), else its last snapshot."
     import torch
     if (st := _state(run)) is not None: return st['cfg']
+    if (p := run/'config.json').exists(): return json.loads(p.read_text())
     snaps = sorted(run.glob('snap_*.pth'), key=lambda q: int(q.stem.split('_')[1]))
     return torch.load(snaps[-1], map_location='cpu', weights_only=False)['meta']['record'] if snaps else {}
 
 
 def _setting(c:dict) -> str:
     "One line naming a run's schedule: lr, schedule, batch, betas, warm-up."
+    if not c: return 'settings not recorded'
     b = c.get('betas', [c.get('beta')])
     txt = f"{'one-cycle, peak' if c.get('schedule') == 'one_cycle' else 'constant'} lr {c.get('lr'):g}, batch {c.get('bs')}"
     txt += f", betas {tuple(b)}" if len(b) > 1 else f", beta {b[0]:g}"
     if c.get('warmup_images'): txt += f", KL warm-up over {c['warmup_images']:,} images"
+    if c.get('precision') == 'bf16': txt += ', bfloat16 autocast'
     return txt
 
 
@@ -387,46 +406,53 @@ def cmd_compare(a):
     ref = Path(a.reference); out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     variants = [(a.reference_name, ref)] + [(Path(v).name, Path(v)) for v in a.variants]
     budget = a.images
-    runs = {}   # (variant, model) -> (cfg, history rows up to the budget)
+    runs = {}   # (variant, model, seed) -> (cfg, history rows up to the budget)
     for name, d in variants:
         for m in ('vae', 'mpvae'):
-            r = d/f'{m}_seed{a.seed}'
-            if not r.is_dir() or r.is_symlink(): continue
-            rows = [h for h in run_history(r) if h['images'] <= budget]
-            if rows: runs[(name, m)] = (_cfg(r), rows)
+            for seed in a.seeds:
+                r = d/f'{m}_seed{seed}'
+                if not r.is_dir() or r.is_symlink(): continue
+                rows = [h for h in run_history(r) if h['images'] <= budget]
+                if rows: runs[(name, m, seed)] = (_cfg(r), rows)
     if not runs: sys.exit('no runs found')
     fig, axs = plt.subplots(1, 2, figsize=(12, 3.6))
+    names = list(dict.fromkeys(k[0] for k in runs))   # one colour per setting, one line style per seed
     for j, m in enumerate(('vae', 'mpvae')):
-        for i, ((name, mm), (c, rows)) in enumerate((k, v) for k, v in runs.items() if k[1] == m):
-            axs[j].plot([h['images'] for h in rows], [h['nelbo'] for h in rows], 'o-', ms=3, color=f'C{i}', label=f'{name}: {_setting(c)}')
+        for (name, mm, seed), (c, rows) in ((k, v) for k, v in runs.items() if k[1] == m):
+            axs[j].plot([h['images'] for h in rows], [h['nelbo'] for h in rows], marker='o', ms=3, color=f'C{names.index(name)}',
+                        ls=['-', '--', ':', '-.'][a.seeds.index(seed) % 4],
+                        label=f'{name}: {_setting(c)}' + (f', seed {seed}' if len(a.seeds) > 1 else ''))
         axs[j].set_title(f"{'baseline (z = 12)' if m == 'vae' else 'MPVAE (3, 9)'}: validation NELBO", fontsize=9)
         axs[j].set_xscale('log'); axs[j].set_xlabel('images seen'); axs[j].set_ylabel('nats / image'); axs[j].grid(alpha=0.3)
-        axs[j].legend(fontsize=6)
+        if axs[j].get_legend_handles_labels()[0]: axs[j].legend(fontsize=6)
     fig.tight_layout(); fig_p = save_fig(fig, out/'dsprites_schedules_nelbo.png')
     chunks = sorted({h['images'] for _, rows in runs.values() for h in rows})
     lines = [f'# dSprites: training schedules and loss settings compared at {budget:,} images', '',
-             'Generated by `python tools/learning_curves.py compare` from runs of `tools/long_run.py` (representation seed '
-             f'{a.seed}, float32, one thread per run). Validation NELBO (nats per image, beta = 1, on the runs\' held-out '
+             'Generated by `python tools/learning_curves.py compare` from runs of `tools/long_run.py` (representation seed'
+             f"{'s' if len(a.seeds) > 1 else ''} {', '.join(map(str, a.seeds))}, float32 unless the setting says bfloat16, "
+             'one thread per run). Validation NELBO (nats per image, beta = 1, on the runs\' held-out '
              '1% of dSprites) after each chunk of training; the one-cycle runs are comparable only at the end of their '
              'cycle. Throughput is the median over chunks of a run, two runs sharing the 2 cores; it depends on the machine '
              'and on what ran beside it, so compare it only between runs with the same layout that ran together.', '',
              f'![]({Path(fig_p).name})', '',
-             '| run | model | setting | layout | ' + ' | '.join(f'NELBO at {c:,}' for c in chunks) + ' | recon at end | KL per path at end | median img/s |',
-             '|---|---|---|---|' + '---:|'*len(chunks) + '---:|---|---:|']
-    for (name, m), (c, rows) in runs.items():
+             '| run | model | seed | setting | layout | ' + ' | '.join(f'NELBO at {c:,}' for c in chunks) + ' | recon at end | KL per path at end | median img/s |',
+             '|---|---|---:|---|---|' + '---:|'*len(chunks) + '---:|---|---:|']
+    for (name, m, seed), (c, rows) in runs.items():
         by = {h['images']: h for h in rows}; last = rows[-1]
         kls = ' / '.join(f"{last[k]:.2f}" for k in sorted(last) if k.startswith('kl') and k[2:].isdigit())
-        lines.append(f"| {name} | {m} | {_setting(c)} | {last.get('layout') or 'contig'} | "
+        lines.append(f"| {name} | {m} | {seed} | {_setting(c)} | {last.get('layout') or 'contig'} | "
                      + ' | '.join(f"{by[i]['nelbo']:.2f}" if i in by else '' for i in chunks)
                      + f" | {last['recon']:.2f} | {kls} | {np.median([h['img_per_s'] for h in rows]):.0f} |")
     lines += ['', f'## Probes at {budget:,} images (paper preset protocol, as in the learning curves)', '',
-              '| run | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | active dims (baseline / z1 / z2) |', '|---|---:|---:|---:|---:|---:|---|']
+              '| run | seed | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | active dims (baseline / z1 / z2) |', '|---|---:|---:|---:|---:|---:|---:|---|']
     for name, d in variants:
-        e = d/'eval'/f'seed{a.seed}_{budget}.json'
-        if not e.exists(): lines.append(f'| {name} | not evaluated |||||| '); continue
-        r = json.loads(e.read_text()); mm = {k: r['rows'][k]['mean'] for k in FEATS}; o = r['ordering']; act = r['active']
-        lines.append(f"| {name} | " + ' | '.join(f"{mm[k]['mean']:.2f} ± {mm[k]['std_runs']:.2f}" for k in FEATS)
-                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act['vae/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
+        for seed in a.seeds:
+            if not any(k[0] == name and k[2] == seed for k in runs): continue   # a seed this setting has no run of
+            e = d/'eval'/f'seed{seed}_{budget}.json'
+            if not e.exists(): lines.append(f'| {name} | {seed} | not evaluated |||||| '); continue
+            r = json.loads(e.read_text()); mm = {k: r['rows'][k]['mean'] for k in FEATS}; o = r['ordering']; act = r['active']
+            lines.append(f"| {name} | {seed} | " + ' | '.join(f"{mm[k]['mean']:.2f} ± {mm[k]['std_runs']:.2f}" for k in FEATS)
+                         + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act['vae/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
     md = '\n'.join(lines) + '\n'
     if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
     with atomic_write(out/'dsprites_schedules.md', 'w') as f: f.write(md)
@@ -440,7 +466,7 @@ def main(argv=None):
     c.add_argument('variants', nargs='+', help='run folders holding vae_seed<s>/ and/or mpvae_seed<s>/ (e.g. runs/sched/*)')
     c.add_argument('--reference', default='runs/long', help='the runs the others are compared with')
     c.add_argument('--reference-name', default='const1e-3', help='their name in the tables')
-    c.add_argument('--seed', type=int, default=0); c.add_argument('--images', type=int, default=307_200, help='the budget')
+    c.add_argument('--seeds', type=int, nargs='+', default=[0], help='representation seeds to compare'); c.add_argument('--images', type=int, default=307_200, help='the budget')
     c.add_argument('--out', default='reports'); c.add_argument('--notes', default='reports/dsprites_schedules_notes.md')
     for name in ('evaluate', 'report'):
         s = sub.add_parser(name)

@@ -15,7 +15,7 @@ Flush-to-zero of denormal floats is switched on before torch starts any thread (
 late in training, denormal numbers in the backward pass slow a step by up to 40% on some CPUs.
 """
 from __future__ import annotations
-import argparse, csv, subprocess, sys, time
+import argparse, csv, json, subprocess, sys, time
 from pathlib import Path
 
 MODELS = {'vae': [12], 'mpvae': [3, 9]}
@@ -86,6 +86,9 @@ def main(argv=None):
         learn.model.load_state_dict(st['model']); learn.opt.load_state_dict(st['opt'])
         _set_rng_state(st['rng']); dls.train.load_state_dict(st['dl']); hist = st['history']
         print(f'resumed from {state_p} at {hist[-1]["images"]:,} images', flush=True)
+    # the settings beside history.csv, so a run whose state and snapshots are not kept (one-cycle runs, comparisons) still
+    # says how it was trained (`learning_curves.py compare` reads it)
+    with atomic_write(out/'config.json', 'w') as f: json.dump(cfg, f, indent=1)
     if a.snap_now:
         if not hist: sys.exit(f'{state_p} does not exist: nothing to snapshot')
         _snap(learn, out, hist[-1]['images'], cfg, hist); print(f"wrote {out}/snap_{hist[-1]['images']}.pth"); return
