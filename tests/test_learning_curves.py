@@ -107,8 +107,9 @@ def test_compare_lists_every_seed_and_names_the_precision(tmp_path):
             (d/'config.json').write_text(json.dumps(dict(model='vae', seed=seed, beta=4.0, bs=64, lr=1e-4, schedule='const',
                                                          precision=prec, chunk_images=640)))
     lc.main(['compare', str(tmp_path/'bf16'), '--reference', str(tmp_path/'ref'), '--reference-name', 'ref',
-             '--seeds', '0', '1', '--images', '1280', '--out', str(tmp_path/'out'), '--notes', ''])
-    md = (tmp_path/'out'/'dsprites_schedules.md').read_text()
+             '--seeds', '0', '1', '--images', '1280', '--out', str(tmp_path/'out'), '--notes', '', '--name', 'prec'])
+    md = (tmp_path/'out'/'prec.md').read_text()
+    assert '![](prec_nelbo.png)' in md and (tmp_path/'out'/'prec_nelbo.png').exists()
     assert '| bf16 | vae | 1 | constant lr 0.0001, batch 64, beta 4, bfloat16 autocast | cl | 100.00 | 99.00 |' in md
     assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 |' in md
     assert '| ref | 1 | not evaluated |' in md and 'representation seeds 0, 1' in md
