@@ -466,7 +466,8 @@ def main(argv=None):
     c.add_argument('variants', nargs='+', help='run folders holding vae_seed<s>/ and/or mpvae_seed<s>/ (e.g. runs/sched/*)')
     c.add_argument('--reference', default='runs/long', help='the runs the others are compared with')
     c.add_argument('--reference-name', default='const1e-3', help='their name in the tables')
-    c.add_argument('--seeds', type=int, nargs='+', default=[0], help='representation seeds to compare'); c.add_argument('--images', type=int, default=307_200, help='the budget')
+    c.add_argument('--seeds', type=int, nargs='+', default=[0], help='representation seeds to compare')
+    c.add_argument('--images', type=int, default=307_200, help='the budget')
     c.add_argument('--out', default='reports'); c.add_argument('--notes', default='reports/dsprites_schedules_notes.md')
     c.add_argument('--name', default='dsprites_schedules', help='the report is OUT/NAME.md, its figure OUT/NAME_nelbo.png')
     for name in ('evaluate', 'report'):
