@@ -113,3 +113,16 @@ def test_compare_lists_every_seed_and_names_the_precision(tmp_path):
     assert '| bf16 | vae | 1 | constant lr 0.0001, batch 64, beta 4, bfloat16 autocast | cl | 100.00 | 99.00 |' in md
     assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 |' in md
     assert '| ref | 1 | not evaluated |' in md and 'representation seeds 0, 1' in md
+
+def test_baseline_pairs_need_an_mpvae_snapshot_and_a_baseline_evaluation(tmp_path):
+    runs, ev = tmp_path/'betas', tmp_path/'base_eval'
+    for s, n in [(0, 100), (0, 200), (1, 100), (0, 400)]:
+        (runs/f'mpvae_seed{s}').mkdir(parents=True, exist_ok=True); (runs/f'mpvae_seed{s}'/f'snap_{n}.pth').write_bytes(b'')
+    (runs/'mpvae_seedx').mkdir(); (runs/'mpvae_seedx'/'snap_100.pth').write_bytes(b'')   # not a seed folder
+    ev.mkdir()
+    for s, n in [(0, 100), (0, 400), (1, 200), (2, 100)]: (ev/f'seed{s}_{n}.json').write_text('{}')
+    got = lc.baseline_pairs(runs, ev)
+    assert list(got) == [(0, 100), (0, 400)]                       # (0, 200) and (1, 100) lack a baseline evaluation
+    assert got[(0, 400)] == (None, runs/'mpvae_seed0'/'snap_400.pth')
+    with pytest.raises(SystemExit, match='no such folder'):
+        lc.main(['evaluate', '--runs', str(runs), '--baseline-evals', str(tmp_path/'missing')])

@@ -13,6 +13,8 @@ run over all four feature sets, so every feature set sees the same splits). It a
 reconstruction and KL per path that the run logged at that point, and the *active dimensions* per path: latent
 dimensions whose mean KL(q(z_j|x) || N(0, 1)) over the pool exceeds 0.01 nats. Results go to
 `runs/long/eval/seed<s>_<images>.json`. `report` turns them into `reports/dsprites_learning_curves.md` with figures.
+`evaluate --baseline-evals DIR` probes the MPVAE snapshots alone and takes the baseline's rows from DIR's evaluation of
+the same seed and length (a variant such as per-path betas, compared with a baseline whose snapshots were not kept).
 """
 from __future__ import annotations
 import argparse, functools, json, re, sys, time
@@ -67,7 +69,19 @@ def _history_row(snap:Path, images:int) -> dict:
     return rows[0] if rows else {}
 
 
-def evaluate_pair(seed:int, images:int, vae_p:Path, mp_p:Path, ds, pool) -> dict:
+def baseline_pairs(runs:Path, base_evals:Path) -> dict:
+    "(seed, images) -> (None, mpvae snapshot), for every MPVAE snapshot under `runs` whose baseline `base_evals` has evaluated."
+    out = {}
+    for d in runs.glob('mpvae_seed*'):
+        if not (m := re.fullmatch(r'mpvae_seed(\d+)', d.name)): continue
+        for q in d.glob('snap_*.pth'):
+            n = int(q.stem.split('_')[1])
+            if (base_evals/f'seed{m[1]}_{n}.json').exists(): out[(int(m[1]), n)] = (None, q)
+    return dict(sorted(out.items()))
+
+
+def evaluate_pair(seed:int, images:int, vae_p:Path|None, mp_p:Path, ds, pool, base:dict|None=None) -> dict:
+    "Probe one snapshot pair; with `vae_p=None` the baseline's rows, active dims and history come from `base`, its earlier evaluation."
     import numpy as np, torch
     from mpvae.model import load_model
     from mpvae.probe import encode_dataset, feature_sets, run_probe
@@ -75,17 +89,21 @@ def evaluate_pair(seed:int, images:int, vae_p:Path, mp_p:Path, ds, pool) -> dict
     from mpvae.disentangle import kl_per_dim
     y = np.stack([ds.labels(l)[pool] for l in LABELS], 1)
     t = time.time()
-    vae, mp = load_model(vae_p), load_model(mp_p)
-    codes_vae = encode_dataset(vae, ds.images, pool, progress=False)
-    codes_mp = encode_dataset(mp, ds.images, pool, progress=False)
-    feats = {'vae': np.concatenate(codes_vae, 1), **feature_sets(codes_mp)}
+    vae, mp = (load_model(vae_p) if base is None else None), load_model(mp_p)
+    feats = feature_sets(encode_dataset(mp, ds.images, pool, progress=False))
+    if base is None: feats = {'vae': np.concatenate(encode_dataset(vae, ds.images, pool, progress=False), 1), **feats}
+    # one probe run: every feature set sees the same splits and classifier seeds, each probed on its own, so a
+    # baseline probed earlier with the same settings (`base`) has the rows a joint run would give it
     pr = run_probe(feats, y, LABELS, train_size=10_000, valid_size=5_000, n_splits=5, n_seeds=5, kind='logreg',
                    split_seed=0, seed=100*seed)
-    rows = table_rows([pr], FEATS)
+    rows = table_rows([pr], {k: f for k, f in FEATS.items() if f in feats})
+    if base is not None: rows = {'baseline': base['rows']['baseline'], **rows}
     res = table_results('dsprites', rows, [pr], dict(seed=seed, images=images))
-    active, kl_dims = {}, {}
+    active = {k: v for k, v in (base or {}).get('active', {}).items() if k.startswith('vae/')}
+    kl_dims = {k: v for k, v in (base or {}).get('kl_per_dim', {}).items() if k.startswith('vae/')}
     with torch.no_grad():
         for name, m in (('vae', vae), ('mpvae', mp)):
+            if m is None: continue
             mus, lvs = [], []
             for i in range(0, len(pool), 2048):
                 mu, lv = m.encode_params(ds.images(pool[i:i+2048]))
@@ -95,10 +113,11 @@ def evaluate_pair(seed:int, images:int, vae_p:Path, mp_p:Path, ds, pool) -> dict
                 key = 'z' if name == 'vae' else f'z{k+1}'
                 kl_dims[f'{name}/{key}'] = [round(float(v), 4) for v in kl]
                 active[f'{name}/{key}'] = int((kl > ACTIVE_NATS).sum())
-    hist = {'vae': _history_row(vae_p, images), 'mpvae': _history_row(mp_p, images)}
-    return dict(seed=seed, images=images, rows=rows, ordering=res['ordering'], chance=res['chance'], majority=res['majority'],
-                active=active, kl_per_dim=kl_dims, history=hist, records={'vae': vae.meta.get('record'), 'mpvae': mp.meta.get('record')},
-                probe=dict(pr.params), seconds=round(time.time() - t, 1))
+    hist = {'vae': _history_row(vae_p, images) if base is None else base['history']['vae'], 'mpvae': _history_row(mp_p, images)}
+    rec = {'vae': vae.meta.get('record') if base is None else base['records']['vae'], 'mpvae': mp.meta.get('record')}
+    out = dict(seed=seed, images=images, rows=rows, ordering=res['ordering'], chance=res['chance'], majority=res['majority'],
+               active=active, kl_per_dim=kl_dims, history=hist, records=rec, probe=dict(pr.params), seconds=round(time.time() - t, 1))
+    return out if base is None else {**out, 'baseline_from': base['source']}
 
 
 def cmd_evaluate(a):
@@ -106,7 +125,9 @@ def cmd_evaluate(a):
     from mpvae.core import atomic_write
     from mpvae.dsprites import load_dsprites
     runs = Path(a.runs); ev = runs/'eval'; ev.mkdir(parents=True, exist_ok=True)
-    pairs = snapshots(runs)
+    base_ev = Path(a.baseline_evals) if a.baseline_evals else None
+    if base_ev is not None and not base_ev.is_dir(): raise SystemExit(f"--baseline-evals {base_ev}: no such folder (give the eval/ folder of the baseline's runs)")
+    pairs = snapshots(runs) if base_ev is None else baseline_pairs(runs, base_ev)
     todo = {k: v for k, v in pairs.items() if (a.force or not (ev/f'seed{k[0]}_{k[1]}.json').exists())
             and (not a.images or k[1] in a.images)}
     print(f"{len(pairs)} snapshot pairs, {len(todo)} to evaluate", flush=True)
@@ -114,7 +135,10 @@ def cmd_evaluate(a):
     ds = load_dsprites(progress=False)
     pool = np.sort(np.random.default_rng(12345).choice(len(ds), size=20_000, replace=False))   # the paper preset's pool
     for (s, n), (vp, mp) in todo.items():
-        r = evaluate_pair(s, n, vp, mp, ds, pool)
+        base = None
+        if base_ev is not None:
+            f = base_ev/f'seed{s}_{n}.json'; base = {**json.loads(f.read_text()), 'source': str(f)}
+        r = evaluate_pair(s, n, vp, mp, ds, pool, base)
         with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
         o = r['ordering']
         print(f"seed {s} images {n:,}: baseline {r['rows']['baseline']['mean']['mean']:.2f}  z1 {r['rows']['z1']['mean']['mean']:.2f}  "
@@ -133,6 +157,9 @@ def _line(r:dict) -> str:
     txt = _lr(c.get('lr', 1e-3))
     if c.get('schedule', 'const') != 'const': txt += f" {c['schedule']}"
     if c.get('bs', 64) != 64: txt += f" bs {c['bs']}"
+    m = r.get('records', {}).get('mpvae') or {}   # what only the MPVAE of the pair varies
+    if m.get('betas'): txt += ' betas (' + ', '.join(f'{b:g}' for b in m['betas']) + ')'
+    if m.get('warmup_images'): txt += f" warm-up {m['warmup_images']:,}"
     return txt
 
 
@@ -476,6 +503,8 @@ def main(argv=None):
             s.add_argument('--runs', default='runs/long')
             s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
             s.add_argument('--images', type=int, nargs='*', help='only the snapshots taken after these many images')
+            s.add_argument('--baseline-evals', help="probe only the MPVAE snapshots; take the baseline from this eval/ folder's "
+                           "evaluations at the same seed and length (a run whose baseline snapshots are not kept)")
         else:
             s.add_argument('--runs', nargs='+', default=['runs/long', 'runs/long/lr1e-4'], help='one folder per training setting')
             s.add_argument('--out', default='reports')
