@@ -2,7 +2,7 @@
 
 Tiny chunks (640 images = 10 steps at batch 64) keep it to seconds; the real runs use 76,800-image chunks.
 """
-import json, subprocess, sys
+import json, subprocess, sys, time
 import pytest, torch
 
 def run(root, out, *args):
@@ -48,6 +48,21 @@ def test_a_printed_chunk_line_means_its_state_is_saved(root, tmp_path):
     assert [h['images'] for h in state(out)['history']] == [640] and (out/'snap_640.pth').exists()
     r = run(root, out, '--stop-images', 1280)
     assert r.returncode == 0 and 'resumed from' in r.stdout and 'at 640 images' in r.stdout
+
+def test_one_cycle_prints_each_chunk_as_it_ends(root, tmp_path):
+    "A one-cycle run (not resumable) still reports progress chunk by chunk, not all at once after the whole fit."
+    cmd = [sys.executable, str(root/'tools'/'long_run.py'), '--model', 'mpvae', '--seed', '1', '--precision', 'fp32', '--threads', '1',
+           '--chunk-images', '640', '--schedule', 'one_cycle', '--lr', '3e-3', '--out', str(tmp_path/'c'), '--stop-images', '1920']
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root)
+    got = [(time.time(), l) for l in p.stdout if ' chunk ' in l]
+    assert p.wait() == 0 and [l.split()[4] for _, l in got] == ['1/3', '2/3', '3/3']
+    secs = [640/float(l.split('|')[1].split()[0]) for _, l in got]   # each chunk's own time, from its img/s
+    assert got[2][0] - got[0][0] > 0.5*(secs[1] + secs[2])           # chunk 1's line came while chunks 2 and 3 trained
+    assert [h['images'] for h in state_csv(tmp_path/'c')] == [640, 1280, 1920]
+
+def state_csv(out):
+    import csv
+    with open(out/'history.csv') as f: return [dict(r, images=int(r['images'])) for r in csv.DictReader(f)]
 
 def test_warmup_counts_images_over_the_whole_run(root, tmp_path):
     out = tmp_path/'w'

@@ -108,14 +108,12 @@ def main(argv=None):
               + ' '.join(f"{n} {row[n]:.2f}" for n in names[1:-1]) + f" | {row['img_per_s']:.0f} img/s")
 
     if a.schedule == 'one_cycle':
-        t0 = time.time(); rows = []
+        prev = [time.time()]
         class _Rows(__import__('fastai').callback.core.Callback):
-            order = 60
-            def after_epoch(self):
-                rows.append((time.time(), [v for v in self.recorder.log[1:-1]]))
+            order = 60   # after the Recorder has this chunk's values
+            def after_epoch(self):   # one line per chunk as it ends (progress on a run of hours), none saved until the end
+                now = time.time(); print(record(len(hist) + 1, now - prev[0], self.recorder.log[1:-1]), flush=True); prev[0] = now
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(n_chunks, a.lr, cbs=[_Rows()])
-        prev = t0
-        for i, (t, v) in enumerate(rows): print(record(i+1, t - prev, v), flush=True); prev = t
     else:
         start = len(hist)
         for c in range(start + 1, n_chunks + 1):
