@@ -126,3 +126,17 @@ def test_baseline_pairs_need_an_mpvae_snapshot_and_a_baseline_evaluation(tmp_pat
     assert got[(0, 400)] == (None, runs/'mpvae_seed0'/'snap_400.pth')
     with pytest.raises(SystemExit, match='no such folder'):
         lc.main(['evaluate', '--runs', str(runs), '--baseline-evals', str(tmp_path/'missing')])
+
+def test_compare_over_a_long_budget_keeps_the_doublings(tmp_path):
+    "Nine chunks: the NELBO table keeps chunks 1, 2, 4, 8 and the budget's (9), not nine columns."
+    d = tmp_path/'ref'/'vae_seed0'; d.mkdir(parents=True)
+    rows = [dict(chunk=k, images=640*k, train_loss=1., valid_loss=1., recon=1., kl1=1., nelbo=100. - k, seconds=1.,
+                 img_per_s=640., cpu_time=1., layout='cl', beta_weight=1.) for k in range(1, 10)]
+    with open(d/'history.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+    (d/'config.json').write_text(json.dumps(dict(model='vae', seed=0, beta=4.0, bs=64, lr=1e-4, schedule='const', precision='fp32')))
+    lc.main(['compare', '--reference', str(tmp_path/'ref'), '--reference-name', 'ref', str(tmp_path/'ref'),
+             '--images', str(640*9), '--out', str(tmp_path/'out'), '--notes', '', '--name', 'long'])
+    md = (tmp_path/'out'/'long.md').read_text()
+    assert '| NELBO at 640 | NELBO at 1,280 | NELBO at 2,560 | NELBO at 5,120 | NELBO at 5,760 | recon at end |' in md
+    assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 | 96.00 | 92.00 | 91.00 |' in md
