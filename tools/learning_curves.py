@@ -25,9 +25,9 @@ FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}
 ACTIVE_NATS = 0.01
 
 
-def run_seeds(runs:Path) -> list:
-    "The seeds s that have a baseline run folder `vae_seed<s>/` under `runs` (long_run's naming), sorted."
-    return sorted(int(m[1]) for d in runs.glob('vae_seed*') if d.is_dir() and (m := re.fullmatch(r'vae_seed(\d+)', d.name)))
+def run_seeds(runs:Path, model:str='vae') -> list:
+    "The seeds s that have a run folder `<model>_seed<s>/` under `runs` (long_run's naming; the baseline's by default), sorted."
+    return sorted(int(m[1]) for d in runs.glob(f'{model}_seed*') if d.is_dir() and (m := re.fullmatch(rf'{model}_seed(\d+)', d.name)))
 
 
 def snapshots(runs:Path) -> dict:
@@ -72,11 +72,10 @@ def _history_row(snap:Path, images:int) -> dict:
 def baseline_pairs(runs:Path, base_evals:Path) -> dict:
     "(seed, images) -> (None, mpvae snapshot), for every MPVAE snapshot under `runs` whose baseline `base_evals` has evaluated."
     out = {}
-    for d in runs.glob('mpvae_seed*'):
-        if not (m := re.fullmatch(r'mpvae_seed(\d+)', d.name)): continue
-        for q in d.glob('snap_*.pth'):
+    for s in run_seeds(runs, 'mpvae'):
+        for q in (runs/f'mpvae_seed{s}').glob('snap_*.pth'):
             n = int(q.stem.split('_')[1])
-            if (base_evals/f'seed{m[1]}_{n}.json').exists(): out[(int(m[1]), n)] = (None, q)
+            if (base_evals/f'seed{s}_{n}.json').exists(): out[(s, n)] = (None, q)
     return dict(sorted(out.items()))
 
 
