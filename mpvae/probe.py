@@ -6,16 +6,18 @@ Docs: https://mpvae.github.io/mpvae/probe.html.md"""
 
 # %% ../nbs/06_probe.ipynb #3efee7f9
 from __future__ import annotations
-import json, math, time
+import json, math, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from .core import atomic_write, default_device
+from .train import progress_line
 
 # %% auto #0
-__all__ = ['encode_dataset', 'feature_sets', 'probe_splits', 'run_probe', 'ProbeResult', 'plot_probe']
+__all__ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'KINDS', 'STOCHASTIC', 'encode_dataset', 'feature_sets', 'probe_splits', 'grid_Cs',
+           'kfold', 'run_probe', 'ProbeResult', 'plot_probe']
 
 # %% ../nbs/06_probe.ipynb #294747a0
 def _model_device(model):
@@ -159,47 +161,66 @@ def _prep_features(features, n=None):
     return out, n
 
 # %% ../nbs/06_probe.ipynb #1eb5d819
-def _lossgrad(X, Y, W, l2, regmask, chunk):
-    "Per-problem loss (S, E, Lg) and gradient like W (S, D, E, Lg, C) of the penalised mean cross-entropy."
-    S, D, E, Lg, C = W.shape; n = X.shape[1]
-    f = torch.zeros(S, E, Lg, device=W.device, dtype=W.dtype); g = torch.zeros_like(W)
+def _lossgrad(X, Y, W, l2, rw, chunk):
+    "Per-problem loss (S, P) and gradient like W (S, D, P, C): row-weighted cross-entropy + l2/2 |W|^2 (bias row free)."
+    S, D, P, C = W.shape; n = X.shape[1]
+    f = torch.zeros(S, P, device=W.device, dtype=W.dtype); g = torch.zeros_like(W)
     Wf = W.reshape(S, D, -1)
     for i in range(0, n, chunk):
-        x, y = X[:, i:i+chunk], Y[:, i:i+chunk]; c = x.shape[1]
-        lo = torch.bmm(x, Wf).view(S, c, E, Lg, C)
-        yi = y[:, :, None, :, None].expand(S, c, E, Lg, 1)
+        x, y, w = X[:, i:i+chunk], Y[:, i:i+chunk, :, None], rw[:, i:i+chunk, None, None]; c = x.shape[1]
+        lo = torch.bmm(x, Wf).view(S, c, P, C)
         lo.sub_(lo.amax(-1, keepdim=True))
-        ly = lo.gather(-1, yi)
-        p = lo.exp_(); z = p.sum(-1, keepdim=True)
-        f += (z.log() - ly).sum((1, 4))
-        p.div_(z).scatter_add_(-1, yi, torch.full_like(ly, -1.))
+        ly = lo.gather(-1, y)
+        p = lo.clamp_min_(-60).exp_(); z = p.sum(-1, keepdim=True)   # exp below -88 underflows, 30x slower
+        f += ((z.log() - ly)*w).sum((1, 3))
+        p.div_(z).scatter_add_(-1, y, torch.full_like(ly, -1.)).mul_(w)
         g += torch.bmm(x.transpose(1, 2), p.view(S, c, -1)).view_as(W)
-    Wr = W*regmask
-    return f/n + 0.5*l2*(Wr*W).sum((1, 4)), g/n + l2*Wr
+    Wr = W.clone(); Wr[:, -1] = 0
+    return f + 0.5*l2*(Wr*W).sum((1, 3)), g + l2[:, None, :, None]*Wr
 
-def _chunk_rows(per_row, target=2**20):
-    "Rows per chunk so that one chunk's logits hold about `target` numbers (4 MB in float32)."
+def _chunk_rows(per_row, target=2**15):
+    "Rows per chunk so that one chunk's logits hold about `target` numbers (they stay in the CPU's cache)."
     return max(64, int(target // max(1, per_row)))
 
-def _dot(a, b): return (a*b).sum((1, 4))      # per-problem inner product -> (S, E, Lg)
-def _ex(t): return t[:, None, :, :, None]      # (S, E, Lg) -> broadcastable against W
+def _dot(a, b): return (a*b).sum((1, 3))      # per-problem inner product -> (S, P)
+def _ex(t): return t[:, None, :, None]         # (S, P) -> broadcastable against W
 
-def _lbfgs_logreg(X, Y, W0, l2=1e-4, max_iter=200, tol=1e-4, m=10, chunk=None, c1=1e-4):
-    "Minimise every problem's penalised cross-entropy from `W0`; returns (W, iterations, converged (S, E, Lg))."
-    S, n, D = X.shape; W = W0.clone()
-    if chunk is None: chunk = _chunk_rows(W.numel()//D)
-    regmask = torch.ones(1, D, 1, 1, 1, device=W.device, dtype=W.dtype); regmask[:, -1] = 0
-    f, g = _lossgrad(X, Y, W, l2, regmask, chunk)
+# %% ../nbs/06_probe.ipynb #d1619dee
+CONVERGED, STALLED, MAX_ITER = 0, 1, 2     # how each problem's L-BFGS ended
+
+def _lbfgs(X, Y, W0, l2, rw=None, max_iter=1000, tol=1e-4, m=10, c1=1e-4):
+    "Minimise every problem's loss from `W0` (S, D, P, C); returns (W, iterations (S, P), status (S, P))."
+    S, n, D = X.shape; P, C = W0.shape[2:]; dev, dt = W0.device, W0.dtype
+    if rw is None: rw = torch.full((S, n), 1/n, device=dev, dtype=dt)
+    l2 = torch.as_tensor(l2, device=dev, dtype=dt).expand(S, P)
+    Wall, its = W0.clone(), torch.zeros(S, P, dtype=torch.long, device=dev)
+    status = torch.full((S, P), MAX_ITER, dtype=torch.long, device=dev)
+    rows, cols = torch.arange(S, device=dev), torch.arange(P, device=dev)     # the problems still in the batch
+    W, Xc, Yc, rwc, l2c = W0.clone(), X, Y, rw, l2
+    chunk = _chunk_rows(P*C)
+    f, g = _lossgrad(Xc, Yc, W, l2c, rwc, chunk)
     stalled = torch.zeros_like(f, dtype=torch.bool); hs, hy, hr = [], [], []
-    it = 0
-    for it in range(1, max_iter+1):
-        active = (g.abs().amax((1, 4)) > tol) & ~stalled
-        if not active.any(): it -= 1; break
+    def put(conv):     # write the batch's weights and statuses back into the full tensors
+        ix = (rows[:, None], slice(None), cols[None, :])
+        Wall[ix] = W.permute(0, 2, 1, 3)
+        status[rows[:, None], cols[None, :]] = torch.where(conv, CONVERGED, torch.where(stalled, STALLED, MAX_ITER))
+    for it in range(max_iter):
+        conv = g.abs().amax((1, 3)) <= tol
+        active = ~conv & ~stalled
+        if not active.any(): break
+        kr, kc = active.any(1), active.any(0)    # rows (e.g. splits) and columns (e.g. labels, Cs) with work left
+        if kr.float().mean() < 0.7 or kc.float().mean() < 0.7:   # drop finished ones: the batch's cost follows its size
+            put(conv)
+            W, f, g, stalled, active = W[kr][:, :, kc], f[kr][:, kc], g[kr][:, :, kc], stalled[kr][:, kc], active[kr][:, kc]
+            hs, hy = [h[kr][:, :, kc] for h in hs], [h[kr][:, :, kc] for h in hy]; hr = [h[kr][:, kc] for h in hr]
+            Xc, rwc, Yc, l2c = Xc[kr], rwc[kr], Yc[kr][:, :, kc], l2c[kr][:, kc]
+            rows, cols = rows[kr], cols[kc]; chunk = _chunk_rows(len(cols)*C)
+        its[rows[:, None], cols[None, :]] += active.long()
         # two-loop recursion, per problem
         q, al = g.clone(), []
         for s_, y_, r_ in zip(reversed(hs), reversed(hy), reversed(hr)):
             a = r_*_dot(s_, q); al.append(a); q -= _ex(a)*y_
-        g1 = g.abs().sum((1, 4)).clamp_min(1e-12)
+        g1 = g.abs().sum((1, 3)).clamp_min(1e-12)
         gam = torch.where(hr[-1] > 0, _dot(hs[-1], hy[-1])/_dot(hy[-1], hy[-1]).clamp_min(1e-30), 1/g1) if hs else 1/g1
         r = _ex(gam)*q
         for s_, y_, r_, a in zip(hs, hy, hr, reversed(al)):
@@ -211,7 +232,7 @@ def _lbfgs_logreg(X, Y, W0, l2=1e-4, max_iter=200, tol=1e-4, m=10, chunk=None, c
         t, done = torch.ones_like(f), ~active
         fn, gn = f.clone(), g.clone()
         for _ in range(12):
-            f2, g2 = _lossgrad(X, Y, W + _ex(t)*d, l2, regmask, chunk)
+            f2, g2 = _lossgrad(Xc, Yc, W + _ex(t)*d, l2c, rwc, chunk)
             ok = (f2 <= f + c1*t*gd + 1e-6*f.abs()) & ~done
             fn = torch.where(ok, f2, fn); gn = torch.where(_ex(ok), g2, gn)
             done = done | ok
@@ -223,8 +244,15 @@ def _lbfgs_logreg(X, Y, W0, l2=1e-4, max_iter=200, tol=1e-4, m=10, chunk=None, c
         hs.append(s); hy.append(yv); hr.append(torch.where(sy > 1e-10, 1/sy.clamp_min(1e-10), torch.zeros_like(sy)))
         if len(hs) > m: hs.pop(0); hy.pop(0); hr.pop(0)
         W, f, g = W + s, fn, gn
-    converged = g.abs().amax((1, 4)) <= tol
-    return W, it, converged
+    put(g.abs().amax((1, 3)) <= tol)
+    return Wall, its, status
+
+def _lbfgs_logreg(X, Y, W0, l2=1e-4, max_iter=200, tol=1e-4, m=10):
+    "`_lbfgs` in the (split, seed, label) layout: W0 (S, D, E, Lg, C), Y (S, n, Lg); returns (W, iterations, converged)."
+    S, D, E, Lg, C = W0.shape; n = Y.shape[1]
+    Yp = Y[:, :, None, :].expand(S, n, E, Lg).reshape(S, n, E*Lg)
+    W, its, st = _lbfgs(X, Yp, W0.reshape(S, D, E*Lg, C), l2, max_iter=max_iter, tol=tol, m=m)
+    return W.view(S, D, E, Lg, C), int(its.max()), (st == CONVERGED).view(S, E, Lg)
 
 # %% ../nbs/06_probe.ipynb #bec5ae23
 def _gen(*key):
@@ -265,8 +293,81 @@ def _mlp_init(d, hidden, C, g):
     u = lambda shape, fan: (torch.rand(shape, generator=g)*2 - 1)/math.sqrt(fan)
     return dict(W1=u((d, hidden), d), b1=u((hidden,), d), W2=u((hidden, C), hidden), b2=u((C,), hidden))
 
+# %% ../nbs/06_probe.ipynb #7d25f3f2
+def grid_Cs(Cs=10 # an int n: n values log-spaced from 1e-4 to 1e4 (scikit-learn's grid); or the values themselves
+           ) -> np.ndarray:
+    "The inverse regularisation strengths C that cross-validation chooses from, in increasing order."
+    if isinstance(Cs, (int, np.integer)) and not isinstance(Cs, bool):
+        if Cs < 1: raise ValueError(f"Cs must be >= 1 (values on the grid), got {Cs}")
+        return np.logspace(-4, 4, int(Cs))
+    c = np.asarray(Cs, dtype=float)
+    if c.ndim != 1 or c.size == 0 or not np.all(np.isfinite(c)) or (c <= 0).any():
+        raise ValueError(f"Cs must be an int or a list of finite values > 0, got {Cs!r}")
+    return np.sort(c)
+
+def kfold(n:int, # rows
+          k:int=5, # folds
+          seed:int|None=None # None: contiguous folds (scikit-learn's `KFold(k)`); an int: of a seeded permutation
+         ) -> list: # `(train_pos, valid_pos)` per fold, each sorted
+    "k folds of `range(n)` as scikit-learn's `KFold` makes them: the first `n % k` folds one row longer."
+    if not isinstance(k, (int, np.integer)) or k < 2 or k > n: raise ValueError(f"cv must be an int in [2, {n}], got {k!r}")
+    b = np.cumsum([0] + [n//k + (i < n % k) for i in range(k)])
+    o = np.arange(n) if seed is None else np.random.default_rng([int(seed), 7]).permutation(n)
+    return [(np.sort(np.r_[o[:b[i]], o[b[i+1]:]]), np.sort(o[b[i]:b[i+1]])) for i in range(k)]
+
+# %% ../nbs/06_probe.ipynb #8d3fbc57
+def _hits(X, W, Y):
+    "Correct predictions per problem: X (S, m, D), W (S, D, P, C), Y (S, m, P) -> (S, P)."
+    S, D, P, C = W.shape; out = torch.zeros(S, P, device=W.device)
+    ch = _chunk_rows(P*C, 2**18)
+    for i in range(0, X.shape[1], ch):
+        lo = torch.bmm(X[:, i:i+ch], W.reshape(S, D, -1)).view(S, -1, P, C)
+        out += (lo.argmax(-1) == Y[:, i:i+ch]).sum(1)
+    return out
+
+def _logreg_cv(Xtr, Ytr, Xva, Yva, Cs, cv, max_iter, tol, seed=None):
+    "Per (split, label): C by k-fold CV on the training rows, refit on all of them; validation hits and the record."
+    S, n, D = Xtr.shape; Lg = Ytr.shape[2]; C = int(max(Ytr.max(), Yva.max())) + 1; dev = Xtr.device
+    folds = kfold(n, cv, seed); K = len(folds); nf = max(len(t) for t, _ in folds)
+    Xf, Yf = Xtr.new_zeros(S, K, nf, D), Ytr.new_zeros(S, K, nf, Lg); rw = Xtr.new_zeros(S, K, nf)
+    for k, (t, _) in enumerate(folds):        # a shorter fold's last row is padding with weight 0
+        Xf[:, k, :len(t)], Yf[:, k, :len(t)], rw[:, k, :len(t)] = Xtr[:, t], Ytr[:, t], 1/len(t)
+    Xf, Yf, rw = Xf.view(S*K, nf, D), Yf.view(S*K, nf, Lg), rw.view(S*K, nf)
+    nfk = torch.tensor([len(t) for t, _ in folds], device=dev, dtype=Xtr.dtype).repeat(S)[:, None]
+    W = Xtr.new_zeros(S*K, D, Lg, C); path, fold_acc, its, status = [], np.zeros((S, K, len(Cs), Lg)), [], []
+    for e, c in enumerate(Cs):                # increasing C, each fit warm-started from the last (scikit-learn's path)
+        W, it, st = _lbfgs(Xf, Yf, W, (1/(c*nfk)).expand(S*K, Lg), rw, max_iter, tol)
+        path.append(W); its.append(it); status.append(st)
+        for k, (_, v) in enumerate(folds):
+            Wk = W.view(S, K, D, Lg, C)[:, k]
+            fold_acc[:, k, e] = (_hits(Xtr[:, v], Wk, Ytr[:, v])/len(v)).cpu().numpy()
+    best = fold_acc.sum(1).argmax(1)          # (S, Lg): the first C of the highest mean fold accuracy, as scikit-learn
+    bi = torch.as_tensor(best, device=dev)
+    Wp = torch.stack(path).view(len(Cs), S, K, D, Lg, C).mean(2)         # each C's fold solutions, averaged
+    W0 = torch.stack([Wp[bi[:, l], torch.arange(S, device=dev), :, l] for l in range(Lg)], 2)   # (S, D, Lg, C)
+    l2 = 1/(torch.as_tensor(Cs, device=dev, dtype=Xtr.dtype)[bi]*n)
+    W, it, st = _lbfgs(Xtr, Ytr, W0, l2, None, max_iter, tol)
+    rec = dict(C=np.asarray(Cs)[best], fold_acc=fold_acc.mean(1), path_iterations=torch.stack(its).cpu().numpy(),
+               path_status=torch.stack(status).cpu().numpy(), iterations=it.cpu().numpy(), status=st.cpu().numpy())
+    return _hits(Xva, W, Yva), rec
+
+# %% ../nbs/06_probe.ipynb #28f162a8
+def _boost(Xtr, Ytr, Xva, Yva, seeds, kw, tick=None):
+    "scikit-learn's HistGradientBoostingClassifier per (split, seed, label); validation hits (S, E, Lg)."
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    Xtr, Ytr, Xva, Yva = (t.cpu().numpy() for t in (Xtr, Ytr, Xva, Yva))
+    S, E, Lg = Xtr.shape[0], len(seeds), Ytr.shape[2]; hits = np.zeros((S, E, Lg))
+    for s in range(S):
+        for e, sd in enumerate(seeds):
+            for l in range(Lg):
+                m = HistGradientBoostingClassifier(**{'early_stopping': True, **kw, 'random_state': int(sd)})
+                hits[s, e, l] = (m.fit(Xtr[s], Ytr[s, :, l]).predict(Xva[s]) == Yva[s, :, l]).sum()
+    return torch.as_tensor(hits)
+
 # %% ../nbs/06_probe.ipynb #ad27b591
-_VERSION = 1
+_VERSION = 2
+KINDS = ('logreg', 'logreg_cv', 'boost', 'mlp')   # the probe kinds of `run_probe`
+STOCHASTIC = ('boost', 'mlp')                      # the kinds whose classifier seed changes the result
 
 def run_probe(features, # dict name -> (n, d) array (or one array, or a list of per-path codes)
               labels, # (n,) or (n, n_labels) integer classes, rows aligned with the features
@@ -274,20 +375,24 @@ def run_probe(features, # dict name -> (n, d) array (or one array, or a list of 
               train_size:int=10_000, # training examples per split
               valid_size:int=5_000, # validation examples per split
               n_splits:int=5, # train/validation splits (the paper: 5)
-              n_seeds:int=5, # classifier seeds per split (the paper: 5)
-              kind:str='logreg', # 'logreg' (multinomial logistic regression) or 'mlp'
-              l2:float=1e-4, # L2 penalty on the mean cross-entropy (logreg: sklearn's C = 1/(l2*train_size))
-              max_iter:int=200, # logreg: L-BFGS iterations
-              tol:float=1e-4, # logreg: gradient tolerance
+              n_seeds:int=5, # classifier seeds per split (the paper: 5); 'logreg_cv' has no randomness: 1
+              kind:str='logreg', # one of `KINDS`: 'logreg' (a fixed C), 'logreg_cv' (C by cross-validation), 'boost', 'mlp'
+              C:float|None=None, # logreg: scikit-learn's C, i.e. l2 = 1/(C*train_size); None: use `l2`
+              l2:float=1e-4, # logreg, mlp: L2 penalty on the mean cross-entropy (logreg: C = 1/(l2*train_size))
+              Cs=10, # logreg_cv: the grid; an int n is n values log-spaced from 1e-4 to 1e4 (disentanglement_lib's)
+              cv:int=5, # logreg_cv: folds of the training rows (scikit-learn's unshuffled KFold)
+              max_iter:int=1000, # logreg, logreg_cv: L-BFGS iterations at most (per C); more is reported, not hidden
+              tol:float=1e-4, # logreg, logreg_cv: gradient tolerance (scikit-learn's)
               hidden:int=64, # mlp: hidden width
               epochs:int=30, # mlp: epochs of Adam
               bs:int=256, # mlp: batch size
               lr:float=3e-3, # mlp: Adam learning rate
+              boost_kw:dict|None=None, # boost: settings of scikit-learn's HistGradientBoostingClassifier
               split_seed:int=0, # seeds the splits
               seed:int=0, # classifier seed s of a run is `seed + s`
               device=None, # None: CUDA if available, else CPU
               threads:int|None=1, # torch CPU threads during the call (restored after); None: leave torch's setting
-              progress:bool=False # show a progress bar
+              progress:bool|str=False # True: a progress bar; 'lines': a line per feature set with elapsed time and ETA
              )->'ProbeResult': # accuracies of every run, with chance and majority levels
     "Validation accuracy of `n_splits x n_seeds` classifiers per label and feature set, with chance levels."
     kw = dict(locals()); kw.pop('threads')
@@ -300,16 +405,36 @@ def run_probe(features, # dict name -> (n, d) array (or one array, or a list of 
         res = _run_probe(**kw); res.params['threads'] = int(threads); return res
     finally: torch.set_num_threads(old)
 
-def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, n_seeds, kind, l2, max_iter, tol,
-               hidden, epochs, bs, lr, split_seed, seed, device, progress):
-    t0 = time.perf_counter()
-    if kind not in ('logreg', 'mlp'): raise ValueError(f"kind must be 'logreg' or 'mlp', got {kind!r}")
+# %% ../nbs/06_probe.ipynb #79455f34
+def _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter):
+    "Validate the probe's settings before any work; returns the grid of Cs (logreg_cv) or None."
+    if kind not in KINDS: raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
         raise ValueError(f"n_seeds must be an int >= 1, got {n_seeds!r}")
+    if kind == 'logreg_cv' and n_seeds != 1:
+        raise ValueError(f"kind='logreg_cv' has no randomness (a convex problem, solved from zero): pass n_seeds=1, "
+                         f"not {n_seeds}")
+    if C is not None and not (np.isfinite(C) and C > 0): raise ValueError(f"C must be a finite number > 0, got {C!r}")
     if l2 < 0: raise ValueError(f"l2 must be >= 0, got {l2}")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1: raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
+    return grid_Cs(Cs) if kind == 'logreg_cv' else None
+
+def _eta_line(name, i, n, t0):
+    "'probes z1+z2 (3/4): 12 s, about 4 s left'."
+    el = time.perf_counter() - t0
+    left = f", about {el/i*(n-i):.0f} s left" if i < n else ''
+    return f"probes {name} ({i}/{n}): {el:.0f} s{left}"
+
+# %% ../nbs/06_probe.ipynb #20aa3954
+def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, n_seeds, kind, C, l2, Cs, cv,
+               max_iter, tol, hidden, epochs, bs, lr, boost_kw, split_seed, seed, device, progress):
+    t0 = time.perf_counter()
+    grid = _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter)
+    if C is not None: l2 = 1/(C*train_size)
     fs, n = _prep_features(features)
     y, ncls, label_names = _prep_labels(labels, n, label_names)
     splits = probe_splits(n, train_size, valid_size, n_splits, split_seed)
+    if grid is not None: kfold(train_size, cv)      # checks cv before any work
     dev = default_device(device); L, S, E = y.shape[1], n_splits, n_seeds
     tr, va = np.stack([t for t, _ in splits]), np.stack([v for _, v in splits])
     # majority class of each split's training rows, scored on its validation rows
@@ -318,16 +443,16 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
         for k in range(S):
             c = np.bincount(y[tr[k], j], minlength=ncls[j]).argmax()
             maj[j, k] = np.mean(y[va[k], j] == c)
-    acc = np.zeros((len(fs), L, S, E)); solver = {}
+    acc = np.zeros((len(fs), L, S, E)); solver, cvrec, unconverged = {}, {}, []
     groups = {}
     for j, c in enumerate(ncls): groups.setdefault(int(c), []).append(j)
     Yt = torch.as_tensor(y, device=dev)
     todo = [(fi, c) for fi in range(len(fs)) for c in groups]
-    if progress:
+    if progress is True:
         from fastprogress.fastprogress import progress_bar
         todo = progress_bar(todo, leave=False)
     prepped = {}
-    for fi, C in todo:
+    for fi, NC in todo:
         name = list(fs)[fi]
         if fi not in prepped:
             prepped.clear()
@@ -339,41 +464,57 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
             sd = torch.where(sd > 1e-6*(1 + mu.abs()), sd, torch.ones_like(sd))
             prepped[fi] = ((Xtr - mu)/sd, (Xva - mu)/sd)
         Xtr, Xva = prepped[fi]; d = Xtr.shape[2]
-        ls = groups[C]; Lg = len(ls)
+        ls = groups[NC]; Lg = len(ls)
         Ytr, Yva = Yt[torch.as_tensor(tr, device=dev)][..., ls], Yt[torch.as_tensor(va, device=dev)][..., ls]
+        one = lambda a: torch.cat([a, torch.ones(*a.shape[:2], 1, device=dev)], 2)
         if kind == 'logreg':
-            one = lambda a: torch.cat([a, torch.ones(*a.shape[:2], 1, device=dev)], 2)
             Xtr1, Xva1 = one(Xtr), one(Xva)
             # (E, Lg, D, C)
-            W0 = torch.stack([torch.stack([torch.randn(d+1, C, generator=_gen(seed+e, j))*0.01 for j in ls])
+            W0 = torch.stack([torch.stack([torch.randn(d+1, NC, generator=_gen(seed+e, j))*0.01 for j in ls])
                               for e in range(E)])
             # (S, D, E, Lg, C)
             W0 = W0.permute(2, 0, 1, 3)[None].expand(S, -1, -1, -1, -1).contiguous().to(dev)
             W, its, conv = _lbfgs_logreg(Xtr1, Ytr, W0, l2=l2, max_iter=max_iter, tol=tol)
-            with torch.no_grad():
-                hit = torch.zeros(S, E, Lg, device=dev)
-                ch = _chunk_rows(S*E*Lg*C)
-                for i in range(0, Xva1.shape[1], ch):
-                    lo = torch.bmm(Xva1[:, i:i+ch], W.reshape(S, d+1, -1)).view(S, -1, E, Lg, C)
-                    hit += (lo.argmax(-1) == Yva[:, i:i+ch, None, :]).sum(1)
-            solver[f'{name}/{C}'] = dict(iterations=int(its), converged=float(conv.float().mean()))
+            Yva_e = Yva[:, :, None, :].expand(-1, -1, E, -1).reshape(S, valid_size, E*Lg)
+            hit = _hits(Xva1, W.reshape(S, d+1, E*Lg, NC), Yva_e).view(S, E, Lg)
+            solver[f'{name}/{NC}'] = dict(iterations=int(its), converged=float(conv.float().mean()))
+            if its >= max_iter and not conv.all(): unconverged += [f'{name}/{label_names[j]}' for j in ls]
+        elif kind == 'logreg_cv':
+            hit, rec = _logreg_cv(one(Xtr), Ytr, one(Xva), Yva, grid, cv, max_iter, tol, split_seed)
+            hit = hit[:, None]
+            for li, j in enumerate(ls):
+                r = dict(C=rec['C'][:, li].tolist(), fold_acc=rec['fold_acc'][:, :, li].tolist(),
+                         path_iterations=rec['path_iterations'][:, :, li].T.tolist(),
+                         iterations=rec['iterations'][:, li].tolist())
+                cvrec.setdefault(name, {})[label_names[j]] = r
+                if (rec['path_status'][..., li] == MAX_ITER).any() or (rec['status'][:, li] == MAX_ITER).any():
+                    unconverged.append(f'{name}/{label_names[j]}')
+        elif kind == 'boost':
+            hit = _boost(Xtr, Ytr, Xva, Yva, [seed+e for e in range(E)], dict(boost_kw or {}))
         else:
-            inits = [[_mlp_init(d, hidden, C, _gen(seed+e, j, 1)) for j in ls] for e in range(E)]
-            P = _train_mlp(Xtr, Ytr, C, inits, [_gen(seed+e, 2) for e in range(E)], hidden=hidden, l2=l2,
+            inits = [[_mlp_init(d, hidden, NC, _gen(seed+e, j, 1)) for j in ls] for e in range(E)]
+            P = _train_mlp(Xtr, Ytr, NC, inits, [_gen(seed+e, 2) for e in range(E)], hidden=hidden, l2=l2,
                            epochs=epochs, bs=bs, lr=lr)
             with torch.no_grad():
                 hit = torch.zeros(S, E, Lg, device=dev)
-                ch = _chunk_rows(S*E*Lg*max(hidden, C))
+                ch = _chunk_rows(S*E*Lg*max(hidden, NC), 2**20)
                 for i in range(0, Xva.shape[1], ch):
                     xb = Xva[:, None, i:i+ch].expand(-1, E, -1, -1)
                     hit += (_mlp_logits(xb, P).argmax(-1) == Yva[:, None, i:i+ch].permute(0, 1, 3, 2)).sum(-1)
         acc[fi][ls] = (hit/valid_size).permute(2, 0, 1).cpu().numpy()
-    params = dict(train_size=train_size, valid_size=valid_size, n_splits=n_splits, n_seeds=n_seeds, kind=kind, l2=l2,
+        if progress == 'lines' and NC == list(groups)[-1]: progress_line(_eta_line(name, fi+1, len(fs), t0))
+    if unconverged:
+        warnings.warn(f"the probe did not converge in max_iter={max_iter} L-BFGS iterations for {unconverged}: "
+                      "raise max_iter (the runs are kept, and listed in info['not_converged'])")
+    params = dict(train_size=train_size, valid_size=valid_size, n_splits=n_splits, n_seeds=n_seeds, kind=kind,
                   split_seed=split_seed, seed=seed, pool=n, device=str(dev))
-    params.update(dict(max_iter=max_iter, tol=tol, sklearn_C=1/(l2*train_size) if l2 > 0 else None) if kind == 'logreg'
-                  else dict(hidden=hidden, epochs=epochs, bs=bs, lr=lr))
-    return ProbeResult(acc, list(fs), {k: v.shape[1] for k, v in fs.items()}, label_names, ncls, maj, params,
-                       dict(seconds=time.perf_counter() - t0, solver=solver), splits)
+    if kind == 'logreg': params.update(l2=l2, max_iter=max_iter, tol=tol, sklearn_C=1/(l2*train_size) if l2 > 0 else None)
+    elif kind == 'logreg_cv': params.update(Cs=grid.tolist(), cv=cv, cv_folds='shuffled, seeded by split_seed', max_iter=max_iter, tol=tol)
+    elif kind == 'boost': params.update(boost_kw=dict(boost_kw or {}), early_stopping=(boost_kw or {}).get('early_stopping', True))
+    else: params.update(l2=l2, hidden=hidden, epochs=epochs, bs=bs, lr=lr)
+    info = dict(seconds=time.perf_counter() - t0, solver=solver, not_converged=unconverged)
+    if cvrec: info['cv'] = cvrec
+    return ProbeResult(acc, list(fs), {k: v.shape[1] for k, v in fs.items()}, label_names, ncls, maj, params, info, splits)
 
 # %% ../nbs/06_probe.ipynb #c3cf1ca7
 def _sd(a):
@@ -450,6 +591,13 @@ class ProbeResult:
                 m, s = df.loc[r, (c, 'mean')], df.loc[r, (c, 'std')]
                 out.loc[r, c] = f"{m:.{digits}f}" + ('' if np.isnan(s) else f" ± {s:.{digits}f}")
         return out
+    def chosen_C(self) -> pd.DataFrame:
+        "logreg_cv: the C cross-validation chose, per feature set (rows) and label: one value, or the range over splits."
+        cv = self.info.get('cv')
+        if not cv: raise ValueError(f"this result has no cross-validated C (kind {self.params.get('kind')!r}): "
+                                    "run_probe(kind='logreg_cv') records one per split")
+        f = lambda cs: f"{min(cs):.3g}" if len(set(cs)) == 1 else f"{min(cs):.3g}-{max(cs):.3g}"
+        return pd.DataFrame({l: {ft: f(cv[ft][l]['C']) for ft in self.features} for l in self.labels})
     def to_dict(self) -> dict:
         "Everything, JSON-serialisable: parameters, per-label baselines, every run's accuracy (fractions)."
         return dict(version=_VERSION, unit='fraction', params=json.loads(json.dumps(self.params, default=_plain)),

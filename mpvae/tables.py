@@ -13,10 +13,11 @@ import numpy as np
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'THREAD_VARS', 'aggregate', 'markdown_table',
-           'ordering_holds', 'find_notebooks', 'plan_jobs', 'notebook_params', 'param_problem', 'check_overrides',
-           'job_threads', 'cell_work', 'run_job', 'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep',
-           'summarize', 'run_tables', 'CLIParser', 'main']
+__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'THREAD_VARS', 'aggregate', 'markdown_table', 'probe_md',
+           'probe_C_md', 'distance_md', 'ordering_holds', 'paired_t', 't_pvalue', 'find_notebooks', 'plan_jobs',
+           'notebook_params', 'param_problem', 'check_overrides', 'job_threads', 'cell_work', 'run_job',
+           'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep', 'summarize', 'run_tables', 'CLIParser',
+           'main']
 
 # %% ../nbs/08_tables.ipynb #4566ca39
 PAPER = {
@@ -88,6 +89,51 @@ def markdown_table(res:dict, # a results.json of a table notebook
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
+# %% ../nbs/08_tables.ipynb #84a1a7b9
+def probe_md(pr:dict # `run_probe`'s parameters, as a results.json keeps them under 'probe'
+            ) -> str:
+    "The probe protocol in one sentence."
+    k, runs = pr.get('kind', 'logreg'), f"{pr['n_splits']} splits x {pr['n_seeds']} run{'s' if pr['n_seeds'] > 1 else ''}"
+    size = f"{pr['train_size']:,} training / {pr['valid_size']:,} validation images per split"
+    if k == 'logreg_cv':
+        cs = pr['Cs']
+        what = (f"multinomial logistic regression, C chosen per label and split by {pr['cv']}-fold cross-validation on the "
+                f"training rows from {len(cs)} values log-spaced {cs[0]:g} to {cs[-1]:g} (disentanglement_lib's "
+                f"protocol), then refit on all of them; convex, so one run per split")
+    elif k == 'logreg': what = f"multinomial logistic regression at a fixed C = {pr.get('sklearn_C') or 0:g} (scikit-learn's C)"
+    elif k == 'boost': what = "gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, early stopping)"
+    else: what = f"a one-hidden-layer MLP ({pr.get('hidden')} units, Adam, {pr.get('epochs')} epochs)"
+    return f"Probe: {what}; {runs}, {size}."
+
+def probe_C_md(res:dict # a results.json; its 'probe_C' is row -> label -> every C chosen (over splits and seeds)
+              ) -> str:
+    "The Cs that cross-validation chose, per row and label, as a Markdown table ('' when the probe chose none)."
+    pc = res.get('probe_C')
+    if not pc: return ''
+    labels, names = res['labels'], res.get('names', {})
+    def f(cs):
+        if len(set(cs)) == 1: return f"{cs[0]:.3g}"
+        return f"{min(cs):.3g} to {max(cs):.3g} (mostly {max(sorted(set(cs)), key=cs.count):.3g})"
+    lines = ['| C chosen | ' + ' | '.join(labels) + ' |', '|---|' + '---:|'*len(labels)]
+    return '\n'.join(lines + ['| ' + names.get(r, r) + ' | ' + ' | '.join(f(v[l]) for l in labels) + ' |' for r, v in pc.items()])
+
+# %% ../nbs/08_tables.ipynb #6811fee9
+def distance_md(res:dict, # a results.json of a table notebook
+                paper:dict|None=None, # the paper's table (default: `PAPER[res['table']]`)
+                tol:float=3.0 # gaps larger than this (points) are in bold
+               ) -> str:
+    "Ours minus the paper's, per row and label (points), as a Markdown table with a count of the cells within `tol`."
+    paper = paper if paper is not None else PAPER.get(res['table'], {})
+    rows = {k: r for k, r in res['rows'].items() if k in paper.get('acc', {})}
+    if not rows: return ''
+    labels, names = paper['labels'], {**paper.get('names', {}), **res.get('names', {})}
+    lines, near, n = ['| ours - paper | ' + ' | '.join(labels) + ' |', '|---|' + '---:|'*len(labels)], 0, 0
+    for k, r in rows.items():
+        d = [(r['mean'] if l == 'mean' else r['acc'][l])['mean'] - paper['acc'][k][l] for l in labels]
+        near += sum(abs(v) <= tol for v in d); n += len(d)
+        lines.append(f"| {names.get(k, k)} | " + ' | '.join(f"**{v:+.2f}**" if abs(v) > tol else f"{v:+.2f}" for v in d) + ' |')
+    return '\n'.join(lines) + f"\n\n{near} of {n} cells within {tol:g} points of the paper's."
+
 # %% ../nbs/08_tables.ipynb #4bc88c4f
 def ordering_holds(res:dict, hi:str='z1+z2', lo:str='baseline', label:str='mean') -> dict:
     "Does row `hi` beat row `lo` on `label`, by more than 2 standard errors?"
@@ -108,6 +154,21 @@ def _claim_md(o:dict) -> str:
     return (f"**Paper's claim (z1+z2 beats the baseline on the mean):** {o['verdict']} "
             f"(difference {o['diff']:+.2f} points, standard error {o['se']:.2f} over {o['unit']}).\n")
 
+# %% ../nbs/08_tables.ipynb #170611d0
+def paired_t(diffs:list # one difference per representation seed (e.g. z1+z2 - baseline, in points)
+            ) -> tuple: # (mean, standard error, t); se and t are nan for a single seed
+    "Mean, standard error and t statistic (n - 1 degrees of freedom) of per-seed differences."
+    d = np.asarray(diffs, float); m = d.mean()
+    se = d.std(ddof=1)/np.sqrt(len(d)) if len(d) > 1 else float('nan')
+    return float(m), float(se), float(m/se) if se > 0 else float('nan')
+
+def t_pvalue(t:float, # a t statistic
+             df:int # its degrees of freedom
+            ) -> float:
+    "Two-sided p-value of Student's t."
+    from scipy.stats import t as student
+    return float(2*student.sf(abs(t), df)) if np.isfinite(t) and df > 0 else float('nan')
+
 # %% ../nbs/08_tables.ipynb #eab9fd75
 PRESETS = {
     'smoke': {
@@ -118,19 +179,20 @@ PRESETS = {
     },
     'paper': {
         'dsprites': dict(train_images=450_000, epochs=6, bs=64, lr=1e-4, probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
-                         rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
+                         rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full', figures=True),
         'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, figures=True),
     },
     # no training: the shipped models (mpvae.pretrained), probed and scored as in the paper preset
     'pretrained': {
         'dsprites': dict(pretrained=True, rep_seeds=[0], probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
-                         n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
+                         n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full', figures=True),
     },
     # the same for the models trained at the reference protocol's lr 1e-4, all three shipped seeds
     'pretrained_lr1e-4': {
         'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4', rep_seeds=[0, 1, 2], probe_pool=20_000,
-                         probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, metrics='full', figures=True),
+                         probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full',
+                         figures=True),
     },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}

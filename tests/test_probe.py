@@ -11,8 +11,8 @@ from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from mpvae.probe import (encode_dataset, feature_sets, probe_splits, run_probe, ProbeResult, plot_probe,
-                         _lbfgs_logreg, _lossgrad)
+from mpvae.probe import (encode_dataset, feature_sets, probe_splits, run_probe, ProbeResult, plot_probe, grid_Cs, kfold,
+                         _lbfgs, _lbfgs_logreg, _lossgrad)
 
 SMALL = dict(train_size=800, valid_size=400)
 
@@ -132,22 +132,80 @@ def test_agrees_with_sklearn():
 
 
 def test_lossgrad_matches_autograd():
+    "Loss and gradient of every problem, with per-problem penalties and row weights (0 = a padding row), against autograd."
     g = torch.Generator().manual_seed(0)
-    S, n, D, E, L, C = 2, 37, 4, 3, 2, 5
+    S, n, D, P, C = 2, 37, 4, 3, 5
     X = torch.randn(S, n, D, generator=g); X[..., -1] = 1
-    Y = torch.randint(0, C, (S, n, L), generator=g)
-    W = torch.randn(S, D, E, L, C, generator=g, requires_grad=True)
-    rm = torch.ones(1, D, 1, 1, 1); rm[:, -1] = 0
-    f, grad = _lossgrad(X, Y, W.detach(), 0.1, rm, chunk=10)  # several row chunks
+    Y = torch.randint(0, C, (S, n, P), generator=g)
+    W = torch.randn(S, D, P, C, generator=g, requires_grad=True)
+    l2 = torch.rand(S, P, generator=g)
+    rw = torch.rand(S, n, generator=g); rw[:, -3:] = 0; rw = rw/rw.sum(1, keepdim=True)
+    f, grad = _lossgrad(X, Y, W.detach(), l2, rw, chunk=10)  # several row chunks
     ref = 0
     for s in range(S):
-        for e in range(E):
-            for l in range(L):
-                w = W[s, :, e, l]
-                ref = ref + nn.functional.cross_entropy(X[s] @ w, Y[s, :, l]) + 0.05*(w[:-1]**2).sum()
-                assert f[s, e, l].item() == pytest.approx((nn.functional.cross_entropy(X[s] @ w, Y[s, :, l]) + 0.05*(w[:-1]**2).sum()).item(), rel=1e-5)
+        for p in range(P):
+            w = W[s, :, p]
+            ce = nn.functional.cross_entropy(X[s] @ w, Y[s, :, p], reduction='none')
+            one = (ce*rw[s]).sum() + 0.5*l2[s, p]*(w[:-1]**2).sum()
+            assert f[s, p].item() == pytest.approx(one.item(), rel=1e-5)
+            ref = ref + one
     ref.backward()
     assert torch.allclose(grad, W.grad, atol=1e-5)
+
+
+def test_batch_shrinking_changes_nothing():
+    "Problems that leave the batch early (strong penalty) do not change the ones that stay, nor are changed by them."
+    rng = np.random.default_rng(4); n, D = 400, 4
+    x = rng.normal(size=(2, n, D-1)).astype(np.float32)
+    X = torch.cat([torch.as_tensor(x), torch.ones(2, n, 1)], 2)
+    Y = torch.as_tensor(np.stack([(3*x @ rng.normal(size=(D-1, 3)) + rng.normal(size=(2, n, 3))).argmax(-1) for _ in range(4)], -1))
+    l2 = torch.tensor([[1e-1, 1e-2, 1e-4, 1e-6]]*2)            # from a few iterations to hundreds
+    W, its, st = _lbfgs(X, Y, torch.zeros(2, D, 4, 3), l2, max_iter=2000, tol=1e-5)
+    assert (its[:, 0] < its[:, 3]).all()                        # the batch did shrink
+    for s in range(2):
+        for p in range(4):
+            w1, _, _ = _lbfgs(X[s:s+1], Y[s:s+1, :, p:p+1], torch.zeros(1, D, 1, 3), l2[s:s+1, p:p+1], max_iter=2000, tol=1e-5)
+            assert torch.allclose(W[s, :, p], w1[0, :, 0], atol=1e-4), (s, p)
+
+
+def test_logreg_cv_agrees_with_sklearn_on_unequal_folds():
+    "1,003 training rows: folds of 201 and 200 rows (a padding row in the shorter ones); same accuracy, same or next C."
+    import warnings
+    from sklearn.linear_model import LogisticRegressionCV
+    rng = np.random.default_rng(5); n = 2000
+    y = np.stack([rng.integers(0, c, n) for c in (3, 8)], 1)
+    x = np.concatenate([y[:, :1] + rng.normal(size=(n, 1)), np.cos(y[:, 1:2]) + 0.7*rng.normal(size=(n, 1)),
+                        y[:, 1:2]/4 + rng.normal(size=(n, 1)), rng.normal(size=(n, 2))], 1)
+    res = run_probe({'x': x}, y, ['y3', 'y8'], train_size=1003, valid_size=800, n_splits=2, n_seeds=1, kind='logreg_cv')
+    assert res.params['n_seeds'] == 1 and res.acc.shape == (1, 2, 2, 1) and res.info['not_converged'] == []
+    grid = grid_Cs(10)
+    for k, (tr, va) in enumerate(res.splits):
+        sc = StandardScaler().fit(x[tr])
+        for j, l in enumerate(['y3', 'y8']):
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                sk = LogisticRegressionCV(Cs=10, cv=kfold(1003, 5, seed=0), max_iter=10_000).fit(sc.transform(x[tr]), y[tr, j])
+            assert abs(res.acc[0, j, k, 0] - sk.score(sc.transform(x[va]), y[va, j])) <= 0.003, (k, l)
+            c = res.info['cv']['x'][l]['C'][k]
+            assert abs(int(np.argmin(abs(grid - c))) - int(np.argmin(abs(grid - sk.C_[0])))) <= 1, (k, l, c, sk.C_)
+
+
+def test_fixed_C_is_sklearns_C():
+    "C=1 at 10,000 rows is the old default l2=1e-4; at 800 rows it is l2 = 1/800."
+    rng = np.random.default_rng(6); x = rng.normal(size=(1500, 3)); y = (x[:, 0] > 0).astype(int)
+    a = run_probe({'x': x}, y, C=1.0, n_splits=1, n_seeds=1, **SMALL)
+    b = run_probe({'x': x}, y, l2=1/800, n_splits=1, n_seeds=1, **SMALL)
+    assert np.array_equal(a.acc, b.acc) and a.params['sklearn_C'] == pytest.approx(1.0)
+
+
+def test_boost_reads_what_a_linear_probe_cannot_and_its_seed_matters():
+    rng = np.random.default_rng(7); n = 2000
+    x2 = rng.integers(0, 2, (n, 2)); yx = x2[:, 0] ^ x2[:, 1]
+    r = run_probe({'xor': x2 + 0.1*rng.normal(size=(n, 2))}, yx, train_size=1000, valid_size=500, n_splits=1, n_seeds=2, kind='boost')
+    assert r.stats('xor')['mean'] > 0.95
+    noisy = run_probe({'n': rng.normal(size=(n, 3))}, rng.integers(0, 4, n), train_size=1000, valid_size=500, n_splits=1,
+                      n_seeds=3, kind='boost')
+    assert len(set(noisy.acc[0, 0, 0].tolist())) > 1           # early stopping holds out other rows per seed
 
 
 def test_lbfgs_reaches_sklearn_optimum():

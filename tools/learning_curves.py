@@ -18,6 +18,7 @@ the same seed and length (a variant such as per-path betas, compared with a base
 """
 from __future__ import annotations
 import argparse, functools, json, re, sys, time
+from mpvae.tables import paired_t   # noqa: F401 (tests use lc.paired_t)
 from pathlib import Path
 
 LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']
@@ -79,7 +80,7 @@ def baseline_pairs(runs:Path, base_evals:Path) -> dict:
     return dict(sorted(out.items()))
 
 
-def evaluate_pair(seed:int, images:int, vae_p:Path|None, mp_p:Path, ds, pool, base:dict|None=None) -> dict:
+def evaluate_pair(seed:int, images:int, vae_p:Path|None, mp_p:Path, ds, pool, base:dict|None=None, probe:str='logreg') -> dict:
     "Probe one snapshot pair; with `vae_p=None` the baseline's rows, active dims and history come from `base`, its earlier evaluation."
     import numpy as np, torch
     from mpvae.model import load_model
@@ -93,8 +94,8 @@ def evaluate_pair(seed:int, images:int, vae_p:Path|None, mp_p:Path, ds, pool, ba
     if base is None: feats = {'vae': np.concatenate(encode_dataset(vae, ds.images, pool, progress=False), 1), **feats}
     # one probe run: every feature set sees the same splits and classifier seeds, each probed on its own, so a
     # baseline probed earlier with the same settings (`base`) has the rows a joint run would give it
-    pr = run_probe(feats, y, LABELS, train_size=10_000, valid_size=5_000, n_splits=5, n_seeds=5, kind='logreg',
-                   split_seed=0, seed=100*seed)
+    pr = run_probe(feats, y, LABELS, train_size=10_000, valid_size=5_000, n_splits=5, n_seeds=1 if probe == 'logreg_cv' else 5,
+                   kind=probe, split_seed=0, seed=100*seed)
     rows = table_rows([pr], {k: f for k, f in FEATS.items() if f in feats})
     if base is not None: rows = {'baseline': base['rows']['baseline'], **rows}
     res = table_results('dsprites', rows, [pr], dict(seed=seed, images=images))
@@ -123,7 +124,7 @@ def cmd_evaluate(a):
     import numpy as np
     from mpvae.core import atomic_write
     from mpvae.dsprites import load_dsprites
-    runs = Path(a.runs); ev = runs/'eval'; ev.mkdir(parents=True, exist_ok=True)
+    runs = Path(a.runs); ev = runs/EVAL_DIRS[a.probe]; ev.mkdir(parents=True, exist_ok=True)
     base_ev = Path(a.baseline_evals) if a.baseline_evals else None
     if base_ev is not None and not base_ev.is_dir(): raise SystemExit(f"--baseline-evals {base_ev}: no such folder (give the eval/ folder of the baseline's runs)")
     pairs = snapshots(runs) if base_ev is None else baseline_pairs(runs, base_ev)
@@ -137,7 +138,7 @@ def cmd_evaluate(a):
         base = None
         if base_ev is not None:
             f = base_ev/f'seed{s}_{n}.json'; base = {**json.loads(f.read_text()), 'source': str(f)}
-        r = evaluate_pair(s, n, vp, mp, ds, pool, base)
+        r = evaluate_pair(s, n, vp, mp, ds, pool, base, a.probe)
         with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
         o = r['ordering']
         print(f"seed {s} images {n:,}: baseline {r['rows']['baseline']['mean']['mean']:.2f}  z1 {r['rows']['z1']['mean']['mean']:.2f}  "
@@ -162,14 +163,22 @@ def _line(r:dict) -> str:
     return txt
 
 
-def load_evals(*runs:Path) -> list:
-    "Every evaluation under `runs/eval`, for each folder, tagged with its line (training setting)."
-    evals = [json.loads(p.read_text()) for d in runs for p in (Path(d)/'eval').glob('seed*_*.json')]
+EVAL_DIRS = {'logreg': 'eval', 'logreg_cv': 'eval_cv'}   # one folder of evaluations per probe
+PROBE_TEXT = {'logreg': "Probes: the earlier `paper` preset's protocol (20,000-image pool, 5 splits x 5 seeds of logistic regression "
+                        "at a fixed C = 1, 10,000 train / 5,000 validation images).",
+              'logreg_cv': "Probes: the `paper` preset's protocol (20,000-image pool, 5 splits of logistic regression with C chosen by "
+                           "5-fold cross-validation on the training rows from logspace(-4, 4, 10), as disentanglement_lib; 10,000 "
+                           "train / 5,000 validation images)."}
+
+
+def load_evals(*runs:Path, sub:str='eval') -> list:
+    "Every evaluation under `runs/<sub>` (eval: the C = 1 probe, eval_cv: the cross-validated one), tagged with its line."
+    evals = [json.loads(p.read_text()) for d in runs for p in (Path(d)/sub).glob('seed*_*.json')]
     for r in evals: r['line'] = _line(r)
     return sorted(evals, key=lambda r: (r['line'], r['images'], r['seed']))
 
 
-def plot_curves(evals:list, out:Path) -> list:
+def plot_curves(evals:list, out:Path, prefix:str='dsprites_lc') -> list:
     import numpy as np, matplotlib
     matplotlib.use('Agg'); import matplotlib.pyplot as plt
     from mpvae.experiment import save_fig
@@ -197,7 +206,7 @@ def plot_curves(evals:list, out:Path) -> list:
     axs[0].set_ylabel('probe accuracy (%)'); axs[-1].legend(fontsize=7)
     fig.suptitle('Probe accuracy vs training length (' + ', '.join(f"{styles[l]!r}: {l}" for l in lines_)
                  + '; dotted horizontal: the paper; black dashed: chance; bars: std over 25 probe runs)', fontsize=10)
-    fig.tight_layout(); figs.append(save_fig(fig, out/'dsprites_lc_accuracy.png'))
+    fig.tight_layout(); figs.append(save_fig(fig, out/f'{prefix}_accuracy.png'))
     # 2. NELBO / recon vs images, 3. active dims per path
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.4))
     for ln, s in series:
@@ -214,8 +223,8 @@ def plot_curves(evals:list, out:Path) -> list:
                       (a3, f'active dimensions (mean KL > {ACTIVE_NATS} nats)', 'dims')):
         ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_title(t, fontsize=9); ax.set_ylabel(yl); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     a3.set_ylim(0, 12.5)
-    fig.tight_layout(); figs.append(save_fig(fig, out/'dsprites_lc_nelbo_active.png'))
-    figs.append(plot_verdict(evals, out, styles))
+    fig.tight_layout(); figs.append(save_fig(fig, out/f'{prefix}_nelbo_active.png'))
+    figs.append(plot_verdict(evals, out, styles, prefix))
     return figs
 
 
@@ -233,7 +242,7 @@ def mean_diffs(evals:list, line:str) -> tuple:
     return full, some
 
 
-def plot_verdict(evals:list, out:Path, styles:dict) -> Path:
+def plot_verdict(evals:list, out:Path, styles:dict, prefix:str='dsprites_lc') -> Path:
     "z1+z2 - baseline vs images: each seed (thin, bars: 2 se over probe runs), the mean over seeds (thick), the paper."
     import numpy as np, matplotlib.pyplot as plt
     from mpvae.experiment import save_fig
@@ -258,7 +267,7 @@ def plot_verdict(evals:list, out:Path, styles:dict) -> Path:
     ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_ylabel('z1+z2 - baseline (points)'); ax.grid(alpha=0.3)
     ax.set_title('The paper\'s claim vs training length: above 0 = z1+z2 beats the baseline', fontsize=10)
     ax.legend(fontsize=7); fig.tight_layout()
-    return save_fig(fig, out/'dsprites_lc_verdict.png')
+    return save_fig(fig, out/f'{prefix}_verdict.png')
 
 
 def over_seeds(evals:list) -> dict:
@@ -269,14 +278,6 @@ def over_seeds(evals:list) -> dict:
     as_res = lambda r: dict(table='dsprites', labels=LABELS, rows=r['rows'], chance=r['chance'], majority=r['majority'],
                             params=dict(rep_seeds=[r['seed']]))
     return {k: combine_seeds([as_res(r) for r in rs]) for k, rs in groups.items() if len({r['seed'] for r in rs}) > 1}
-
-
-def paired_t(diffs:list) -> tuple:
-    "Mean, standard error and t statistic (n-1 degrees of freedom) of per-seed differences; se and t are nan for one seed."
-    import numpy as np
-    d = np.asarray(diffs, float); m = d.mean()
-    se = d.std(ddof=1)/np.sqrt(len(d)) if len(d) > 1 else float('nan')
-    return float(m), float(se), float(m/se) if se > 0 else float('nan')
 
 
 def seed_md(evals:list) -> list:
@@ -362,8 +363,7 @@ def report_md(evals:list, figs:list, runs:list=()) -> str:
              'path, Bernoulli likelihood, batch 64, float32, Adam at a constant learning rate: ' + ' and '.join(lines_)
              + ' (the field\'s reference uses 1e-4; `reports/dsprites_schedules.md` compares schedules), representation seeds '
              + ', '.join(map(str, seeds)) + '. '
-             'Probes: the `paper` preset\'s protocol (20,000-image pool, 5 splits x 5 seeds of logistic regression, 10,000 train / '
-             '5,000 validation images). ± is the std over the 25 probe runs of one representation seed; the verdict compares '
+             + PROBE_TEXT[evals[0]['probe']['kind']] + ' ± is the std over the probe runs of one representation seed; the verdict compares '
              'z1+z2 with the baseline on the mean over the five labels and says "holds" only if z1+z2 is ahead by more than two '
              'standard errors. The reference protocol of the field (disentanglement_lib) trains 300,000 steps at batch 64 = '
              '19.2 M images.', '']
@@ -394,13 +394,14 @@ def report_md(evals:list, figs:list, runs:list=()) -> str:
 def cmd_report(a):
     from mpvae.core import atomic_write
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    evals = load_evals(*a.runs)
-    if not evals: sys.exit(f"no evaluations under {', '.join(a.runs)} (*/eval): run `python tools/learning_curves.py evaluate` first")
-    figs = plot_curves(evals, out)
+    evals = load_evals(*a.runs, sub=EVAL_DIRS[a.probe])
+    if not evals: sys.exit(f"no evaluations under {', '.join(a.runs)} (*/{EVAL_DIRS[a.probe]}): run `python tools/learning_curves.py evaluate` first")
+    figs = plot_curves(evals, out, 'dsprites_lc' if a.probe == 'logreg' else 'dsprites_lc_cv')
     md = report_md(evals, figs, a.runs)
     if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
-    with atomic_write(out/'dsprites_learning_curves.md', 'w') as f: f.write(md)
-    print(f"wrote {out/'dsprites_learning_curves.md'} and {len(figs)} figures")
+    name = 'dsprites_learning_curves' + ('' if a.probe == 'logreg' else '_cv')
+    with atomic_write(out/f'{name}.md', 'w') as f: f.write(md)
+    print(f"wrote {out/name}.md and {len(figs)} figures")
 
 
 def _cfg(run:Path) -> dict:
@@ -500,6 +501,9 @@ def main(argv=None):
     c.add_argument('--name', default='dsprites_schedules', help='the report is OUT/NAME.md, its figure OUT/NAME_nelbo.png')
     for name in ('evaluate', 'report'):
         s = sub.add_parser(name)
+        s.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg',
+                       help='logreg: the fixed C = 1 probe (eval/, dsprites_learning_curves.md); logreg_cv: C by cross-validation '
+                            '(eval_cv/, dsprites_learning_curves_cv.md)')
         if name == 'evaluate':
             s.add_argument('--runs', default='runs/long')
             s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
