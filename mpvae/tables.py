@@ -181,7 +181,7 @@ PRESETS = {
         'dsprites': dict(train_images=450_000, epochs=6, bs=64, lr=1e-4, probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
                          rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full', figures=True),
         'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
-                         rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, figures=True),
+                         rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, probe='logreg_cv', figures=True),
     },
     # no training: the shipped models (mpvae.pretrained), probed and scored as in the paper preset
     'pretrained': {
@@ -665,8 +665,12 @@ def _report(r):
 
 # %% ../nbs/08_tables.ipynb #de04411a
 def _parse_value(v:str):
+    "A -p value: JSON (`false`, `[3, 9]`), else a Python literal (`False`, `None`, `(3, 9)`), else the bare string."
     try: return json.loads(v)
-    except json.JSONDecodeError: return v
+    except json.JSONDecodeError: pass
+    try: o = ast.literal_eval(v.strip())
+    except (ValueError, SyntaxError): return v
+    return list(o) if isinstance(o, tuple) else o
 
 class CLIParser(argparse.ArgumentParser):
     "An `ArgumentParser` for the console scripts: no abbreviations; every error one line (closest option) and exit 2."

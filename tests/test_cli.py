@@ -81,3 +81,13 @@ def test_pretrained_rejects_bad_input(tmp_path, args, says):
     line = one_line(err)
     assert rc == 2 and stdout == '' and line.startswith('mpvae-pretrained: '), (rc, stdout, err)
     for s in says: assert s in line, (s, line)
+
+
+def test_p_values_take_python_literals():
+    "`-p figures=False`, the spelling the notebooks use, means false (it was rejected as a string), as JSON's `false` does."
+    from mpvae.tables import _parse_value, check_overrides, notebook_params, find_notebooks
+    assert [_parse_value(v) for v in ('False', 'false', 'None', 'null', '(3, 9)', '[3, 9]', 'logreg_cv')] == \
+        [False, False, None, None, [3, 9], [3, 9], 'logreg_cv']
+    spec = {'dsprites': notebook_params(find_notebooks()/'10_table_dsprites.ipynb')}
+    assert check_overrides({'figures': _parse_value('False'), 'mpvae_dims': _parse_value('(3, 9)')}, spec)['dsprites'] == \
+        {'figures': False, 'mpvae_dims': [3, 9]}

@@ -205,7 +205,7 @@ def plot_curves(evals:list, out:Path, prefix:str='dsprites_lc') -> list:
         ax.set_xscale('log'); ax.set_title(lab); ax.set_xlabel('images seen'); ax.grid(alpha=0.3)
     axs[0].set_ylabel('probe accuracy (%)'); axs[-1].legend(fontsize=7)
     fig.suptitle('Probe accuracy vs training length (' + ', '.join(f"{styles[l]!r}: {l}" for l in lines_)
-                 + '; dotted horizontal: the paper; black dashed: chance; bars: std over 25 probe runs)', fontsize=10)
+                 + '; dotted horizontal: the paper; black dashed: chance; bars: std over the probe runs)', fontsize=10)
     fig.tight_layout(); figs.append(save_fig(fig, out/f'{prefix}_accuracy.png'))
     # 2. NELBO / recon vs images, 3. active dims per path
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.4))
