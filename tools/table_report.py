@@ -28,12 +28,9 @@ def record_line(seed, kind, r:dict) -> str:
 
 def probe_line(res:dict, seeds:list) -> str:
     "The probe protocol and what the ± mean."
+    from mpvae.tables import probe_md   # the one description of each probe kind
     pr = res['probe']
-    kind = {'logreg': f"logistic regression at a fixed C = {pr.get('sklearn_C') or 0:g}", 'mlp': 'an MLP',
-            'logreg_cv': 'logistic regression with C chosen by 5-fold cross-validation (disentanglement_lib\'s protocol)',
-            'boost': 'gradient-boosted trees'}.get(pr['kind'], pr['kind'])
-    return (f"Probe protocol: pool {pr['pool']:,}, {pr['n_splits']} splits x {pr['n_seeds']} seed{'s' if pr['n_seeds'] > 1 else ''}, {kind} on "
-            f"{pr['train_size']:,} / {pr['valid_size']:,} images. ± is the std over the {pr['n_splits'] * pr['n_seeds']} "
+    return (f"Probe protocol: pool {pr['pool']:,}. {probe_md(pr)} ± is the std over the {pr['n_splits'] * pr['n_seeds']} "
             "probe runs" + ('; "seeds ±" the std over the representation seeds, the spread the verdict is tested '
                             "against. The disentanglement metrics are those of seed 0's models." if len(seeds) > 1 else '.'))
 
