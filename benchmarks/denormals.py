@@ -5,7 +5,7 @@
     python benchmarks/denormals.py losses --snap runs/long/vae_seed0/snap_307200.pth [--steps 200]
 
 `speed` times training steps (bs 64, real dSprites batches, Adam, float32, torch's default threads) of a fresh model and
-of the models saved at several points of a long run (`tools/long_run.py` snapshots), each with denormals kept (IEEE) and
+of the models saved at several points of a long run (`mpvae-train --stop-images` snapshots), each with denormals kept (IEEE) and
 flushed on every torch thread (`mpvae.speed.flush_denormals`). Every (model, mode) runs once per round, in rotating
 order, `--iters` timed steps after 3 warm-up steps; the figure is the median over rounds. The CPU is named.
 

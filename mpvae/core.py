@@ -58,13 +58,23 @@ def data_dir(path:str|Path|None=None # an explicit folder; wins over the environ
     return p
 
 # %% ../nbs/00_core.ipynb #f2ff7dfa
+def _umask() -> int:
+    "The process's umask (read by setting it and putting it back)."
+    m = os.umask(0o022); os.umask(m); return m
+
+def _mkstemp(path:Path, suffix:str) -> tuple:
+    "`tempfile.mkstemp` beside `path`, with the mode `open` would give a new file (not mkstemp's 0600)."
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix, dir=path.parent)
+    with contextlib.suppress(OSError): os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # final destination
                  mode:str='wb' # file mode for the temporary file ('w' for text)
                 ):
     "Context manager yielding a file object; `path` appears only if the block succeeds."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    fd, tmp = _mkstemp(path, '.tmp')
     try:
         with os.fdopen(fd, mode) as f: yield f
         os.replace(tmp, path)
@@ -81,9 +91,7 @@ class _AtomicPath:
     def __init__(self, path): self.path = path
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f'.{self.path.name}.', suffix='.tmp' + ''.join(self.path.suffixes), dir=self.path.parent
-        )
+        fd, tmp = _mkstemp(self.path, '.tmp' + ''.join(self.path.suffixes))
         os.close(fd); self.tmp = Path(tmp); return self.tmp
     def __exit__(self, typ, val, tb):
         if typ is None: os.replace(self.tmp, self.path)
@@ -110,16 +118,15 @@ def _file_kind(path:Path) -> str:
 
 def load_torch_file(path:str|Path, # the file to read
                     what:str, # what it should be, for the error message, e.g. "a model written by save_model"
-                    weights_only:bool=True, # torch's safe unpickler; False only for our checkpoints (they hold RNG states)
                     map_location='cpu' # where tensors are loaded
                    ):
-    "`torch.load(path)`, failing with an error that names the file, says what it should be, and what it is instead."
+    "`torch.load(path, weights_only=True)`, failing with an error naming the file, what it should be and what it is."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path} does not exist: expected {what}")
     if path.is_dir(): raise IsADirectoryError(f"{path} is a folder: expected a file, {what}")
     size = path.stat().st_size
     if size == 0: raise ValueError(f"{path} is empty (0 bytes): expected {what}; the write or copy that made it did not finish, so make it again")
-    try: return torch.load(path, map_location=map_location, weights_only=weights_only)
+    try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         why = (str(e).strip().splitlines() or [''])[0][:200]
         raise ValueError(f"{path} ({size:,} bytes) cannot be read as {what}: it is {_file_kind(path)} "

@@ -17,11 +17,11 @@ from fastai.torch_core import rank_distrib, num_distrib, to_device
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
-from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, _world, _is_main, ProgressLines
+from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, _world, _is_main, ProgressLines, BetaWarmup
 from .tables import CLIParser
 
 # %% auto #0
-__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'train', 'main']
+__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'build_learner', 'train', 'main']
 
 # %% ../nbs/12_distributed.ipynb #81101e1a
 def _comm_device() -> str:
@@ -139,31 +139,42 @@ def _parser():
         help="official dSprites npz or CelebA folder (default: the mpvae data folder; dSprites is rendered if absent)",
     )
     ap.add_argument('--train-images', type=int, default=None, help="images per run, split over the epochs (default: one pass over the training set per epoch)")
-    ap.add_argument('--valid-images', type=int, default=10_000, help="validate on at most this many images (a fixed random subset; default 10000)")
+    ap.add_argument('--valid-images', type=int, default=4096, help="dSprites: images held out for validation; CelebA: validate on at most this many (default 4096)")
+    ap.add_argument('--split-seed', type=int, default=0, help="seeds the dSprites train/validation split and the shuffling (default 0, for every model seed)")
     ap.add_argument('--epochs', type=int, default=1)
+    ap.add_argument('--stop-images', type=int, default=None, help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to continue or extend it")
+    ap.add_argument('--chunk-images', type=int, default=76_800, help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)")
+    ap.add_argument('--snapshots', choices=['log2', 'none'], default='log2', help="long run: save the model after 2^k epochs and at the end (log2), or not")
+    ap.add_argument('--warmup-images', type=int, default=0, help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
     ap.add_argument('--bs', type=int, default=64, help="batch size PER PROCESS (global batch = bs x processes)")
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--latent-dims', type=int, nargs='+', default=None, help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)")
+    ap.add_argument('--taps', type=int, nargs='+', default=None, help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)")
     ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
     ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
+    ap.add_argument('--layout', choices=['auto', 'cl', 'contig'], default='auto', help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else contiguous)")
+    ap.add_argument('--threads', type=int, default=None, help="torch threads per process (default: torch's choice)")
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='runs/mpvae', help="output folder (written by rank 0)")
     ap.add_argument('--checkpoint-every-iters', type=int, default=None)
-    ap.add_argument('--resume', action='store_true', help="continue from OUT/checkpoint.pth if it exists")
+    ap.add_argument('--resume', action='store_true', help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)")
     return ap
 
 _DIMS = {'dsprites': (3, 9), 'celeba': (8, 24)}   # the paper's paths for each dataset
 
 def _check_args(a, world:int=1):
     "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
-    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images)):
+    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images), ('--chunk-images', a.chunk_images)):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
-    if a.checkpoint_every_iters is not None and a.checkpoint_every_iters < 1:
-        raise ValueError(f"--checkpoint-every-iters must be >= 1 (or left out), got {a.checkpoint_every_iters}")
-    if not a.lr > 0: raise ValueError(f"--lr must be > 0, got {a.lr}")
-    if any(b < 0 for b in a.betas): raise ValueError(f"--betas must be >= 0, got {a.betas}")
+    for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
+        if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
+    if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
+    if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas): raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
     dims = a.latent_dims or _DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
+    if a.taps is not None and len(a.taps) != len(dims):
+        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path")
     if len(a.betas) not in (1, len(dims)):
         raise ValueError(
             f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
@@ -173,48 +184,71 @@ def _check_args(a, world:int=1):
         raise ValueError(
             f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
         )
+    if a.stop_images is not None:
+        if a.train_images is not None: raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
+        if a.chunk_images % (a.bs * world):
+            raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
+        if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
+            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}")
     if a.data_path is not None and not Path(a.data_path).exists():
         raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
 
+# %% ../nbs/12_distributed.ipynb #bc29f988
 def _data(a, device):
     if a.data == 'dsprites':
         from mpvae.dsprites import load_dsprites, dsprites_dls
-        ds = load_dsprites(a.data_path)
-        return dsprites_dls(ds, bs=a.bs, seed=a.seed, device=device), _DIMS['dsprites']
+        ds = load_dsprites(a.data_path, progress=False)
+        if a.valid_images >= len(ds): raise ValueError(f"--valid-images {a.valid_images} leaves no training images of {len(ds)}")
+        return dsprites_dls(ds, bs=a.bs, valid_pct=a.valid_images/len(ds), seed=a.split_seed, device=device), _DIMS['dsprites']
     from mpvae.celeba import load_celeba, celeba_dls
     ds = load_celeba(a.data_path)
-    return celeba_dls(ds, bs=a.bs, seed=a.seed, device=device), _DIMS['celeba']
+    dls = celeba_dls(ds, bs=a.bs, seed=a.seed, device=device)
+    dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
+    return dls, _DIMS['celeba']
 
+def build_learner(a, world:int=1, device='cpu'):
+    "The learner `mpvae-train` trains for the parsed arguments `a`, and the run settings a long run checks on resume."
+    dls, dims = _data(a, device)
+    dims = tuple(a.latent_dims or dims)
+    if a.train_images is not None: dls.train.n = a.train_images // a.epochs
+    betas = a.betas * len(dims) if len(a.betas) == 1 else a.betas   # one per path
+    cbs = [ProgressLines(f"{a.data} z={'+'.join(map(str, dims))}", a.seed, job={}, out=sys.stdout)]
+    if a.warmup_images: cbs.append(BetaWarmup(iters=a.warmup_images / (a.bs * world)))
+    long = a.stop_images is not None
+    learn = mpvae_learner(dls, dict(latent_dims=dims, **({'taps': tuple(a.taps)} if a.taps else {})), betas=betas,
+                          lr=a.lr, precision=a.precision, channels_last={'auto': None, 'cl': True, 'contig': False}[a.layout],
+                          seed=a.seed, path=Path(a.out), csv_log='history.csv', checkpoint=None if long else 'checkpoint.pth',
+                          checkpoint_every_iters=a.checkpoint_every_iters, resume=a.resume, cbs=cbs)
+    spec = dict(data=a.data, split_seed=a.split_seed, valid_images=a.valid_images, warmup_images=a.warmup_images)
+    return learn, spec
+
+# %% ../nbs/12_distributed.ipynb #e498f534
 def train(argv=None) -> dict:
     "Parse `argv` like the command line, train, and return the run record (also written to `OUT/run.json` by rank 0)."
     a = _parser().parse_args(argv)
     world = max(1, num_distrib())
     _check_args(a, world)
+    torch.set_flush_denormal(True)       # before the thread pool starts: its threads inherit the flag
+    if a.threads: torch.set_num_threads(a.threads)
     device = init_distributed()
     if a.precision == 'auto' and world > 1 and device.type == 'cpu':   # each would measure alone
         a.precision = 'fp32'
         if rank_distrib() == 0: print("mpvae-train: --precision auto with several CPU processes trains in fp32 "
                                       "(pass --precision bf16 for bf16)", file=sys.stderr)
-    dls, dims = _data(a, device)
-    if a.train_images is not None: dls.train.n = a.train_images // a.epochs
-    dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
-    betas = a.betas[0] if len(a.betas) == 1 else a.betas
     out = Path(a.out)
     if _is_main(): out.mkdir(parents=True, exist_ok=True)
-    learn = mpvae_learner(dls, dict(latent_dims=tuple(a.latent_dims or dims)), betas=betas, lr=a.lr, precision=a.precision,
-                          seed=a.seed, path=out, csv_log='history.csv', checkpoint='checkpoint.pth',
-                          checkpoint_every_iters=a.checkpoint_every_iters, resume=a.resume,
-                          cbs=[ProgressLines(f"{a.data} z={'+'.join(map(str, a.latent_dims or dims))}", a.seed, job={}, out=sys.stdout)])
-    t0 = time.time()
+    learn, spec = build_learner(a, world, device)
+    t0, it0 = time.time(), None
     with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
-        learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
+        if a.stop_images is None: learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
+        else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec)
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
-    rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=a.epochs, device=str(device),
-               precision=learn.precision, train_seconds=secs, images_per_s=n_seen / secs if secs else None,
+    rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,
+               device=str(device), precision=learn.precision, train_seconds=secs,
                final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
                finished=datetime.datetime.now().isoformat(timespec='seconds'), argv=list(argv if argv is not None else sys.argv[1:]))
-    learn.save_model(out/'model.pth', betas=betas, seed=a.seed)
+    learn.save_model(out/'model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
     if _is_main():
         from mpvae.experiment import save_fig
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')

@@ -352,7 +352,7 @@ def _logreg_cv(Xtr, Ytr, Xva, Yva, Cs, cv, max_iter, tol, seed=None):
     return _hits(Xva, W, Yva), rec
 
 # %% ../nbs/06_probe.ipynb #28f162a8
-def _boost(Xtr, Ytr, Xva, Yva, seeds, kw, tick=None):
+def _boost(Xtr, Ytr, Xva, Yva, seeds, kw):
     "scikit-learn's HistGradientBoostingClassifier per (split, seed, label); validation hits (S, E, Lg)."
     from sklearn.ensemble import HistGradientBoostingClassifier
     Xtr, Ytr, Xva, Yva = (t.cpu().numpy() for t in (Xtr, Ytr, Xva, Yva))
@@ -380,7 +380,7 @@ def run_probe(features, # dict name -> (n, d) array (or one array, or a list of 
               C:float|None=None, # logreg: scikit-learn's C, i.e. l2 = 1/(C*train_size); None: use `l2`
               l2:float=1e-4, # logreg, mlp: L2 penalty on the mean cross-entropy (logreg: C = 1/(l2*train_size))
               Cs=10, # logreg_cv: the grid; an int n is n values log-spaced from 1e-4 to 1e4 (disentanglement_lib's)
-              cv:int=5, # logreg_cv: folds of the training rows (scikit-learn's unshuffled KFold)
+              cv:int=5, # logreg_cv: folds of the training rows (`kfold` of a seeded permutation: our pool is sorted by factor)
               max_iter:int=1000, # logreg, logreg_cv: L-BFGS iterations at most (per C); more is reported, not hidden
               tol:float=1e-4, # logreg, logreg_cv: gradient tolerance (scikit-learn's)
               hidden:int=64, # mlp: hidden width

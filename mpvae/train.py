@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #a1f3be76
 from __future__ import annotations
-import os, io, csv, random, time, math, json, sys, datetime
+import os, io, csv, random, time, math, json, sys, datetime, warnings
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from .core import set_seed, atomic_write, atomic_path, ArraySource, load_torch_file   # before fastai
 from fastcore.basics import store_attr, patch
+from fastcore.foundation import L
 from fastai.learner import Learner, Metric, Recorder
 from fastai.callback.core import Callback, CancelStepException, CancelEpochException
 from fastai.callback.schedule import ParamScheduler
@@ -24,11 +25,11 @@ from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model, conf
 from .loss import MPVAELoss, LossConfig
 from .speed import auto_precision, ChannelsLast, FlushDenormals
 
-
 # %% auto #0
 __all__ = ['unwrap', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError', 'NaNGuard',
-           'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions', 'Checkpoint', 'load_checkpoint_model',
-           'MPVAELearner', 'mpvae_learner', 'plot_loss_curves', 'progress_line', 'ProgressLines']
+           'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions', 'convert_checkpoint', 'Checkpoint',
+           'load_checkpoint_model', 'MPVAELearner', 'mpvae_learner', 'plot_loss_curves', 'progress_line',
+           'ProgressLines', 'RunSpec', 'log2_epochs', 'Snapshots']
 
 # %% ../nbs/05_train.ipynb #182c2fd5
 def _is_main() -> bool:
@@ -234,10 +235,11 @@ class CSVLog(_InFit):
     def before_fit(self): super().before_fit(); self.rows = []
     def after_epoch(self):
         if not self._in_fit: return
-        self.rows.append([repr(v) if isinstance(v, float) else str(v) for v in self.recorder.log])
+        seen = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
+        self.rows.append([repr(v) if isinstance(v, float) else str(v) for v in self.recorder.log] + [str(seen)])
         if _is_main():
             with atomic_write(self.path, 'w') as f:
-                w = csv.writer(f); w.writerow(list(self.recorder.metric_names)); w.writerows(self.rows)
+                w = csv.writer(f); w.writerow(list(self.recorder.metric_names) + ['images']); w.writerows(self.rows)
     def state_dict(self): return {'rows': [list(r) for r in self.rows]}
     def load_state_dict(self, sd): self.rows = [list(r) for r in sd['rows']]
 
@@ -285,23 +287,52 @@ def show_reconstructions(model:MPVAE, x:torch.Tensor, n:int=8):
 _CKPT = 'mpvae-checkpoint'
 
 def _rng_state():
-    "The state of every random stream a training step draws from: torch (CPU and CUDA), NumPy, Python."
-    st = {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}
+    "The state of every random stream a step draws from (torch CPU and CUDA, NumPy, Python), as tensors and numbers."
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, pgauss = random.getstate()
+    st = {'torch': torch.get_rng_state(),
+          'numpy': {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos), 'has_gauss': int(has_gauss),
+                    'gauss': float(gauss)},
+          'python': {'version': int(version), 'state': torch.tensor(internal, dtype=torch.int64), 'gauss': pgauss}}
     if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
     return st
 
+# %% ../nbs/05_train.ipynb #db678a5e
 def _set_rng_state(st):
-    "Put every random stream back where `_rng_state` found it."
-    torch.set_rng_state(st['torch'].cpu()); np.random.set_state(st['numpy']); random.setstate(st['python'])
+    "Put every random stream back where `_rng_state` found it (also reads the tuples older checkpoints hold)."
+    torch.set_rng_state(st['torch'].cpu())
+    n, p = st['numpy'], st['python']
+    if isinstance(n, dict): n = ('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss'])
+    if isinstance(p, dict): p = (p['version'], tuple(p['state'].tolist()), p['gauss'])
+    np.random.set_state(n); random.setstate(p)
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
 
 # %% ../nbs/05_train.ipynb #c9c83dbf
+def _legacy_globals() -> list:
+    "The only non-tensor types a version-1 checkpoint holds: a NumPy uint32 array (its RNG state) and fastcore's `L`."
+    from fastcore.foundation import L
+    core = getattr(np, '_core', None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32)), L]
+
+def _load_state_file(path:Path, what:str, device) -> tuple:
+    "(the object in `path`, whether it needed the version-1 types); always `weights_only=True`."
+    try: return load_torch_file(path, what, map_location=device), False
+    except ValueError as e:
+        if 'weights_only' not in str(e.__cause__) and 'Weights only' not in str(e.__cause__): raise
+    with torch.serialization.safe_globals(_legacy_globals()):
+        return load_torch_file(path, what, map_location=device), True
+
+# %% ../nbs/05_train.ipynb #1fa3dc09
 def _read_checkpoint(path:Path, device, fix:str='') -> dict:
     "The dict of the training checkpoint at `path`, or an error naming the file, what it is and (`fix`) what to do."
     what = "an mpvae training checkpoint (written by mpvae.train.Checkpoint)"
-    try: st = load_torch_file(path, what, weights_only=False, map_location=device)   # ours: RNG states
+    try: st, legacy = _load_state_file(path, what, device)
     except ValueError as e: raise ValueError(f"{e}" + (f"; {fix}" if fix else '')) from e.__cause__
-    if isinstance(st, dict) and st.get('format') == _CKPT: return st
+    if isinstance(st, dict) and st.get('format') == _CKPT:
+        if legacy:
+            warnings.warn(f"{path} is a version-1 checkpoint (NumPy and fastcore objects inside): rewrite it once "
+                          f"with mpvae.train.convert_checkpoint('{path}') so it loads as plain tensors")
+        return st
     if isinstance(st, dict) and st.get('format') == 'mpvae-model':
         raise ValueError(
             f"{path} is a saved model (mpvae.model.save_model), not {what}: load it with mpvae.model.load_model"
@@ -309,6 +340,40 @@ def _read_checkpoint(path:Path, device, fix:str='') -> dict:
         )
     kind = f"a {type(st).__name__}" + (f" with keys {sorted(map(str, st))[:8]}" if isinstance(st, dict) else '')
     raise ValueError(f"{path} is not {what}: it holds {kind}" + (f"; {fix}" if fix else ''))
+
+# %% ../nbs/05_train.ipynb #c66f1c3e
+def _plain(o, where='state'):
+    "`o` with NumPy values and fastcore `L`s turned into tensors, numbers and lists: what `weights_only=True` reads."
+    if isinstance(o, np.generic): return o.item()   # first: np.float64 is also a float
+    if isinstance(o, (torch.Tensor, str, bytes, bool, int, float, type(None))): return o
+    if isinstance(o, np.ndarray): return torch.from_numpy(o.copy())
+    if isinstance(o, dict): return type(o)((k, _plain(v, f"{where}[{k!r}]")) for k, v in o.items())
+    if isinstance(o, tuple): return tuple(_plain(v, f"{where}[{i}]") for i, v in enumerate(o))
+    if isinstance(o, (list, L)): return [_plain(v, f"{where}[{i}]") for i, v in enumerate(o)]
+    raise TypeError(f"{where} is a {type(o).__name__}, which a checkpoint cannot hold: store tensors, numbers, "
+                    "strings and containers of them (give the callback a state_dict that returns those)")
+
+def _plain_opt(sd:dict) -> dict:
+    "fastai's optimizer state with its hypers as a list of dicts (fastai returns a fastcore `L`)."
+    return _plain({**sd, 'hypers': [dict(h) for h in sd['hypers']]})
+
+def _convert_rng(r) -> dict:
+    "A random state saved by any version, as `_rng_state` writes it now."
+    keep = _rng_state()
+    try: _set_rng_state(r); return _rng_state()
+    finally: _set_rng_state(keep)
+
+def convert_checkpoint(path:str|Path) -> Path:
+    "Rewrite a version-1 checkpoint in place (atomically) as version 2: only tensors, numbers, strings and containers."
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); st = _read_checkpoint(path, 'cpu')
+    if st.get('version', 1) >= 2: return path
+    st['rng'] = _convert_rng(st['rng'])
+    if 'rng_ranks' in st: st['rng_ranks'] = [_convert_rng(r) for r in st['rng_ranks']]
+    st = {**_plain(st), 'version': 2}
+    with atomic_path(path) as tmp: torch.save(st, tmp)
+    return path
 
 # %% ../nbs/05_train.ipynb #a07e9fb2
 class Checkpoint(_InFit):
@@ -329,7 +394,8 @@ class Checkpoint(_InFit):
     def _stateful(self):
         seen, out = {}, {}
         for cb in self.learn.cbs:
-            if cb is self or not callable(getattr(cb, 'state_dict', None)): continue
+            # the class's own method: fastai callbacks delegate unknown attributes to the learner (and on to its model)
+            if cb is self or not callable(getattr(type(cb), 'state_dict', None)): continue
             k = type(cb).__name__; seen[k] = seen.get(k, -1) + 1
             out[f"{k}{'' if not seen[k] else seen[k]}"] = cb
         return out
@@ -338,12 +404,12 @@ class Checkpoint(_InFit):
         "Everything needed to continue this fit at batch `it` of `epoch`."
         rec = self.learn.recorder
         model = unwrap(self.learn.model)
-        return {'format': _CKPT, 'version': 1, 'epoch': epoch, 'iter': it,
+        return {'format': _CKPT, 'version': 2, 'epoch': epoch, 'iter': it,
                 'n_epoch': self.learn.n_epoch, 'n_iter': len(self.dls.train),
                 'train_iter': self.learn.train_iter, 'pct_train': self.learn.pct_train,
                 'model': model.state_dict(),
                 'model_config': model.config.to_dict() if isinstance(model, MPVAE) else None,
-                'opt': self.learn.opt.state_dict(),
+                'opt': _plain_opt(self.learn.opt.state_dict()),
                 'loss': self.loss_func.state_dict() if isinstance(self.loss_func, nn.Module) else None,
                 'loss_config': self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None,
                 'rng': _rng_state(), 'dl': dl_state, 'world_size': _world()[1],
@@ -360,12 +426,21 @@ class Checkpoint(_InFit):
             rngs = [None] * world
             dist.all_gather_object(rngs, _rng_state())
         if _is_main():
-            st = self.state(epoch, it, dl_state)
+            st = _plain(self.state(epoch, it, dl_state))
             if rngs is not None: st['rng_ranks'] = rngs
             with atomic_path(self.path) as tmp: torch.save(st, tmp)
         if world > 1: dist.barrier()   # when save returns, every rank can read the new file
 
 # %% ../nbs/05_train.ipynb #0bb971b4
+def _extend_blocker(learn, st) -> str|None:
+    "Why the fit saved in `st` cannot continue into a fit of another length, or None if it can."
+    if st['sched_hps'] or any(isinstance(c, ParamScheduler) for c in learn.cbs):
+        return ("its hyper-parameter schedule (fit_one_cycle, fit_flat_cos, ...) is defined over the whole fit, so a "
+                "fit of another length is another run")
+    ramps = [type(c).__name__ for c in learn.cbs if isinstance(c, _Ramp) and c.pct is not None]
+    if ramps: return f"its {ramps[0]} is a fraction of the fit (pct): give its length in batches (iters) instead"
+    return None
+
 @patch
 def before_fit(self:Checkpoint):
     "Resume: check the file belongs to this fit, restore model, optimizer, loss, recorder and callbacks."
@@ -374,12 +449,19 @@ def before_fit(self:Checkpoint):
     if not self.resume or not self.path.exists(): return
     dev = next(self.model.parameters()).device
     st = _read_checkpoint(self.path, dev, "delete it (or pass resume=False) to train from the start")
-    if st['n_epoch'] != self.learn.n_epoch or st['n_iter'] != len(self.dls.train):
+    if st['n_iter'] != len(self.dls.train):
         raise ValueError(
-            f"{self.path} was saved by a fit of {st['n_epoch']} epochs x {st['n_iter']} batches; this fit has"
-            f" {self.learn.n_epoch} x {len(self.dls.train)}: resume with the same fit call and data, or pass"
-            " resume=False"
+            f"{self.path} was saved by a fit of {st['n_iter']} batches per epoch; this fit has {len(self.dls.train)}:"
+            " resume with the same data and batch size, or pass resume=False"
         )
+    if st['n_epoch'] != self.learn.n_epoch:
+        why = _extend_blocker(self.learn, st)
+        if why: raise ValueError(
+            f"{self.path} was saved by a fit of {st['n_epoch']} epochs and this fit has {self.learn.n_epoch}, but {why}:"
+            " resume with the same fit call, or pass resume=False to train a new run")
+    if st['epoch'] + (st['iter'] > 0) > self.learn.n_epoch:
+        raise ValueError(f"{self.path} has already trained {st['epoch']} epochs (and {st['iter']} batches), more than"
+                         f" this fit's {self.learn.n_epoch}: ask for at least that many epochs")
     world = _world()[1]
     if st.get('world_size', 1) != world:
         raise ValueError(
@@ -394,6 +476,9 @@ def before_fit(self:Checkpoint):
             f"{config_diff(st['model_config'], model.config, ('checkpoint', 'learner'))}: resume with the "
             "checkpoint's configuration, or delete the file (or pass resume=False) to train from the start"
         )
+    cbs = self._stateful()
+    for k, sd in st['cbs'].items():   # first: a callback may refuse the file (`RunSpec`: other settings)
+        if k in cbs: cbs[k].load_state_dict(sd)
     model.load_state_dict(st['model'])
     self.learn.opt.load_state_dict(st['opt'])
     if st['loss'] is not None: self.loss_func.load_state_dict(st['loss'])
@@ -404,9 +489,6 @@ def before_fit(self:Checkpoint):
     rec.smooth_loss.count, rec.smooth_loss.val = r['smooth']
     rec.smooth_loss.val = rec.smooth_loss.val.cpu()
     for cb, hps in zip([c for c in self.learn.cbs if isinstance(c, ParamScheduler)], st['sched_hps']): cb.hps = hps
-    cbs = self._stateful()
-    for k, sd in st['cbs'].items():
-        if k in cbs: cbs[k].load_state_dict(sd)
     self._pending = st
     self.learn._resume_at = (st['epoch'], st['iter'])
     self.resumed_from = (st['epoch'], st['iter'])
@@ -420,7 +502,7 @@ def before_train(self:Checkpoint):
         _set_rng_state(st['rng_ranks'][_world()[0]] if 'rng_ranks' in st else st['rng'])
         if st['dl'] is not None and hasattr(self.dls.train, 'load_state_dict'):
             self.dls.train.load_state_dict(st['dl'])
-        if st['iter'] > 0: self.learn.pct_train = st['pct_train']
+        if st['iter'] > 0: self.learn.pct_train = st['pct_train'] * st['n_epoch'] / self.learn.n_epoch
     # the loader's generator before it draws this epoch's order
     self._dl_state = self.dls.train.state_dict() if hasattr(self.dls.train, 'state_dict') else None
 
@@ -566,6 +648,7 @@ def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in 
                          metrics=loss_metrics(model.n_paths) if metrics is None else metrics, cbs=cb, path=path,
                          splitter=partial(_split_with, extra=tuple(loss.parameters())), **kwargs)
     learn.recorder.train_metrics = train_metrics
+    learn.seed = seed
     learn.precision = dict(precision=precision or 'fp32', channels_last=bool(channels_last), auto=choice)
     return learn
 
@@ -627,7 +710,7 @@ def _env_job():
 
 class ProgressLines(_InFit):
     "One plain line per epoch: model, seed, epoch, images, train/valid loss, images/s, elapsed and ETA (model and job)."
-    order = Recorder.order + 7     # after the Recorder has logged the epoch
+    order = 99   # last: after Checkpoint and Snapshots, so a printed line means its epoch is on disk
     def __init__(self, name:str='model', # the model's name in the lines
                  seed:int|None=None, # its seed, shown if given
                  job:dict|None=None, # {'name', 't0' (the job's start time), 'models'}; default `$MPVAE_PROGRESS_JOB`
@@ -671,3 +754,68 @@ class ProgressLines(_InFit):
         global _FITS_DONE
         if self._in_fit: _FITS_DONE += 1
         super().after_fit()
+
+# %% ../nbs/05_train.ipynb #9a5d72f4
+class RunSpec(Callback):
+    "Keep `spec` (the settings that define a run) in the checkpoint; refuse to resume a file written with another."
+    def __init__(self, spec:dict # JSON-able settings, e.g. lr, batch size, chunk, seed, loss config, precision
+                ): self.spec = json.loads(json.dumps(spec))   # as it will read back
+    def state_dict(self): return {'spec': self.spec}
+    def load_state_dict(self, sd):
+        diff = {k: (sd['spec'].get(k), self.spec.get(k)) for k in sorted(set(sd['spec']) | set(self.spec))
+                if sd['spec'].get(k) != self.spec.get(k)}
+        if diff:
+            what = '; '.join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
+            raise ValueError(f"the checkpoint was written by a run with other settings ({what}): use the same "
+                             "settings to continue it, or another folder for a new run")
+
+# %% ../nbs/05_train.ipynb #416871dc
+def log2_epochs(n_epoch:int) -> list:
+    "Epochs 1, 2, 4, 8, ... up to `n_epoch`, and `n_epoch` itself: the default snapshot points."
+    return sorted({2**k for k in range(n_epoch.bit_length()) if 2**k <= n_epoch} | {n_epoch})
+
+class Snapshots(Callback):
+    "Save the model (`save_model`, with its training record) after chosen epochs: `snap_<images>.pth` under `learn.path`."
+    order = 95   # after Checkpoint: a snapshot on disk means its epoch's checkpoint is too
+    def __init__(self, epochs:list|None=None, # epochs (counted from 1) to save after; None: `log2_epochs(n_epoch)`
+                 fname:str='snap_{images}.pth', # the file name, with the images seen
+                 **meta): # extra metadata stored with every snapshot
+        self.epochs, self.fname, self.meta = epochs, fname, meta
+    def after_epoch(self):
+        at = self.epochs if self.epochs is not None else log2_epochs(self.n_epoch)
+        if self.epoch + 1 not in at: return
+        images = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
+        last = {k: float(v) for k, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if v is not None}
+        record = dict(images=images, steps=self.learn.train_iter, epoch=self.epoch + 1, last=last,
+                      spec=next((c.spec for c in self.learn.cbs if isinstance(c, RunSpec)), None))
+        self.learn.save_model(Path(self.learn.path)/self.fname.format(images=images), train_images=images,
+                              seed=getattr(self.learn, 'seed', None), record=record, **self.meta)
+
+# %% ../nbs/05_train.ipynb #72a50e8b
+@patch
+def run_spec(self:MPVAELearner, lr:float, chunk:int, spec:dict|None=None) -> dict:
+    "The settings that define a long run of this learner: lr, global batch, chunk, seed, loss config, precision, `spec`."
+    lc = self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None
+    return dict(lr=lr, bs=(getattr(self.dls.train, 'bs', None) or 1) * _world()[1], chunk=chunk,
+                seed=getattr(self, 'seed', None), loss=lc, precision=getattr(self, 'precision', {}).get('precision'),
+                **(spec or {}))
+
+@patch
+def fit_images(self:MPVAELearner, images:int, # train until this many training images were seen (a multiple of `chunk`)
+               lr:float|None=None, # constant learning rate (default: the learner's)
+               chunk:int=76_800, # images per epoch: one validation, log row and checkpoint each
+               state:str|Path|None='state.pth', # checkpoint under `learn.path`; resumed (and extended) if it exists
+               snapshots:list|bool=True, # epochs to snapshot the model after; True: `log2_epochs`; False: none
+               spec:dict|None=None): # more settings for `RunSpec` (beyond lr, bs, chunk, seed, loss, precision)
+    "Train a run defined by its image budget, in epochs of `chunk` images; continue or extend it from `state`."
+    bs = (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
+    if chunk < 1 or chunk % bs: raise ValueError(f"chunk={chunk} must be a positive multiple of the global batch {bs}")
+    if images < chunk or images % chunk:
+        raise ValueError(f"images={images:,} must be a positive multiple of chunk={chunk:,}, e.g. {max(1, round(images/chunk))*chunk:,}")
+    lr = self.lr if lr is None else lr
+    base = getattr(self.dls.train, 'dl', self.dls.train)   # under `distrib_ctx`: the loader the shards come from
+    base.n = chunk                                          # so that all ranks together see `chunk` images per epoch
+    cbs = [RunSpec(self.run_spec(lr, chunk, spec))]
+    if state is not None: cbs.append(Checkpoint(state, every_epochs=1, resume=True))
+    if snapshots is not False: cbs.append(Snapshots(None if snapshots is True else list(snapshots)))
+    self.fit(images // chunk, lr, cbs=cbs)

@@ -56,7 +56,7 @@ def test_tables_parameter_of_one_table_goes_to_that_table(tmp_path):
     (['--betas', 'x'], ["argument --betas: invalid float value: 'x'"]),
     (['--betas', '1', '2', '3'], ["--betas gives 3 values for 2 paths"]),
     (['--latent-dims', '0', '3'], ["--latent-dims must be >= 1"]),
-    (['--lr', '-1'], ["--lr must be > 0"]),
+    (['--lr', '-1'], ["--lr must be a finite number > 0"]),
     (['--bs', '0'], ["--bs must be >= 1"]),
     (['--data', 'mnist'], ["invalid choice: 'mnist'"]),
     (['--data-path', '/nonexistent/dsprites.npz'], ["--data-path /nonexistent/dsprites.npz does not exist"]),

@@ -34,7 +34,7 @@ def runs(tmp_path_factory):
     return out
 
 
-def _load(p): return torch.load(p, map_location='cpu', weights_only=False)
+def _load(p): return torch.load(p, map_location='cpu', weights_only=True)
 
 
 def test_ranks_end_with_identical_weights(runs):

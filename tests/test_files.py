@@ -57,7 +57,7 @@ def test_load_model_foreign_torch_files(files, tmp_path):
     torch.save({'weights': torch.zeros(3)}, tmp_path/'other.pth')
     with pytest.raises(ValueError, match=r"other\.pth is not a model written by mpvae\.model\.save_model: it holds a dict with keys \['weights'\]"):
         load_model(tmp_path/'other.pth')
-    with pytest.raises(ValueError, match=r'ckpt\.pth .*training checkpoint: load it with mpvae\.train\.load_checkpoint_model'):
+    with pytest.raises(ValueError, match=r'ckpt\.pth .*training checkpoint; load it with mpvae\.train\.load_checkpoint_model'):
         load_model(files['ckpt'])
     with pytest.raises(FileNotFoundError, match='no saved model'): load_model(tmp_path/'missing.pth')
 
@@ -98,3 +98,24 @@ def test_mpvae_train_resume_from_damaged_checkpoint(tmp_path):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and str(out/'checkpoint.pth') in lines[0] and 'a text file' in lines[0] and 'resume=False' in lines[0], r.stderr
     assert not (out/'model.pth').exists()
+
+
+def _calls(text:str, name:str='torch.' 'load('):   # spelt in two parts, so this line is not a call
+    "The source of every call to `name` in `text`, up to its matching parenthesis."
+    i = text.find(name)
+    while i >= 0:
+        depth, j = 0, i + len(name) - 1
+        for j in range(i + len(name) - 1, len(text)):
+            depth += {'(': 1, ')': -1}.get(text[j], 0)
+            if depth == 0: break
+        yield text[i:j + 1]
+        i = text.find(name, j)
+
+def test_every_torch_load_is_restricted(root):
+    "Files people pass around must not run code when loaded: every torch.load in the repository uses weights_only=True."
+    files = [p for d in ('mpvae', 'tools', 'tests', 'benchmarks') for p in (root/d).glob('*.py')] + list((root/'nbs').glob('*.ipynb'))
+    assert len(files) > 40
+    calls = {(p.name, c) for p in files for c in _calls(p.read_text().replace('\\"', '"').replace('\\n', '\n'))}
+    assert len(calls) > 5, calls
+    bad = [(f, c) for f, c in calls if 'weights_only=True' not in c]
+    assert not bad, f"torch.load without weights_only=True: {bad}"

@@ -174,3 +174,42 @@ def test_only_rank0_writes(tmp_path, monkeypatch):
     monkeypatch.setenv('RANK', '1')
     quiet_fit(mpvae_learner(dls(), SMALL, seed=0, checkpoint='c.pth', checkpoint_every_iters=2, csv_log='h.csv', path=tmp_path), 1)
     assert list(tmp_path.iterdir()) == []
+
+
+def _as_version1(st):
+    "A checkpoint dict as version 1 wrote it: NumPy's random state as an array tuple, fastai's hypers as an `L`."
+    from fastcore.foundation import L
+    n, p = st['rng']['numpy'], st['rng']['python']
+    rng = dict(st['rng'], numpy=('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']),
+               python=(p['version'], tuple(p['state'].tolist()), p['gauss']))
+    return dict(st, version=1, rng=rng, opt=dict(st['opt'], hypers=L(st['opt']['hypers'])))
+
+
+def test_version1_checkpoint_resumes_warns_and_converts(tmp_path):
+    "Old checkpoints (NumPy and fastcore objects inside) still resume, with a warning naming the converter, which makes them plain."
+    from mpvae.train import convert_checkpoint
+    def run(d, n, resume):
+        l = mpvae_learner(dls(), SMALL, seed=7, checkpoint='c.pth', resume=resume, path=d, precision=None)
+        return quiet_fit(l, n)
+    full = run(tmp_path/'full', 2, False)
+    run(tmp_path/'old', 1, False)
+    ck = tmp_path/'old'/'c.pth'
+    st = torch.load(ck, weights_only=True)                       # version 2: plain tensors and containers
+    assert st['version'] == 2 and torch.serialization.get_unsafe_globals_in_checkpoint(ck) == []
+    torch.save(_as_version1(st), ck)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ck)   # now it holds NumPy / fastcore objects
+    with pytest.warns(UserWarning, match=r"version-1 checkpoint.*convert_checkpoint"):
+        resumed = run(tmp_path/'old', 2, True)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()): assert torch.equal(a, b), k
+    # convert: the same state, readable by the restricted unpickler with nothing allowed beyond it
+    torch.save(_as_version1(st), ck)
+    convert_checkpoint(ck)
+    new = torch.load(ck, weights_only=True)
+    assert new['version'] == 2 and torch.equal(new['rng']['numpy']['keys'], st['rng']['numpy']['keys'])
+    assert new['opt']['hypers'] == st['opt']['hypers'] and torch.equal(new['rng']['torch'], st['rng']['torch'])
+
+
+def test_checkpoint_holds_only_callbacks_with_their_own_state(tmp_path):
+    "fastai callbacks forward unknown attributes to the learner: `state_dict` must be the callback's own, not the model's."
+    l = quiet_fit(mpvae_learner(dls(), SMALL, seed=7, checkpoint='c.pth', csv_log='log.csv', path=tmp_path, precision=None), 1)
+    assert sorted(torch.load(tmp_path/'c.pth', weights_only=True)['cbs']) == ['CSVLog']

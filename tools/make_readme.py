@@ -30,6 +30,8 @@ def main(nb_path='nbs/index.ipynb', out='README.md'):
     md, out = notebook_to_markdown(nb_path), Path(out)
     if out.exists() and out.read_text() == md: return
     fd, tmp = tempfile.mkstemp(dir=out.parent or '.', prefix='.README.', suffix='.tmp')
+    umask = os.umask(0o022); os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 would make README.md private
     with os.fdopen(fd, 'w') as f: f.write(md)
     os.replace(tmp, out)
     print(f"wrote {out}")

@@ -9,7 +9,7 @@ Every seed ships the same length: the largest image count at which both `vae_see
 and `dsprites_mpvae_seed<s>.pth` (with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it), so the
 seed spread of the pretrained table is a spread over seeds, not over lengths. Every file is loaded before any is
 copied: a bad snapshot ships nothing. The files are `mpvae.model.save_model` files whose metadata holds the
-training record that `tools/long_run.py` wrote. Then regenerate the report the CI test compares against:
+training record that the long run wrote (`mpvae-train --stop-images`, formerly `tools/long_run.py`). Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained`, then
 `python tools/table_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
 likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
@@ -35,7 +35,7 @@ def main(argv=None):
     runs, dest = Path(a.runs), Path(a.dest)
     pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing learning_curves evaluates
     seeds = a.seeds if a.seeds else run_seeds(runs)
-    if not seeds: raise SystemExit(f"no vae_seed<s>/ folder under {runs}: give --runs the folder long_run wrote into")
+    if not seeds: raise SystemExit(f"no vae_seed<s>/ folder under {runs}: give --runs the folder the long runs wrote into")
     have = {s: {n for t, n in pairs if t == s} for s in seeds}
     for s, ns in have.items():
         if not ns: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
