@@ -49,7 +49,8 @@ def test_metrics_csv_and_curves(tmp_path):
         assert nelbo == pytest.approx(recon + kl1 + kl2, rel=1e-5)
         assert kl1 >= 0 and kl2 >= 0
     rows = list(csv.reader(open(tmp_path/'h.csv')))
-    assert rows[0] == names and len(rows) == 3
+    assert rows[0] == names + ['images'] and len(rows) == 3
+    assert [r[-1] for r in rows[1:]] == ['128', '256']   # training images seen: 8 batches of 16 per epoch
     assert [float(v) for v in rows[2][1:7]] == [float(v) for v in learn.recorder.values[1]]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
     for src in (learn, tmp_path/'h.csv'): assert len(plot_loss_curves(src).axes) == 2
