@@ -190,6 +190,8 @@ def _check_args(a, world:int=1):
             raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
         if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
             raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}")
+    if Path(a.out).exists() and not Path(a.out).is_dir():
+        raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.data_path is not None and not Path(a.data_path).exists():
         raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from .model import MPVAE, load_model
 
 # %% auto #0
-__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'list_pretrained', 'pretrained_table',
-           'main']
+__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'list_pretrained', 'pretrained_settings',
+           'pretrained_table', 'main']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
 PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
@@ -80,6 +80,15 @@ def list_pretrained(folder=None) -> list:
                         **{k: rec.get(k) for k in ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')},
                         nelbo=(rec.get('last') or {}).get('nelbo')))
     return out
+
+# %% ../nbs/14_pretrained.ipynb #0cd41bb3
+def pretrained_settings(folder=None) -> dict:
+    "Each training setting that ships both models (baseline and MPVAE) -> the seeds it ships for both: {'': [0], 'lr1e-4': [0, 1, 2]}."
+    seeds = {}
+    for n, s in _files(folder):
+        kind, setting = _kind_setting(n)
+        if kind: seeds.setdefault(setting, {}).setdefault(kind, set()).add(s)
+    return {k: sorted(v['vae'] & v['mpvae']) for k, v in sorted(seeds.items()) if len(v) == 2}
 
 # %% ../nbs/14_pretrained.ipynb #4a479ae3
 def _fmt_row(r:dict) -> list:

@@ -6,18 +6,19 @@ Docs: https://mpvae.github.io/mpvae/tables.html.md"""
 
 # %% ../nbs/08_tables.ipynb #8713f191
 from __future__ import annotations
-import os, sys, json, time, argparse, datetime, traceback, platform, shutil, re, ast, difflib, threading, contextlib
+import os, sys, json, time, math, argparse, datetime, traceback, platform, shutil, re, ast, difflib, threading, contextlib
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
+from fastcore.basics import patch
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'THREAD_VARS', 'aggregate', 'markdown_table', 'probe_md',
-           'probe_C_md', 'distance_md', 'ordering_holds', 'paired_t', 't_pvalue', 'find_notebooks', 'plan_jobs',
-           'notebook_params', 'param_problem', 'check_overrides', 'job_threads', 'cell_work', 'run_job',
-           'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep', 'summarize', 'run_tables', 'CLIParser',
-           'main']
+__all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'THREAD_VARS', 'aggregate',
+           'markdown_table', 'probe_md', 'probe_C_md', 'distance_md', 'ordering_holds', 'paired_t', 't_pvalue',
+           'find_notebooks', 'plan_jobs', 'Param', 'check_params', 'notebook_params', 'check_overrides', 'job_threads',
+           'cell_work', 'run_job', 'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep', 'summarize',
+           'run_tables', 'CLIParser', 'main']
 
 # %% ../nbs/08_tables.ipynb #4566ca39
 PAPER = {
@@ -230,8 +231,150 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
                 jobs.append(dict(name=name, table=t, notebook=TABLE_NOTEBOOKS[t], params=p, preset=preset))
     return jobs
 
+# %% ../nbs/08_tables.ipynb #dea9a145
+class Param:
+    "One table parameter: its type and valid range, as both the CLI and the notebook check it."
+    def __init__(self, kind:str, # 'int', 'float', 'bool', 'str', 'ints' or 'floats' (a list of those)
+                 lo=None, # the smallest valid value (of each element, for a list)
+                 gt:bool=False, # `lo` itself is invalid (lr > 0)
+                 hi=None, # the largest valid value
+                 choices:tuple|None=None, # the only valid values
+                 none:bool=False, # None is valid too
+                 unique:bool=False, # a list's elements must differ
+                 empty:bool=False # an empty list is valid
+                ):
+        self.kind, self.lo, self.gt, self.hi, self.choices = kind, lo, gt, hi, choices
+        self.none, self.unique, self.empty = none, unique, empty
+
+# %% ../nbs/08_tables.ipynb #db259f8e
+def _num_ok(v, whole:bool) -> bool:
+    "A finite number (a whole one if `whole`); True/False do not count."
+    if isinstance(v, bool) or not isinstance(v, (int, float)): return False
+    return isinstance(v, int) if whole else math.isfinite(v)
+
+@patch
+def describe(self:Param) -> str:
+    "The valid values in words: 'a whole number >= 1', 'one of 'fast', 'full', 'none'', ..."
+    if self.choices is not None: s = 'one of ' + ', '.join(json.dumps(c) for c in self.choices)
+    else:
+        base = dict(int='a whole number', float='a finite number', bool='true or false', str='a string',
+                    ints='whole numbers', floats='finite numbers')[self.kind]
+        rng = (f" {'>' if self.gt else '>='} {self.lo:g}" if self.lo is not None else '') + \
+              (f"{' and' if self.lo is not None else ''} <= {self.hi:,}" if self.hi is not None else '')
+        s = base + rng
+        if self.kind in ('ints', 'floats'):
+            s = f"a{'' if self.empty else ' non-empty'} list of {'distinct ' if self.unique else ''}{s}"
+    return s + (', or null' if self.none else '')
+
+# %% ../nbs/08_tables.ipynb #9dd39908
+@patch
+def problem(self:Param, v) -> str|None:
+    "Why `v` is not a valid value (None if it is)."
+    if v is None: return None if self.none else 'null is not allowed'
+    if self.choices is not None: return None if v in self.choices else 'unknown value'
+    if self.kind in ('ints', 'floats'):
+        if not isinstance(v, (list, tuple)): return 'not a list'
+        if not v and not self.empty: return 'an empty list'
+        if self.unique and len(set(v)) < len(v): return 'repeated values'
+        items = v
+    else: items = [v]
+    for o in items:
+        if self.kind == 'bool': ok = isinstance(o, bool)
+        elif self.kind == 'str': ok = isinstance(o, str)
+        else: ok = _num_ok(o, whole=self.kind in ('int', 'ints'))
+        if not ok: return 'wrong type' + ('; write ' + str(int(o)) if isinstance(o, float) and o.is_integer() and
+                                           self.kind in ('int', 'ints') else '')
+        if self.lo is not None and (o <= self.lo if self.gt else o < self.lo) or self.hi is not None and o > self.hi:
+            return 'out of range'
+    return None
+
+# %% ../nbs/08_tables.ipynb #7d254f6e
+_SEEDS, _DIMS = Param('ints', lo=0, unique=True), Param('ints', lo=1)
+_PROBES, _PRECISIONS = ('logreg_cv', 'logreg', 'boost', 'mlp'), ('auto', 'fp32', 'bf16', 'fp16')
+_COMMON = dict(out_dir=Param('str'), preset=Param('str'), beta=Param('float', lo=0), train_images=Param('int', lo=1),
+               epochs=Param('int', lo=1), bs=Param('int', lo=1), lr=Param('float', lo=0, gt=True),
+               precision=Param('str', choices=_PRECISIONS), device=Param('str', none=True), rep_seeds=_SEEDS,
+               baseline_dims=_DIMS, mpvae_dims=_DIMS, n_splits=Param('int', lo=1), n_probe_seeds=Param('int', lo=1),
+               probe=Param('str', choices=_PROBES), probe_C=Param('float', lo=0, gt=True), figures=Param('bool'))
+TABLE_PARAMS = {
+    'dsprites': dict(_COMMON, data_path=Param('str', none=True), mpvae_betas=Param('floats', lo=0, none=True),
+                     pretrained=Param('bool'), pretrained_setting=Param('str'),
+                     probe_pool=Param('int', lo=1, hi=737_280), probe_train=Param('int', lo=10),
+                     probe_valid=Param('int', lo=1), metrics=Param('str', choices=('none', 'fast', 'full'))),
+    'celeba': dict(_COMMON, data_root=Param('str', none=True), synthetic_n=Param('int', lo=20),
+                   recon=Param('str', choices=('bernoulli', 'gaussian')),
+                   pool_split=Param('str', choices=('auto', 'heldout', 'all')), probe_pool=Param('int', lo=1, none=True),
+                   probe_train=Param('int', lo=10, none=True), probe_valid=Param('int', lo=1, none=True)),
+}
+
+# %% ../nbs/08_tables.ipynb #9855b0d3
+def _probe_sizes(p):
+    n, tr, va = p['probe_pool'], p['probe_train'], p['probe_valid']
+    if None not in (n, tr, va) and tr + va > n:
+        return ('probe_train', f"probe_train + probe_valid ({tr:,} + {va:,}) must be <= probe_pool ({n:,})")
+    if n is not None and tr is not None and va is None and tr >= n:
+        return ('probe_train', f"probe_train ({tr:,}) must be < probe_pool ({n:,}): the rest are the validation rows")
+
+def _two_paths(p):
+    if len(p['mpvae_dims']) != 2:
+        return ('mpvae_dims', f"mpvae_dims must give 2 paths, z1 and z2 (the table's rows), not {len(p['mpvae_dims'])}")
+
+def _one_beta_per_path(p):
+    b = p.get('mpvae_betas')
+    if b is not None and len(b) != len(p['mpvae_dims']):
+        return ('mpvae_betas', f"mpvae_betas gives {len(b)} betas for the {len(p['mpvae_dims'])} paths of mpvae_dims")
+
+def _one_batch(p):
+    if not p.get('pretrained') and p['train_images'] < p['bs']:
+        return ('train_images', f"train_images ({p['train_images']:,}) must be >= bs ({p['bs']}): at least one batch")
+
+def _path_exists(key):
+    def f(p):
+        if p[key] is not None and not Path(p[key]).expanduser().exists():
+            return (key, f"{key} {p[key]!r} does not exist: give the file or folder, or null")
+    return f
+
+def _device_name(p):
+    if p['device'] is not None and not re.fullmatch(r'cpu|mps|cuda(:\d+)?', p['device']):
+        return ('device', f"device must be null, 'cpu', 'cuda', 'cuda:<n>' or 'mps', not {p['device']!r}")
+
+def _shipped(p):
+    if not p.get('pretrained'): return None
+    from mpvae.pretrained import pretrained_settings
+    have, s = pretrained_settings(), p['pretrained_setting']
+    if s not in have:
+        return ('pretrained_setting', f"pretrained_setting {s!r} has no shipped models; the shipped settings are {sorted(have)}")
+    if miss := sorted(set(p['rep_seeds']) - set(have[s])):
+        return ('rep_seeds', f"the shipped models of setting {s!r} have seeds {have[s]}, not {miss}")
+
+def _needs_celeba(p):
+    if p['preset'] == 'paper' and p['data_root'] is None:
+        return ('data_root', "the paper preset needs the real CelebA folder: -p data_root=/path/to/celeba (CelebA cannot be downloaded)")
+
+TABLE_RULES = {'dsprites': (_probe_sizes, _two_paths, _one_beta_per_path, _one_batch, _path_exists('data_path'), _device_name, _shipped),
+               'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba)}
+
+# %% ../nbs/08_tables.ipynb #a3a2e673
+def check_params(table:str, # 'dsprites' or 'celeba'
+                 values:dict, # every parameter of the table's notebook (extra names are ignored, e.g. a notebook's `globals()`)
+                 given:dict|None=None # how each name was set, e.g. {'bs': '-p'} or {'bs': 'preset paper'}; default: the notebook's own
+                ) -> dict:
+    "The table's parameters from `values`, each checked against `TABLE_PARAMS` and `TABLE_RULES`; a one-line ValueError if not."
+    decl, given = TABLE_PARAMS[table], given or {}
+    if missing := [k for k in decl if k not in values]: raise ValueError(f"{table}: parameters missing: {missing}")
+    p = {k: values[k] for k in decl}
+    def say(k, msg):
+        src = given.get(k, '')
+        pre = '-p ' if src == '-p' else f'{src} sets ' if src else ''
+        return ValueError(f"{pre}{k}={json.dumps(p[k], default=str)}: {msg}")
+    for k, d in decl.items():
+        if why := d.problem(p[k]): raise say(k, f"{k} must be {d.describe()} ({why})")
+    for rule in TABLE_RULES[table]:
+        if bad := rule(p): raise say(*bad)
+    return p
+
 # %% ../nbs/08_tables.ipynb #f9a74e60
-_ANY = object()   # a default that is not a Python literal: any value goes
+_ANY = object()   # a default that is not a Python literal
 
 def notebook_params(path:str|Path # a notebook with a cell tagged `parameters`
                    ) -> dict:
@@ -248,44 +391,11 @@ def notebook_params(path:str|Path # a notebook with a cell tagged `parameters`
         out[p.name] = dict(default=default, source=p.default, help=p.help)
     return out
 
-def _kind(v) -> str:
-    "The type `v` stands for, in words."
-    if isinstance(v, bool): return 'true or false'
-    if isinstance(v, int): return 'a whole number'
-    if isinstance(v, float): return 'a number'
-    if isinstance(v, str): return 'a string'
-    if isinstance(v, (list, tuple)): return 'a list' + (' of whole numbers' if v and all(type(o) is int for o in v) else
-                                                       ' of numbers' if v and all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in v) else '')
-    return type(v).__name__
-
-def _is_num(v, whole=False): return isinstance(v, (int, float)) and not isinstance(v, bool) and (not whole or isinstance(v, int))
-
-def param_problem(value, # the value given (JSON-decoded)
-                  default # the notebook's default for it (`_ANY` or None: anything goes)
-                 ) -> str|None:
-    "Why `value` does not fit a parameter whose default is `default` (None if it does)."
-    if default is None or default is _ANY: return None
-    if value is None: ok = False
-    elif isinstance(default, bool): ok = isinstance(value, bool)
-    elif isinstance(default, int): ok = _is_num(value, whole=True)
-    elif isinstance(default, float): ok = _is_num(value)
-    elif isinstance(default, str): ok = isinstance(value, str)
-    elif isinstance(default, (list, tuple)):
-        ok = isinstance(value, (list, tuple))
-        if ok and default and all(_is_num(o) for o in default):
-            ok = all(_is_num(o, whole=all(type(o) is int for o in default)) for o in value)
-    elif isinstance(default, dict): ok = isinstance(value, dict)
-    else: ok = True
-    if ok: return None
-    hint = ''
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
-        hint = f"; write {int(value)}"
-    return f"expects {_kind(default)}, got {json.dumps(value)} ({'null' if value is None else _kind(value)}){hint}"
-
+# %% ../nbs/08_tables.ipynb #0673b963
 def check_overrides(overrides:dict, # name -> value, as given with -p
                     specs:dict # table -> `notebook_params` of its notebook
                    ) -> dict:
-    "Each table's share of `overrides`; a one-line ValueError for a name no table has or a value of the wrong type."
+    "Each table's share of `overrides`; a one-line ValueError for a name no table has or a value out of its declared range."
     for k in overrides:
         if k in ('out_dir', 'preset'):
             raise ValueError(f"-p {k}: set by mpvae-tables itself; use --{'out' if k == 'out_dir' else 'preset'}")
@@ -301,9 +411,9 @@ def check_overrides(overrides:dict, # name -> value, as given with -p
                 + (f" (did you mean {close[0]}?)" if close else '')
                 + f". Parameters and their defaults: {listing}"
             )
-        for t, s in specs.items():
-            if k in s and (why := param_problem(overrides[k], s[k]['default'])):
-                raise ValueError(f"-p {k}: {t}'s {k} (default {s[k]['source']}) {why}")
+        for t in specs:
+            if (d := TABLE_PARAMS.get(t, {}).get(k)) and (why := d.problem(overrides[k])):
+                raise ValueError(f"-p {k}={json.dumps(overrides[k])}: {t}'s {k} must be {d.describe()} ({why})")
     return {t: {k: v for k, v in overrides.items() if k in s} for t, s in specs.items()}
 
 # %% ../nbs/08_tables.ipynb #68d28b8a
@@ -629,17 +739,19 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
     specs = {t: notebook_params(where/TABLE_NOTEBOOKS[t]) for t in tables}
     per_table = check_overrides(overrides or {}, specs)
     jobs = [j for t in tables for j in plan_jobs([t], preset, per_table[t], seeds, betas)]
-    for j in jobs:                           # the preset's and the sweep's values too, against the notebook's types
-        s = specs[j['table']]
-        for k, v in j['params'].items():
-            if k not in s:
-                raise ValueError(
-                    f"{j['name']}: {k} is not a parameter of {j['notebook']} (the preset or the sweep sets it)"
-                )
-            if why := param_problem(v, s[k]['default']): raise ValueError(f"{j['name']}: {k} {why}")
-        seeds = j['params'].get('rep_seeds', s.get('rep_seeds', {}).get('default'))
-        if isinstance(seeds, list): j['models'] = MODELS_PER_SEED*len(seeds)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file, not a folder: give a folder for the results")
+    for j in jobs:                           # the whole job: defaults, preset, sweep and -p, with the rules between them
+        t, s = j['table'], specs[j['table']]
+        if bad := sorted(set(j['params']) - set(s)):
+            raise ValueError(f"{j['name']}: {bad} are not parameters of {j['notebook']} (the preset or the sweep sets them)")
+        full = {**{k: v['default'] for k, v in s.items()}, **j['params'], 'out_dir': str(out/j['name']), 'preset': preset}
+        given = {k: '-p' if k in (overrides or {}) else 'the sweep' if k in ('rep_seeds', 'beta') and (seeds or betas)
+                 else f'preset {preset}' for k in j['params']}
+        try: check_params(t, full, given)
+        except ValueError as e: raise ValueError(f"{j['name']}: {e}") from None
+        j['models'] = MODELS_PER_SEED*len(full['rep_seeds'])
+    out.mkdir(parents=True, exist_ok=True)
     workers = min(workers, len(jobs)); threads = job_threads(workers)
     print(f"[mpvae-tables] table notebooks from {where.resolve()}", flush=True)
     records = []
