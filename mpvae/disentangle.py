@@ -624,6 +624,18 @@ def path_views(widths:list[int], # the code width of each path
     if len(widths) > 1: views['+'.join(names)] = np.arange(ends[-1])
     return views
 
+# %% ../nbs/07_disentangle.ipynb #6eb0ee46
+class _Steps:
+    "Counts finished steps of a long computation and, if `on`, prints one line per step with elapsed time and ETA."
+    def __init__(self, n:int, on:bool, what:str='metrics'): self.n, self.on, self.what, self.i, self.t0 = n, on, what, 0, time.perf_counter()
+    def __call__(self, name:str):
+        self.i += 1
+        if not self.on: return
+        from mpvae.train import progress_line
+        el = time.perf_counter() - self.t0
+        left = f", about {el/self.i*(self.n - self.i):.0f} s left" if self.i < self.n else ''
+        progress_line(f"{self.what} {name} ({self.i}/{self.n}): {el:.0f} s{left}")
+
 # %% ../nbs/07_disentangle.ipynb #d783a648
 def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (for MIG, DCI, SAP)
                    classes=None, # factor classes `(N, k)`: integer class indices, row for row with `codes`
@@ -635,7 +647,8 @@ def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (fo
                    settings:dict|None=None, # per-metric overrides of `METRIC_DEFAULTS`
                    seed:int=0, # seed of every metric
                    tabulate:bool|int=False, # False: sample; True: encode the grid once; n: a pool of n points
-                   encode_bs:int=4096 # images per call of `representation_fn`
+                   encode_bs:int=4096, # images per call of `representation_fn`
+                   progress:bool|str=False # a time-stamped line per view and metric, with elapsed time and ETA; a str: the lines' prefix
                   )->pd.DataFrame: # one row per view, one column per number
     "Every metric for each path and all paths together: one row per view (`z1`, `z2`, `z1+z2`), one column per number."
     S = _settings(settings)
@@ -676,6 +689,8 @@ def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (fo
         z, _, widths = _random_codes(data, representation_fn, 2, np.random.default_rng(0), encode_bs)
         widths = widths or [z.shape[1]]
     views = path_views(widths, path_names)
+    step = _Steps(len(views)*len({'mig', 'dci', 'sap'} & set(metrics)) + len({'factor_vae', 'beta_vae'} & set(metrics)),
+                  bool(progress), progress if isinstance(progress, str) else 'metrics')
     res = pd.DataFrame(np.nan, index=pd.Index(list(views), name='view'), columns=_COLUMNS)
     res['dims'] = [len(c) for c in views.values()]
     for v, cols in views.items():
@@ -683,6 +698,7 @@ def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (fo
         if 'mig' in metrics:
             t = time.perf_counter(); r = mig(x, classes, seed=seed, factor_names=factor_names, **S['mig'])
             res.loc[v, 'mig'] = r['mig']; seconds['mig'] = seconds.get('mig', 0) + time.perf_counter() - t
+            step(f'{v} mig')
         if 'dci' in metrics:
             t = time.perf_counter(); r = dci(x, classes, seed=seed, factor_names=factor_names, **S['dci'])
             cols = ['dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'dci_informativeness_train',
@@ -690,9 +706,11 @@ def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (fo
             res.loc[v, cols] = [r['disentanglement'], r['completeness'], r['informativeness'],
                                 r['informativeness_train'], r['chance']]
             seconds['dci'] = seconds.get('dci', 0) + time.perf_counter() - t
+            step(f'{v} dci')
         if 'sap' in metrics:
             t = time.perf_counter(); r = sap(x, classes, seed=seed, factor_names=factor_names, **S['sap'])
             res.loc[v, 'sap'] = r['sap']; seconds['sap'] = seconds.get('sap', 0) + time.perf_counter() - t
+            step(f'{v} sap')
     if 'factor_vae' in metrics:
         t = time.perf_counter()
         rs = _factor_vae_views(data, representation_fn, views, seed=seed, encode_bs=encode_bs, **S['factor_vae'])
@@ -700,6 +718,7 @@ def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (fo
             res.loc[v, ['factor_vae', 'factor_vae_train', 'factor_vae_active_dims', 'factor_vae_chance']] = \
                 [r['eval_accuracy'], r['train_accuracy'], r['num_active_dims'], r.get('chance', np.nan)]
         seconds['factor_vae'] = time.perf_counter() - t
+        step('factor_vae (every view)')
     if 'beta_vae' in metrics:
         t = time.perf_counter()
         rs = _beta_vae_views(data, representation_fn, views, seed=seed, encode_bs=encode_bs, **S['beta_vae'])
@@ -707,6 +726,7 @@ def evaluate_paths(codes=None, # `(N, d)` codes, or a list of per-path codes (fo
             res.loc[v, ['beta_vae', 'beta_vae_train', 'beta_vae_chance']] = [r['eval_accuracy'], r['train_accuracy'],
                                                                              r['chance']]
         seconds['beta_vae'] = time.perf_counter() - t
+        step('beta_vae (every view)')
     res = res.dropna(axis=1, how='all')
     res.attrs.update(settings=metric_settings(settings, metrics), seconds=seconds, seed=seed,
                      sampling=sampling if have_data else 'given codes',
