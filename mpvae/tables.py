@@ -18,7 +18,7 @@ __all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARA
            'markdown_table', 'probe_md', 'probe_C_md', 'distance_md', 'ordering_holds', 'paired_t', 't_pvalue',
            'find_notebooks', 'plan_jobs', 'Param', 'check_params', 'notebook_params', 'check_overrides', 'job_threads',
            'cell_work', 'run_job', 'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep', 'summarize',
-           'run_tables', 'CLIParser', 'main']
+           'compare_results', 'run_tables', 'CLIParser', 'main']
 
 # %% ../nbs/08_tables.ipynb #4566ca39
 PAPER = {
@@ -729,12 +729,37 @@ def summarize(out:str|Path, records:list|None=None) -> str:
     with atomic_write(out/'summary.md', 'w') as fh: fh.write(md)
     return md
 
+# %% ../nbs/08_tables.ipynb #efd1ce14
+def compare_results(res:dict, # a results.json of a table notebook (the new run)
+                    ref:dict, # the results.json to compare with (e.g. a committed report's)
+                    tol:float=0.5 # the largest difference, in accuracy points, that counts as equal
+                   ) -> list: # one line per cell that differs, or per row or label that only one of them has
+    "The cells where `res` and `ref` differ by more than `tol` points: [] when they agree."
+    bad = []
+    for row in sorted(set(res['rows']) | set(ref['rows'])):
+        if row not in res['rows'] or row not in ref['rows']:
+            bad.append(f"row {row}: only in the {'reference' if row in ref['rows'] else 'new run'}"); continue
+        a, b = res['rows'][row], ref['rows'][row]
+        cells = {**{l: (a['acc'].get(l), b['acc'].get(l)) for l in set(a['acc']) | set(b['acc'])}, 'mean': (a['mean'], b['mean'])}
+        for l, (x, y) in sorted(cells.items()):
+            if x is None or y is None: bad.append(f"{row} {l}: only in the {'reference' if x is None else 'new run'}")
+            elif not abs(x['mean'] - y['mean']) <= tol:
+                bad.append(f"{row} {l}: {x['mean']:.2f} against {y['mean']:.2f} ({x['mean'] - y['mean']:+.2f} points)")
+    return bad
+
 # %% ../nbs/08_tables.ipynb #fa90a3ae
 def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
-               workers:int=1, nbs=None, kernel=None) -> list:
+               workers:int=1, nbs=None, kernel=None, expect=None, tol:float=0.5) -> list:
     "Check the parameters, run the jobs (`workers` at once, sharing the cores), write `out/summary.md`; return the records."
     plan_jobs(tables, preset, None, seeds, betas)   # rejects unknown tables and presets, duplicate seeds and betas
     job_threads(workers)                     # rejects workers < 1 before anything is written
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"--tol must be a finite number >= 0, got {tol}")
+    if expect is not None:                   # a committed results.json to compare each job's results with, afterwards
+        try: ref = json.loads(Path(expect).read_text())
+        except (OSError, ValueError) as e: raise ValueError(f"--expect {expect}: cannot be read as a results.json ({e})") from None
+        if not isinstance(ref, dict) or not isinstance(ref.get('rows'), dict):
+            raise ValueError(f"--expect {expect}: not a table's results.json (it has no 'rows')")
     where = find_notebooks(nbs, tables)      # fail early if the notebooks are missing
     specs = {t: notebook_params(where/TABLE_NOTEBOOKS[t]) for t in tables}
     per_table = check_overrides(overrides or {}, specs)
@@ -768,6 +793,14 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
             for f in as_completed(futs): records.append(f.result()); _report(records[-1])
         records.sort(key=lambda r: [j['name'] for j in jobs].index(r['name']))
     summarize(out, records)
+    if expect is not None:
+        for r in records:
+            if not r['ok']: continue
+            f = Path(r['out_dir'])/'results.json'
+            r['expect'] = compare_results(json.loads(f.read_text()), ref, tol) if f.exists() else [f"{f} was not written"]
+            say = '; '.join(r['expect'][:5]) + (f" and {len(r['expect']) - 5} more" if len(r['expect']) > 5 else '')
+            print(f"[mpvae-tables] {r['name']} against {expect}: " + (f"{len(r['expect'])} cells differ by more than {tol} points: {say}"
+                  if r['expect'] else f"every cell within {tol} points"), flush=True)
     return records
 
 def _report(r):
@@ -817,17 +850,20 @@ def main(argv=None):
     ap.add_argument(
         '--kernel', help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)"
     )
+    ap.add_argument('--expect', metavar='RESULTS_JSON', help="a committed results.json (e.g. reports/dsprites_pretrained.json): "
+                    "after the jobs, exit 1 if any cell differs from it by more than --tol points")
+    ap.add_argument('--tol', type=float, default=0.5, help="accuracy points a cell may differ from --expect's (default 0.5)")
     a = ap.parse_args(argv)
     overrides = {}
     for kv in a.param:
         if '=' not in kv: ap.error(f"-p expects NAME=VALUE, got {kv!r}")
         k, v = kv.split('=', 1); overrides[k.strip()] = _parse_value(v)
     t0 = time.time()
-    try: recs = run_tables(a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel)
+    try: recs = run_tables(a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel, a.expect, a.tol)
     except (FileNotFoundError, ValueError) as e: print(f"mpvae-tables: {e}", file=sys.stderr); return 2
     bad = [r for r in recs if not r['ok']]
     print(
         f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary:"
         f" {Path(a.out)/'summary.md'}"
     )
-    return 1 if bad else 0
+    return 1 if bad or any(r.get('expect') for r in recs) else 0

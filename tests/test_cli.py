@@ -134,7 +134,8 @@ def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
     cases = [(['-p', kv], name) for kv, name in FUZZ] + [
         (['-p', 'pretrained=true', '-p', 'pretrained_setting=lr1e-5'], 'pretrained_setting'),
         (['-p', 'pretrained=true', '-p', 'rep_seeds=[0,9]'], 'rep_seeds'),
-        (['--out-dir', 'x'], '--out-dir'), (['-p', '=3'], 'no such parameter'), (['-p', 'bs==3'], 'bs'),
+        (['--out-dir', 'x'], '--out-dir'), (['--expect', 'no_such_results.json'], '--expect'),
+        (['--expect', str(tmp_path/'a_file.txt')], '--expect'), (['--tol', '-1'], '--tol'), (['--tol', 'nan'], '--tol'), (['-p', '=3'], 'no such parameter'), (['-p', 'bs==3'], 'bs'),
     ]
     for i, (args, name) in enumerate(cases):
         out = tmp_path/f'r{i}'
@@ -150,3 +151,23 @@ def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
         assert not out.exists(), (args, 'an output folder was made')
     rc = main(['--out', str(tmp_path/'a_file.txt')])
     assert rc == 2 and 'is a file, not a folder' in capsys.readouterr().err
+
+
+def test_tables_workflow_runs_real_presets_against_matching_reports():
+    "tables.yml's mpvae-tables commands name real presets and tables, and each --expect file is a results.json of that preset."
+    import json, shlex, yaml
+    from mpvae.tables import PRESETS, TABLE_NOTEBOOKS
+    root = Path(__file__).resolve().parents[1]
+    wf = yaml.safe_load((root/'.github/workflows/tables.yml').read_text())
+    cmds = [shlex.split(s['run']) for s in wf['jobs']['tables']['steps'] if 'mpvae-tables' in s.get('run', '')]
+    assert len(cmds) >= 2
+    for c in cmds:
+        opt = lambda o: c[c.index(o) + 1] if o in c else None
+        assert opt('--preset') in PRESETS and opt('--out')
+        tables = c[c.index('--tables') + 1:]
+        tables = tables[:next((i for i, t in enumerate(tables) if t.startswith('-')), len(tables))]
+        assert tables and set(tables) <= set(TABLE_NOTEBOOKS) and set(tables) <= set(PRESETS[opt('--preset')]), c
+        if opt('--expect'):
+            ref = json.loads((root/opt('--expect')).read_text())
+            assert ref['preset'] == opt('--preset') and ref['table'] in tables, (c, ref['preset'])
+    assert any('--expect' in c for c in cmds) and {'dsprites', 'celeba'} <= {t for c in cmds for t in c}
