@@ -76,12 +76,13 @@ TABLES = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipyn
 
 @pytest.mark.xdist_group('tables')
 def test_failing_notebook_is_reported(tmp_path):
-    "A bad parameter makes the notebook fail: exit code 1, and the message names the notebook's folder, the cell and the error."
-    out = tmp_path/'results'
-    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'celeba', '--out', str(out), '-p', 'bs=0'],
+    "A run that passes the parameter checks but fails inside the notebook (a data_root without CelebA's files): exit code 1, and the message names the job, the cell and the error."
+    out, empty = tmp_path/'results', tmp_path/'not_celeba'
+    empty.mkdir()
+    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'celeba', '--out', str(out), '-p', f'data_root="{empty}"'],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600, env=ENV)
-    assert r.returncode == 1
-    assert 'FAILED' in r.stderr and 'celeba' in r.stderr and 'bs must be' in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-5000:]
+    assert 'FAILED' in r.stderr and 'celeba' in r.stderr and 'is missing: a CelebA folder holds' in r.stderr, r.stderr[-3000:]
     assert 'FAILED at cell' in (out/'summary.md').read_text()
     assert not (out/'celeba'/'results.json').exists()
 
@@ -124,22 +125,22 @@ def test_parallel_seed_sweep_is_aggregated(tmp_path):
 
 @pytest.mark.xdist_group('tables')
 def test_failed_job_of_sweep_is_left_out(tmp_path):
-    "One beta of a sweep fails (a negative beta is rejected): exit code 1, the job is named as failed, the other still reported."
+    "One beta of a sweep diverges (1e300 passes the checks, overflows float32 and NaNGuard stops it): exit code 1, the job is named as failed, the other still reported."
     out = tmp_path/'results'
-    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'dsprites', '--betas', '4', '-1', '--workers', '2',
+    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'dsprites', '--betas', '4', '1e300', '--workers', '2',
                         '--out', str(out), *TINY], capture_output=True, text=True, cwd=tmp_path, timeout=900, env=ENV)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-5000:]
-    assert 'dsprites-beta-1: FAILED' in r.stderr and 'betas must be >= 0' in r.stderr, r.stderr[-3000:]
+    assert 'dsprites-beta1e+300: FAILED' in r.stderr and 'non-finite loss' in r.stderr, r.stderr[-3000:]
     summary = (out/'summary.md').read_text()
-    assert '1 of 2 jobs FAILED and are left out' in summary and 'dsprites-beta-1' in summary
-    assert '| beta = -1 | beta = 4 |' in summary and '| FAILED |' in summary
+    assert '1 of 2 jobs FAILED and are left out' in summary and 'dsprites-beta1e+300' in summary
+    assert '| beta = 4 | beta = 1e+300 |' in summary and '| FAILED |' in summary
     ok = json.loads((out/'dsprites-beta4'/'results.json').read_text())
     m = ok['rows']['baseline']['mean']['mean']
-    assert f"| beta-VAE (z=12) | FAILED | {m:.2f} (n=1) |" in summary
-    assert not (out/'dsprites-beta-1'/'results.json').exists()
+    assert f"| beta-VAE (z=12) | {m:.2f} (n=1) | FAILED |" in summary
+    assert not (out/'dsprites-beta1e+300'/'results.json').exists()
     sweep = json.loads((out/'sweep.json').read_text())['sweeps'][0]
-    assert [f['name'] for f in sweep['failed']] == ['dsprites-beta-1']
-    assert [c['jobs'] for c in sweep['cells']] == [[], ['dsprites-beta4']]
+    assert [f['name'] for f in sweep['failed']] == ['dsprites-beta1e+300']
+    assert [c['jobs'] for c in sweep['cells']] == [['dsprites-beta4'], []]
     assert (out/'sweep_dsprites.png').exists() is False   # one beta finished: no curve to draw
 
 @pytest.mark.xdist_group('tables')
