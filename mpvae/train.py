@@ -23,7 +23,7 @@ from fastai.optimizer import Adam
 from fastai.torch_core import to_float, find_bs, rank_distrib, params
 from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model, config_diff, _config_from
 from .loss import MPVAELoss, LossConfig
-from .speed import auto_precision, ChannelsLast, FlushDenormals
+from .speed import auto_precision, ChannelsLast, FlushDenormals, cpu_name
 
 # %% auto #0
 __all__ = ['unwrap', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError', 'NaNGuard',
@@ -375,6 +375,14 @@ def convert_checkpoint(path:str|Path) -> Path:
     with atomic_path(path) as tmp: torch.save(st, tmp)
     return path
 
+# %% ../nbs/05_train.ipynb #78aef655
+def _precision_of(learn) -> dict|None:
+    "The precision and layout a learner trains in (as `mpvae_learner` set them), as a plain dict; None if unknown."
+    p = getattr(learn, 'precision', None)
+    return None if not p else dict(precision=p['precision'], channels_last=bool(p['channels_last']))
+
+def _prec_str(p:dict) -> str: return p['precision'] + (' channels-last' if p['channels_last'] else ' contiguous')
+
 # %% ../nbs/05_train.ipynb #a07e9fb2
 class Checkpoint(_InFit):
     "Save the training state every `every_epochs` epochs and/or `every_iters` steps to `fname`; resume if `resume`."
@@ -416,6 +424,7 @@ class Checkpoint(_InFit):
                 'recorder': {'lrs': rec.lrs, 'iters': rec.iters, 'losses': rec.losses, 'values': rec.values,
                              'smooth': (rec.smooth_loss.count, rec.smooth_loss.val)},
                 'sched_hps': [cb.hps for cb in self.learn.cbs if isinstance(cb, ParamScheduler)],
+                'precision': _precision_of(self.learn),
                 'cbs': {k: cb.state_dict() for k, cb in self._stateful().items()}}
 
     def save(self, epoch:int, it:int, dl_state):
@@ -476,6 +485,12 @@ def before_fit(self:Checkpoint):
             f"{config_diff(st['model_config'], model.config, ('checkpoint', 'learner'))}: resume with the "
             "checkpoint's configuration, or delete the file (or pass resume=False) to train from the start"
         )
+    mine, saved = _precision_of(self.learn), st.get('precision')
+    if mine and saved and mine != saved:   # another arithmetic from here on: not the run that was saved
+        raise ValueError(
+            f"{self.path} was trained in {_prec_str(saved)}, this learner trains in {_prec_str(mine)}: pass "
+            f"precision='{saved['precision']}', channels_last={saved['channels_last']} (or precision='auto', which "
+            "follows the checkpoint it resumes), or pass resume=False to train a new run")
     cbs = self._stateful()
     for k, sd in st['cbs'].items():   # first: a callback may refuse the file (`RunSpec`: other settings)
         if k in cbs: cbs[k].load_state_dict(sd)
@@ -563,6 +578,13 @@ class MPVAELearner(Learner):
         if not _is_main(): return Path(path)    # in a distributed run every rank holds the same weights: one file
         return save_model(unwrap(self.model), path, loss_config=lc, **meta)
 
+# %% ../nbs/05_train.ipynb #b0f69930
+def _resumed_precision(ckpt:Path|None) -> dict|None:
+    "The precision choice of the checkpoint a fit will resume, so that 'auto' does not measure again and switch mid-run."
+    if ckpt is None or not ckpt.exists(): return None
+    saved = _read_checkpoint(ckpt, 'cpu', "delete it (or pass resume=False) to train from the start").get('precision')
+    return saved and dict(saved, source=f'the checkpoint being resumed ({ckpt.name})', img_per_s=None)
+
 # %% ../nbs/05_train.ipynb #abc10b6a
 def _peek(dls):
     "One decoded training item (without touching the loader's random state), or None."
@@ -633,7 +655,8 @@ def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in 
     choice = None
     if precision == 'auto':
         dev = getattr(dls, 'device', None) or next(model.parameters()).device
-        choice = _auto(model.config, getattr(dls.train, 'bs', None) or 64, dev)
+        choice = _resumed_precision(Path(path)/checkpoint if resume and checkpoint is not None else None) or \
+                 _auto(model.config, getattr(dls.train, 'bs', None) or 64, dev)
         precision = choice['precision']
         if channels_last is None: channels_last = choice['channels_last']
     if precision not in (None, 'fp32', 'float32'): cb.append(Autocast(precision))
@@ -786,8 +809,11 @@ class Snapshots(Callback):
         if self.epoch + 1 not in at: return
         images = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
         last = {k: float(v) for k, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if v is not None}
-        record = dict(images=images, steps=self.learn.train_iter, epoch=self.epoch + 1, last=last,
-                      spec=next((c.spec for c in self.learn.cbs if isinstance(c, RunSpec)), None))
+        spec = next((c.spec for c in self.learn.cbs if isinstance(c, RunSpec)), None) or {}
+        sched = 'one-cycle or scheduled' if any(isinstance(c, ParamScheduler) for c in self.learn.cbs) else 'const'
+        record = dict(images=images, steps=self.learn.train_iter, epoch=self.epoch + 1, last=last, spec=spec or None,
+                      bs=spec.get('bs'), lr=spec.get('lr'), schedule=sched, precision=spec.get('precision'),
+                      cpu=cpu_name(), torch=str(torch.__version__))   # what `list_pretrained` shows of a shipped snapshot
         self.learn.save_model(Path(self.learn.path)/self.fname.format(images=images), train_images=images,
                               seed=getattr(self.learn, 'seed', None), record=record, **self.meta)
 
