@@ -19,7 +19,9 @@ __all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretra
 PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
                     'dsprites_mpvae': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-3',
                     'dsprites_vae_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
-                    'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)'}
+                    'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)',
+                    'dsprites_vae_lr1e-4_betas4-1': 'the lr 1e-4 baseline at 3.07 M images, beside the per-path betas MPVAE of the same length',
+                    'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4'}
 
 def pretrained_dir() -> Path:
     "The folder inside the installed package that holds the pretrained weights."

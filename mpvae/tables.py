@@ -195,6 +195,12 @@ PRESETS = {
                          probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full',
                          figures=True),
     },
+    # per-path betas (4 on z1, 1 on z2) at lr 1e-4, 3.07 M images, 3 seeds; the baselines are the lr 1e-4 ones at 3.07 M
+    'pretrained_lr1e-4_betas4-1': {
+        'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4_betas4-1', mpvae_betas=[4.0, 1.0], rep_seeds=[0, 1, 2],
+                         probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv',
+                         metrics='full', figures=True),
+    },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)

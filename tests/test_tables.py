@@ -167,3 +167,13 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     for key in a:
         assert b[key]['mean']['mean'] == pytest.approx(a[key]['mean']['mean'], abs=1e-9), key
         for lab in a[key]['acc']: assert b[key]['acc'][lab]['mean'] == pytest.approx(a[key]['acc'][lab]['mean'], abs=1e-9)
+
+def test_pretrained_betas_must_match_the_shipped_models(tmp_path):
+    "The shipped betas (4, 1) models read with the table's default betas (4, 4): the job fails, naming the betas the models were trained with, and writes no results."
+    out = tmp_path/'results'
+    r = subprocess.run([str(CLI), '--preset', 'pretrained_lr1e-4_betas4-1', '--tables', 'dsprites', '--out', str(out),
+                        '-p', 'mpvae_betas=null', '-p', 'rep_seeds=[0]', *TINY], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600, env=ENV)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-5000:]
+    assert 'trained with betas [4.0, 1.0]; pretrained=True needs mpvae_betas=[4.0, 1.0]' in r.stderr, r.stderr[-3000:]
+    assert not (out/'dsprites'/'results.json').exists()
