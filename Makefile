@@ -55,7 +55,7 @@ check-sync:
 	else echo "not a git checkout: sync check skipped"; fi
 
 test: install check-sync
-	$(BIN)/python -m pytest tests -n 2 --dist loadgroup -p no:cacheprovider -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n 2 --dist loadgroup -p no:cacheprovider -ra --durations=15 $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -134,3 +134,25 @@ def test_variant_ab_runs(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     for prec in ('fp32', 'bf16'):
         for v in ('lastcl', 'pad2'): assert re.search(rf"^{prec} {v} / base: \d+\.\d{{3}}$", p.stdout, re.M), p.stdout
+
+def test_peak_flops_match_a_hand_count():
+    "benchmarks/peak.py: the FLOPs of a training step are about 3x the forward FLOPs counted by hand from the layer shapes."
+    import torch
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import peak
+    from mpvae.model import MPVAE
+    m, bs, fwd = MPVAE(latent_dims=(3, 9)), 4, []
+    def hook(mod, inp, out):
+        i, o = inp[0], out
+        if isinstance(mod, torch.nn.ConvTranspose2d):    # each input value meets Cout/groups x k x k weights
+            fwd.append(2 * i.numel() * mod.out_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1])
+        elif isinstance(mod, torch.nn.Conv2d):           # each output value is a sum over Cin/groups x k x k
+            fwd.append(2 * o.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1])
+        elif isinstance(mod, torch.nn.Linear): fwd.append(2 * i.numel() * mod.out_features)
+    hs = [mod.register_forward_hook(hook) for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    with torch.no_grad(): m(torch.zeros(bs, 1, 64, 64))
+    for h in hs: h.remove()
+    per_image = sum(fwd) / bs
+    step = peak.step_flops((3, 9), bs)
+    # backward = input gradients + weight gradients, each as costly as the forward, except the first layer's input gradient
+    assert 2.5 * per_image < step <= 3 * per_image * 1.001, (step, per_image)
