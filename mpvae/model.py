@@ -6,11 +6,12 @@ Docs: https://mpvae.github.io/mpvae/model.html.md"""
 
 # %% ../nbs/03_model.ipynb #9c70ddba
 from __future__ import annotations
-import math, zipfile
+import json, math, zipfile
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 from torch import nn
+from huggingface_hub import PyTorchModelHubMixin
 from fastcore.basics import patch
 from .core import atomic_path, load_torch_file
 
@@ -137,7 +138,17 @@ class MPVAEOutput(tuple):
 def _conv(ci, co):   return nn.Conv2d(ci, co, 4, 2, 1)
 def _deconv(ci, co): return nn.ConvTranspose2d(ci, co, 4, 2, 1)
 
-class MPVAE(nn.Module):
+_CARD = '''---
+{{ card_data }}
+---
+
+An MPVAE (Multi Path VAE) of the [mpvae]({{ repo_url }}) package: `config.json` is its architecture, `model.safetensors`
+its weights and `meta.json`, when present, how it was trained. Load it with `MPVAE.from_pretrained(folder or Hub id)`
+after `pip install mpvae`; see {{ docs_url }}.
+'''
+
+class MPVAE(nn.Module, PyTorchModelHubMixin, library_name='mpvae', tags=['vae', 'mpvae'], model_card_template=_CARD,
+            repo_url='https://github.com/mpvae/mpvae', docs_url='https://mpvae.github.io/mpvae/model.html'):
     "Multi Path VAE: `n_paths` latents tapped at increasing depths of one conv encoder, merged by one decoder."
     def __init__(self,
                  config:MPVAEConfig|dict|None=None, # the architecture (or a dict of its fields); None: from `kwargs`
@@ -318,3 +329,66 @@ def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
         ) from e
     model.meta = state.get('meta', {})
     return model.to(device).eval()
+
+# %% ../nbs/03_model.ipynb #2b9ef59e
+_WEIGHTS, _CONFIG, _META = 'model.safetensors', 'config.json', 'meta.json'
+
+def _local(model_id) -> Path|None:
+    "`model_id` as a local folder, or None if it reads as a Hub id ('owner/name'); an error for a missing local path."
+    s = str(model_id); d = Path(s).expanduser()
+    if d.is_dir(): return d
+    if d.exists() or s.startswith(('.', '/', '~')) or s.count('/') != 1 or '\\' in s:
+        raise FileNotFoundError(f"{s} is not a folder written by MPVAE.save_pretrained (nor a Hub id 'owner/name')")
+    return None
+
+# %% ../nbs/03_model.ipynb #2ca16031
+def _hub_file(model_id, name:str, **hub) -> Path|None:
+    "The file `name` of the local folder or Hub repo `model_id`; None if it has none."
+    if (d := _local(model_id)) is not None: return d/name if (d/name).exists() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+    try: return Path(hf_hub_download(repo_id=str(model_id), filename=name, **hub))
+    except EntryNotFoundError: return None
+
+# %% ../nbs/03_model.ipynb #0c6a1c8c
+def _write_json(path:Path, o):
+    with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(o, indent=1))
+
+@patch
+def _save_pretrained(self:MPVAE, save_directory:Path):
+    "What `save_pretrained` writes: the weights as safetensors, then `meta.json` (if the model has `meta`), `config.json` last."
+    from safetensors.torch import save_file
+    d = Path(save_directory)
+    with atomic_path(d/_WEIGHTS) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata={'format': 'pt'})
+    if getattr(self, 'meta', None): _write_json(d/_META, self.meta)
+    elif (d/_META).exists(): (d/_META).unlink()     # a record left by another model would be read as this one's
+    _write_json(d/_CONFIG, self.config.to_dict())   # last: a folder with a config is complete
+
+# %% ../nbs/03_model.ipynb #94feaa9c
+@patch(cls_method=True)
+def _from_pretrained(cls:MPVAE, *, model_id, revision=None, cache_dir=None, force_download=False, local_files_only=False,
+                     token=None, map_location='cpu', strict=True, config=None, **_):
+    "What `from_pretrained` does once huggingface_hub has read `config.json`: build the net, load the safetensors exactly, read `meta.json`."
+    from safetensors.torch import load_file
+    hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only, token=token)
+    if config is None: raise FileNotFoundError(f"{model_id} has no readable {_CONFIG}: it is not a folder written by MPVAE.save_pretrained")
+    w = _hub_file(model_id, _WEIGHTS, **hub)
+    if w is None: raise FileNotFoundError(
+        f"{model_id} has no {_WEIGHTS} (mpvae never reads pickled weights from a folder); a .pth from save_model loads "
+        "with mpvae.model.load_model, and model.save_pretrained(folder) converts it")
+    model = cls(_config_from(config, Path(str(model_id))/_CONFIG))
+    try: model.load_state_dict(load_file(str(w)), strict=strict)
+    except Exception as e: raise ValueError(
+        f"{w}: not weights of the model its {_CONFIG} describes ({str(e).splitlines()[0][:300]}): the folder was edited "
+        "or damaged; save the model again") from e
+    m = _hub_file(model_id, _META, **hub)
+    model.meta = json.loads(m.read_text()) if m else {}
+    return model.to(map_location).eval()
+
+@patch(cls_method=True)
+def from_pretrained(cls:MPVAE, pretrained_model_name_or_path, # a folder written by `save_pretrained`, or a Hub id 'owner/name'
+                    **kwargs):
+    "The model saved in a folder (or Hub repo), in eval mode, its training record in `model.meta`."
+    _local(pretrained_model_name_or_path)   # a missing local folder: say so, before huggingface_hub reads it as a repo id
+    return super(MPVAE, cls).from_pretrained(pretrained_model_name_or_path, **kwargs)

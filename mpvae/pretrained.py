@@ -6,14 +6,14 @@ Docs: https://mpvae.github.io/mpvae/pretrained.html.md"""
 
 # %% ../nbs/14_pretrained.ipynb #76e21c86
 from __future__ import annotations
-import re
+import re, warnings
 from importlib.resources import files
 from pathlib import Path
 from .model import MPVAE, load_model
 
 # %% auto #0
-__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'list_pretrained', 'pretrained_settings',
-           'pretrained_table', 'main']
+__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'convert_pretrained', 'list_pretrained',
+           'pretrained_settings', 'pretrained_table', 'main']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
 PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
@@ -28,12 +28,14 @@ def pretrained_dir() -> Path:
     return Path(str(files('mpvae')))/'pretrained'
 
 def _files(folder=None) -> dict:
-    "(name, seed) -> weight file, for every `<name>_seed<k>.pth` in `folder` (default `pretrained_dir()`)."
+    "(name, seed) -> model, for every `<name>_seed<k>/` folder (`MPVAE.save_pretrained`) or old `<name>_seed<k>.pth` in `folder`."
     d = Path(folder) if folder is not None else pretrained_dir()
     out = {}
-    for p in sorted(d.glob('*_seed*.pth')) if d.is_dir() else []:
-        m = re.fullmatch(r'(.+)_seed(\d+)', p.stem)
-        if m: out[(m.group(1), int(m.group(2)))] = p
+    for p in sorted(d.glob('*_seed*')) if d.is_dir() else []:
+        m = re.fullmatch(r'(.+)_seed(\d+)', p.stem if p.suffix == '.pth' else p.name)
+        if not m or not ((p/'config.json').exists() if p.is_dir() else p.suffix == '.pth'): continue
+        k = (m.group(1), int(m.group(2)))
+        if k not in out or p.is_dir(): out[k] = p     # a converted folder wins over the .pth it came from
     return out
 
 # %% ../nbs/14_pretrained.ipynb #8c50dede
@@ -66,10 +68,30 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
     if (name, seed) not in fs:
         raise ValueError(f"{name!r} ships for seeds {sorted(s for n, s in fs if n == name)}, not seed {seed}")
     p = fs[(name, seed)]
-    try: return load_model(p, device=device)
+    if p.suffix == '.pth':
+        warnings.warn(f"{p} is a model in the old .pth format; convert_pretrained({str(p.parent)!r}) rewrites it as "
+                      "safetensors and JSON (the format mpvae ships)")
+    try: return MPVAE.from_pretrained(p, map_location=device) if p.is_dir() else load_model(p, device=device)
     except Exception as e:
-        raise ValueError(f"the shipped weight file {p} cannot be loaded ({type(e).__name__}: {e}); it should be an "
-                         "mpvae.model.save_model file: reinstall mpvae (pip install --force-reinstall mpvae)") from e
+        raise ValueError(f"the shipped model {p} cannot be loaded ({type(e).__name__}: {e}); it should be a folder "
+                         "written by MPVAE.save_pretrained: reinstall mpvae (pip install --force-reinstall mpvae)") from e
+
+# %% ../nbs/14_pretrained.ipynb #36228472
+def convert_pretrained(folder, # holds `<name>_seed<k>.pth` files written by `mpvae.model.save_model`
+                       remove:bool=False # delete each .pth once its folder reads back with equal weights
+                      ) -> list:
+    "Rewrite every old `.pth` model in `folder` as a `save_pretrained` folder of the same name; the folders written."
+    out = []
+    for (n, s), p in sorted(_files(folder).items()):
+        if p.suffix != '.pth': continue
+        m, dest = load_model(p), p.with_suffix('')
+        m.save_pretrained(dest)
+        back = MPVAE.from_pretrained(dest)
+        if back.meta != m.meta or any(not a.equal(b) for a, b in zip(m.state_dict().values(), back.state_dict().values())):
+            raise ValueError(f"{dest} does not read back as {p}: kept {p}")
+        if remove: p.unlink()
+        out.append(dest)
+    return out
 
 # %% ../nbs/14_pretrained.ipynb #96d62d62
 def list_pretrained(folder=None) -> list:

@@ -81,9 +81,9 @@ def test_ship_pretrained_names_and_refusals(tmp_path):
 
 
 def test_ship_pretrained_failed_copy_replaces_nothing(tmp_path, monkeypatch):
-    "A copy that fails midway (disk full) leaves the shipped files as they were and no temporary file behind."
+    "A write that fails midway (disk full) leaves the shipped models as they were and no temporary folder behind."
     sys.path.insert(0, str(ROOT/'tools'))
-    import shutil, ship_pretrained
+    import ship_pretrained
     from mpvae.model import MPVAE, save_model
     from mpvae.pretrained import list_pretrained
     runs, dest = tmp_path/'runs', tmp_path/'dest'
@@ -91,25 +91,33 @@ def test_ship_pretrained_failed_copy_replaces_nothing(tmp_path, monkeypatch):
         for n in (76800, 153600): save_model(MPVAE(latent_dims=dims), runs/f'{m}_seed0'/f'snap_{n}.pth', record=dict(images=n))
     (runs/'vae_seed0_old').mkdir()   # not a run folder of long_run's naming: ignored, not a crash
     ship_pretrained.main(['--runs', str(runs), '--dest', str(dest), '--images', '76800'])
-    before = {f.name: f.read_bytes() for f in dest.iterdir()}
-    calls, real = [], shutil.copyfile
-    def flaky(src, dst):
-        calls.append(dst)
+    tree = lambda: {str(f.relative_to(dest)): f.read_bytes() for f in dest.rglob('*') if f.is_file()}
+    before = tree()
+    assert sorted({k.split('/')[0] for k in before}) == ['dsprites_mpvae_seed0', 'dsprites_vae_seed0']
+    calls, real = [], ship_pretrained._write
+    def flaky(model, folder):
+        calls.append(folder)
         if len(calls) == 2: raise OSError(28, 'No space left on device')
-        return real(src, dst)
-    monkeypatch.setattr(ship_pretrained.shutil, 'copyfile', flaky)
+        return real(model, folder)
+    monkeypatch.setattr(ship_pretrained, '_write', flaky)
     with pytest.raises(SystemExit, match='No space left on device.*nothing shipped'):
         ship_pretrained.main(['--runs', str(runs), '--dest', str(dest)])
-    assert len(calls) == 2 and {f.name: f.read_bytes() for f in dest.iterdir()} == before
+    assert len(calls) == 2 and tree() == before
     assert [r['images'] for r in list_pretrained(dest)] == [76800, 76800]
 
 
 def test_weights_are_package_data():
-    "pyproject puts the weights into the wheel (what `pip install` gets)."
+    "pyproject's package-data patterns take every file of every shipped model folder into the wheel (what `pip install` gets)."
     import tomllib
     cfg = tomllib.loads((ROOT/'pyproject.toml').read_text())
     data = cfg['tool']['setuptools']['package-data']['mpvae']
-    assert any(p.startswith('pretrained/') and p.endswith('.pth') for p in data), data
+    lib = ROOT/'mpvae'
+    shipped = {p for p in (lib/'pretrained').rglob('*') if p.is_file()}
+    taken = {p for pat in data for p in lib.glob(pat) if p.is_file()}
+    assert shipped and shipped <= taken, sorted(str(p) for p in shipped - taken)
+    names = {p.parent.name for p in shipped}
+    assert all({'config.json', 'model.safetensors', 'meta.json'} <= {p.name for p in shipped if p.parent.name == n} for n in names)
+    assert not any(p.suffix == '.pth' for p in shipped)   # no pickle-format file ships
 
 
 @pytest.mark.xdist_group('tables')

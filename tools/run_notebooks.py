@@ -98,8 +98,8 @@ def fingerprint(nb_path:Path) -> dict:
     deps = notebook_deps(nb)
     h = {m: hashlib.sha256(_module_tree(LIB/f'{m}.py').encode()).hexdigest()[:16] for m in deps}
     if 'pretrained' in deps:
-        for p in sorted((LIB/'pretrained').glob('*.pth')):
-            h[f'pretrained/{p.name}'] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        for p in sorted((LIB/'pretrained').glob('*/*')):     # each shipped model's folder: weights, config, record
+            if p.name != 'README.md': h[f'pretrained/{p.parent.name}/{p.name}'] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     return h
 
 def notebooks() -> list: return sorted(p for p in NBS.glob('*.ipynb') if p.name not in SKIP and not p.name.startswith(('_', '.')))

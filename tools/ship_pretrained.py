@@ -2,14 +2,13 @@
 """Copy the longest snapshot that both models of every seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
 
     python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
-    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_vae_lr1e-4_seed0.pth, ...
+    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_vae_lr1e-4_seed0/, ...
 
 Every seed ships the same length: the largest image count at which both `vae_seed<s>/snap_<n>.pth` and
-`mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), copied as `mpvae/pretrained/dsprites_vae_seed<s>.pth`
-and `dsprites_mpvae_seed<s>.pth` (with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it), so the
-seed spread of the pretrained table is a spread over seeds, not over lengths. Every file is loaded before any is
-copied: a bad snapshot ships nothing. The files are `mpvae.model.save_model` files whose metadata holds the
-training record that the long run wrote (`mpvae-train --stop-images`, formerly `tools/long_run.py`). Then regenerate the report the CI test compares against:
+`mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), written as the folders `mpvae/pretrained/dsprites_vae_seed<s>/`
+and `dsprites_mpvae_seed<s>/` (`MPVAE.save_pretrained`: safetensors weights, `config.json`, `meta.json`) (with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it), so the
+seed spread of the pretrained table is a spread over seeds, not over lengths. Every snapshot is loaded before any is
+written: a bad snapshot ships nothing. `meta.json` holds the training record that the long run wrote (`mpvae-train --stop-images`, formerly `tools/long_run.py`). Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained`, then
 `python tools/table_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
 likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
@@ -18,6 +17,11 @@ import argparse, os, shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(model, folder:Path):
+    "One shipped model: `MPVAE.save_pretrained` (safetensors weights, JSON config and training record)."
+    model.save_pretrained(folder)
 
 
 def main(argv=None):
@@ -45,19 +49,23 @@ def main(argv=None):
         per_seed = '; '.join(f"seed {s}: {', '.join(f'{n:,}' for n in sorted(ns))}" for s, ns in have.items())
         why = f"--images {k:,}: not a pair for every seed" if k is not None else f"no image count has a pair for every seed {seeds}"
         raise SystemExit(f"{why}; pairs per seed: {per_seed}")
+    models = {}
     for s in seeds:   # refuse the whole shipment if one file does not load
         for src in pairs[(s, k)]:
-            try: load_model(src)
+            try: models[src] = load_model(src)
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
     dest.mkdir(parents=True, exist_ok=True)
-    todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}.pth') for s in seeds for m, src in zip(('vae', 'mpvae'), pairs[(s, k)])]
-    part = lambda dst: dst.with_name(dst.name + '.part')   # the temporary name of a file being shipped
-    try:   # copy everything under temporary names first, so a failed copy (disk full) replaces no shipped file
-        for src, dst in todo: shutil.copyfile(src, part(dst))
+    todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}') for s in seeds for m, src in zip(('vae', 'mpvae'), pairs[(s, k)])]
+    part = lambda dst: dst.with_name(dst.name + '.part')   # the temporary name of a folder being shipped
+    try:   # write everything under temporary names first, so a failed write (disk full) replaces nothing shipped
+        for src, dst in todo: shutil.rmtree(part(dst), ignore_errors=True); _write(models[src], part(dst))
     except OSError as e:
-        for _, dst in todo: part(dst).unlink(missing_ok=True)
-        raise SystemExit(f"copying into {dest} failed ({e}); nothing shipped, the files there are unchanged")
-    for _, dst in todo: os.replace(part(dst), dst)
+        for _, dst in todo: shutil.rmtree(part(dst), ignore_errors=True)
+        raise SystemExit(f"writing into {dest} failed ({e}); nothing shipped, the models there are unchanged")
+    for _, dst in todo:
+        if dst.exists(): shutil.rmtree(dst)
+        os.replace(part(dst), dst)
+        dst.with_suffix('.pth').unlink(missing_ok=True)   # the old format of the same model, if it shipped before
     print(f"seeds {', '.join(map(str, seeds))}: shipped the snapshots at {k:,} images")
 
 
