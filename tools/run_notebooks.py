@@ -118,7 +118,11 @@ def stale(record:dict|None=None) -> dict:
             if has_outputs(p): out[p.name] = 'keeps outputs, but make notebooks never ran it'
             continue
         want = fingerprint(p)
-        if have != want: out[p.name] = ', '.join(sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k)))
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            w = [k for k in diff if k.startswith('pretrained/')]   # one entry for the weights, not one per file
+            out[p.name] = ', '.join([k for k in diff if not k.startswith('pretrained/')] +
+                                    ([f'the shipped models ({len(w)} files)'] if w else []))
     return out
 
 def drop_time_column(text:str) -> str:
