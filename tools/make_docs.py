@@ -296,12 +296,18 @@ def _page(title, body, pages_nav, here):
             f'<link rel="stylesheet" href="style.css">{MATHJAX}</head>\n<body><nav><a href="index.html"><b>{LIB}</b></a>{nav}</nav>'
             f'<main>\n<h1>{html.escape(title)}</h1>\n{body}\n</main></body></html>\n')
 
+def _method_func(v):
+    "The function behind a classmethod or staticmethod (Python's, or fastcore's `@patch(cls_method=True)`); else `v`."
+    if isinstance(v, (classmethod, staticmethod)): return v.__func__
+    if type(v).__name__ == '_clsmethod' and callable(getattr(v, 'f', None)): return v.f
+    return v
+
 def public_methods(cls) -> list[str]:
     "Public methods and properties a class defines itself (including `@patch`ed ones), not those it inherits."
     out = []
     for k, v in vars(cls).items():
         if k.startswith('_'): continue
-        f = _unwrap(v)
+        f = _unwrap(_method_func(v))
         if isinstance(v, property) or inspect.isfunction(f): out.append(k)
     return out
 
@@ -322,6 +328,7 @@ def api_page(doc_anchors: dict) -> tuple[str, list[str]]:
             if inspect.isclass(obj) and obj.__module__.startswith(LIB):
                 for k in public_methods(obj):
                     v = inspect.getattr_static(obj, k)
+                    v = _method_func(v)   # a classmethod: document the function it wraps
                     home = getattr(_unwrap(v), '__module__', None) or m.__name__     # a method @patched in from another module
                     mq = f'{home if home.startswith(LIB) else m.__name__}.{n}.{k}'
                     parts.append(doc_html(v, f'{n}.{k}', anchor_id=mq, level=4))
