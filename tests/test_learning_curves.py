@@ -140,3 +140,14 @@ def test_compare_over_a_long_budget_keeps_the_doublings(tmp_path):
     md = (tmp_path/'out'/'long.md').read_text()
     assert '| NELBO at 640 | NELBO at 1,280 | NELBO at 2,560 | NELBO at 5,120 | NELBO at 5,760 | recon at end |' in md
     assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 | 96.00 | 92.00 | 91.00 |' in md
+
+
+def test_csvlog_history_gets_throughput_and_layout(tmp_path):
+    "An mpvae-train run's history.csv (CSVLog: epoch times as m:ss, no layout) gives img/s per chunk and run.json's layout."
+    run = tmp_path/'mpvae_seed0'; run.mkdir()
+    (run/'history.csv').write_text('epoch,train_loss,valid_loss,nelbo,time,images\n0,2.0,2.0,2.0,02:00,76800\n1,1.0,1.0,1.0,1:04:00,153600\n')
+    (run/'run.json').write_text(json.dumps({'precision': {'precision': 'fp32', 'channels_last': True}}))
+    rows = lc._csv_history(run)
+    assert [r['chunk'] for r in rows] == [1, 2]
+    assert rows[0]['img_per_s'] == pytest.approx(76800 / 120) and rows[1]['img_per_s'] == pytest.approx(76800 / 3840)
+    assert {r['layout'] for r in rows} == {'cl'}

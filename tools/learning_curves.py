@@ -57,8 +57,13 @@ def _read_csv(p:Path) -> list:
     import csv
     with open(p) as f:
         rows = [{k: (_num(v) if k not in ('layout', 'time') and v != '' else v) for k, v in r.items()} for r in csv.DictReader(f)]
+    prev = 0
     for r in rows:
         r['images'] = int(r['images']); r['chunk'] = int(r['chunk']) if 'chunk' in r else int(r['epoch']) + 1
+        if 'img_per_s' not in r and isinstance(r.get('time'), str) and r['time']:   # CSVLog's epoch time, m:ss or h:mm:ss
+            sec = sum(float(x) * 60**k for k, x in enumerate(reversed(r['time'].split(':'))))
+            r['img_per_s'] = (r['images'] - prev) / sec if sec > 0 else float('nan')
+        prev = r['images']
     return rows
 
 
@@ -71,6 +76,9 @@ def _num(v):
 def _csv_history(run:Path) -> list:
     "history.csv (long_run.py's columns, or CSVLog's); a converted run's earlier rows come from history_long_run.csv."
     rows = _read_csv(run/'history.csv')
+    if (run/'run.json').exists():   # mpvae-train's record: the layout CSVLog's rows do not carry
+        cl = (json.loads((run/'run.json').read_text()).get('precision') or {}).get('channels_last')
+        for r in rows: r.setdefault('layout', 'cl' if cl else 'contig')
     if (run/'history_long_run.csv').exists():
         old = _read_csv(run/'history_long_run.csv')
         rows = old + [r for r in rows if r['images'] > old[-1]['images']]
