@@ -17,7 +17,7 @@ from fastai.torch_core import rank_distrib, num_distrib, to_device
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
-from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, _world, _is_main, ProgressLines, BetaWarmup
+from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, is_main_process, ProgressLines, BetaWarmup
 from .tables import CLIParser
 
 # %% auto #0
@@ -63,7 +63,7 @@ class ShardedDL(DistributedDL):
 # %% ../nbs/12_distributed.ipynb #c4fa878f
 def _all_reduce_(t:torch.Tensor, op=None) -> torch.Tensor:
     "Sum `t` over ranks in place (on the device the backend wants); no-op outside a process group."
-    if _world()[1] < 2: return t
+    if rank_world()[1] < 2: return t
     buf = t.detach().to(_comm_device()); dist.all_reduce(buf, op=op or dist.ReduceOp.SUM)
     t.copy_(buf.to(t.device)); return t
 
@@ -92,20 +92,20 @@ class MPVAEDistributedTrainer(DistributedTrainer):
     def before_fit(self):
         super().before_fit()
         _check_data_device(self.dls, next(self.model.parameters()).device)
-        rank, world = _world()
+        rank, world = rank_world()
         if self.per_rank_noise and world > 1:
             # every rank holds the same RNG state here (same seed); derive one seed from it and offset it by the rank
             base = int(torch.randint(0, 2**62, (1,)).item()); torch.manual_seed(base + rank)
 
     def after_backward(self):
         "DDP averaged the model's gradients; average the loss's own learnable parameters' too (e.g. `log_sigma`)."
-        if _world()[1] < 2 or not isinstance(self.loss_func, nn.Module): return
+        if rank_world()[1] < 2 or not isinstance(self.loss_func, nn.Module): return
         for p in self.loss_func.parameters():
-            if p.grad is not None: _all_reduce_(p.grad).div_(_world()[1])
+            if p.grad is not None: _all_reduce_(p.grad).div_(rank_world()[1])
 
     def after_validate(self):
         "Sum each validation metric's total and count over ranks, so every rank logs the whole validation set's value."
-        if _world()[1] < 2 or not hasattr(self.learn, 'recorder'): return
+        if rank_world()[1] < 2 or not hasattr(self.learn, 'recorder'): return
         for m in self.recorder._valid_mets:
             if isinstance(m, (AvgLoss, AvgMetric, LossTerm)) and getattr(m, 'count', 0):
                 t = torch.tensor([float(m.total), float(m.count)], dtype=torch.float64)
@@ -238,7 +238,7 @@ def train(argv=None) -> dict:
         if rank_distrib() == 0: print("mpvae-train: --precision auto with several CPU processes trains in fp32 "
                                       "(pass --precision bf16 for bf16)", file=sys.stderr)
     out = Path(a.out)
-    if _is_main(): out.mkdir(parents=True, exist_ok=True)
+    if is_main_process(): out.mkdir(parents=True, exist_ok=True)
     learn, spec = build_learner(a, world, device)
     t0, it0 = time.time(), None
     with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
@@ -251,7 +251,7 @@ def train(argv=None) -> dict:
                final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
                finished=datetime.datetime.now().isoformat(timespec='seconds'), argv=list(argv if argv is not None else sys.argv[1:]))
     learn.save_model(out/'model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
-    if _is_main():
+    if is_main_process():
         from mpvae.experiment import save_fig
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')
         with atomic_write(out/'run.json', 'w') as f: json.dump(rec, f, indent=1)

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from .core import atomic_path, load_torch_file
 
 # %% auto #0
-__all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'save_model', 'config_diff', 'load_model']
+__all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'save_model', 'config_diff', 'config_from_dict', 'load_model']
 
 # %% ../nbs/03_model.ipynb #ecfeb358
 def _tup(v, name):
@@ -294,7 +294,7 @@ def config_diff(a:MPVAEConfig|dict, # one configuration (or its `to_dict()`)
     a, b = (c.to_dict() if isinstance(c, MPVAEConfig) else MPVAEConfig(**c).to_dict() for c in (a, b))
     return '; '.join(f"{k} ({names[0]} {a[k]!r}, {names[1]} {b[k]!r})" for k in a if a[k] != b[k])
 
-def _config_from(d:dict, path:Path) -> MPVAEConfig:
+def config_from_dict(d:dict, path:Path) -> MPVAEConfig:
     "The `MPVAEConfig` stored in `path`'s dict `d`; an error naming the file if its fields are not this version's."
     known = {f.name for f in fields(MPVAEConfig)}
     if not isinstance(d, dict) or set(d) - known:
@@ -320,7 +320,7 @@ def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
         raise ValueError(f"{path} is not a model written by mpvae.model.save_model: " +
                          ("it is a training checkpoint; load it with mpvae.train.load_checkpoint_model" if ckpt else
                           f"it holds a {type(state).__name__}" + (f" with keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else '')))
-    model = MPVAE(_config_from(state.get('config'), path))
+    model = MPVAE(config_from_dict(state.get('config'), path))
     try: model.load_state_dict(state['state_dict'])
     except (RuntimeError, KeyError) as e:
         raise ValueError(
@@ -377,7 +377,7 @@ def _from_pretrained(cls:MPVAE, *, model_id, revision=None, cache_dir=None, forc
     if w is None: raise FileNotFoundError(
         f"{model_id} has no {_WEIGHTS} (mpvae never reads pickled weights from a folder); a .pth from save_model loads "
         "with mpvae.model.load_model, and model.save_pretrained(folder) converts it")
-    model = cls(_config_from(config, Path(str(model_id))/_CONFIG))
+    model = cls(config_from_dict(config, Path(str(model_id))/_CONFIG))
     try: model.load_state_dict(load_file(str(w)), strict=strict)
     except Exception as e: raise ValueError(
         f"{w}: not weights of the model its {_CONFIG} describes ({str(e).splitlines()[0][:300]}): the folder was edited "

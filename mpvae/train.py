@@ -21,18 +21,18 @@ from fastai.callback.core import Callback, CancelStepException, CancelEpochExcep
 from fastai.callback.schedule import ParamScheduler
 from fastai.optimizer import Adam
 from fastai.torch_core import to_float, find_bs, rank_distrib, params
-from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model, config_diff, _config_from
+from .model import MPVAE, MPVAEConfig, MPVAEOutput, save_model, load_model, config_diff, config_from_dict
 from .loss import MPVAELoss, LossConfig
 from .speed import auto_precision, ChannelsLast, FlushDenormals, cpu_name
 
 # %% auto #0
-__all__ = ['unwrap', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError', 'NaNGuard',
-           'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions', 'convert_checkpoint', 'Checkpoint',
-           'load_checkpoint_model', 'MPVAELearner', 'mpvae_learner', 'plot_loss_curves', 'progress_line',
-           'ProgressLines', 'RunSpec', 'log2_epochs', 'Snapshots']
+__all__ = ['is_main_process', 'unwrap', 'rank_world', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast',
+           'NonFiniteError', 'NaNGuard', 'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions',
+           'convert_checkpoint', 'Checkpoint', 'load_checkpoint_model', 'MPVAELearner', 'mpvae_learner',
+           'plot_loss_curves', 'hms', 'progress_line', 'ProgressLines', 'RunSpec', 'log2_epochs', 'Snapshots']
 
 # %% ../nbs/05_train.ipynb #182c2fd5
-def _is_main() -> bool:
+def is_main_process() -> bool:
     "True in the process that writes files (rank 0, or the only one)."
     return rank_distrib() == 0
 
@@ -40,7 +40,7 @@ def unwrap(model:nn.Module) -> nn.Module:
     "The model inside a `DistributedDataParallel`/`DataParallel` wrapper (or `model` itself)."
     return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
-def _world() -> tuple:
+def rank_world() -> tuple:
     "(rank, world size) of the initialised process group, else (0, 1)."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -235,9 +235,9 @@ class CSVLog(_InFit):
     def before_fit(self): super().before_fit(); self.rows = []
     def after_epoch(self):
         if not self._in_fit: return
-        seen = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
+        seen = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * rank_world()[1]
         self.rows.append([repr(v) if isinstance(v, float) else str(v) for v in self.recorder.log] + [str(seen)])
-        if _is_main():
+        if is_main_process():
             with atomic_write(self.path, 'w') as f:
                 w = csv.writer(f); w.writerow(list(self.recorder.metric_names) + ['images']); w.writerows(self.rows)
     def state_dict(self): return {'rows': [list(r) for r in self.rows]}
@@ -420,7 +420,7 @@ class Checkpoint(_InFit):
                 'opt': _plain_opt(self.learn.opt.state_dict()),
                 'loss': self.loss_func.state_dict() if isinstance(self.loss_func, nn.Module) else None,
                 'loss_config': self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None,
-                'rng': _rng_state(), 'dl': dl_state, 'world_size': _world()[1],
+                'rng': _rng_state(), 'dl': dl_state, 'world_size': rank_world()[1],
                 'recorder': {'lrs': rec.lrs, 'iters': rec.iters, 'losses': rec.losses, 'values': rec.values,
                              'smooth': (rec.smooth_loss.count, rec.smooth_loss.val)},
                 'sched_hps': [cb.hps for cb in self.learn.cbs if isinstance(cb, ParamScheduler)],
@@ -429,12 +429,12 @@ class Checkpoint(_InFit):
 
     def save(self, epoch:int, it:int, dl_state):
         "Write `state` atomically (rank 0), after gathering every rank's random streams."
-        world = _world()[1]
+        world = rank_world()[1]
         rngs = None
         if world > 1:   # every rank's random streams (its own sampling noise), gathered on all ranks: a collective call
             rngs = [None] * world
             dist.all_gather_object(rngs, _rng_state())
-        if _is_main():
+        if is_main_process():
             st = _plain(self.state(epoch, it, dl_state))
             if rngs is not None: st['rng_ranks'] = rngs
             with atomic_path(self.path) as tmp: torch.save(st, tmp)
@@ -471,7 +471,7 @@ def before_fit(self:Checkpoint):
     if st['epoch'] + (st['iter'] > 0) > self.learn.n_epoch:
         raise ValueError(f"{self.path} has already trained {st['epoch']} epochs (and {st['iter']} batches), more than"
                          f" this fit's {self.learn.n_epoch}: ask for at least that many epochs")
-    world = _world()[1]
+    world = rank_world()[1]
     if st.get('world_size', 1) != world:
         raise ValueError(
             f"{self.path} was saved by a run on {st.get('world_size', 1)} process(es), this one has {world}: "
@@ -514,7 +514,7 @@ def before_train(self:Checkpoint):
     "At a resumed fit's first epoch, put the random streams and the loader back; keep the loader's state."
     st, self._pending = self._pending, None
     if st is not None:            # the first epoch of a resumed fit: restore the random streams where they were
-        _set_rng_state(st['rng_ranks'][_world()[0]] if 'rng_ranks' in st else st['rng'])
+        _set_rng_state(st['rng_ranks'][rank_world()[0]] if 'rng_ranks' in st else st['rng'])
         if st['dl'] is not None and hasattr(self.dls.train, 'load_state_dict'):
             self.dls.train.load_state_dict(st['dl'])
         if st['iter'] > 0: self.learn.pct_train = st['pct_train'] * st['n_epoch'] / self.learn.n_epoch
@@ -547,7 +547,7 @@ def load_checkpoint_model(path:str|Path, device='cpu') -> MPVAE:
         raise ValueError(
             f"{path} is a training checkpoint of a model that is not an MPVAE: load its 'model' state dict yourself"
         )
-    m = MPVAE(_config_from(st['model_config'], path))
+    m = MPVAE(config_from_dict(st['model_config'], path))
     try: m.load_state_dict(st['model'])
     except RuntimeError as e:
         raise ValueError(
@@ -575,7 +575,7 @@ class MPVAELearner(Learner):
     def save_model(self, path:str|Path, **meta) -> Path:
         "Save the model and its config for `mpvae.model.load_model`, the loss config as metadata (rank 0 only)."
         lc = self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None
-        if not _is_main(): return Path(path)    # in a distributed run every rank holds the same weights: one file
+        if not is_main_process(): return Path(path)    # in a distributed run every rank holds the same weights: one file
         return save_model(unwrap(self.model), path, loss_config=lc, **meta)
 
 # %% ../nbs/05_train.ipynb #b0f69930
@@ -710,7 +710,7 @@ def plot_loss_curves(src, # a Learner after `fit`, or the path of a `CSVLog` fil
 # %% ../nbs/05_train.ipynb #7fdb721e
 _FITS_DONE = 0   # models this process finished training: a table job's kernel trains its models one after the other
 
-def _hms(s:float) -> str:
+def hms(s:float) -> str:
     "Seconds as `h:mm:ss` (or `m:ss` under an hour)."
     s = int(round(max(0., s))); h, r = divmod(s, 3600); m, s = divmod(r, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -719,7 +719,7 @@ def progress_line(msg:str, # the line, without time stamp
                   out=None # a file object or a path; default `$MPVAE_PROGRESS_FILE`, else stdout
                  ):
     "Write `msg` as one time-stamped progress line, flushed at once (rank 0 only)."
-    if not _is_main(): return
+    if not is_main_process(): return
     out = out if out is not None else (os.environ.get('MPVAE_PROGRESS_FILE') or sys.stdout)
     line = f"{datetime.datetime.now():%H:%M:%S} {msg}\n"
     if isinstance(out, (str, Path)):
@@ -742,7 +742,7 @@ class ProgressLines(_InFit):
         self.job = job if job is not None else _env_job()
     def before_fit(self):
         super().before_fit()
-        self.world = _world()[1]
+        self.world = rank_world()[1]
         self.bs = getattr(self.dls.train, 'bs', None) or 1
         self.total = self.learn.n_epoch * len(self.dls.train) * self.bs * self.world
         self.seen0 = self.seen = None; self.t0 = time.time()
@@ -762,14 +762,14 @@ class ProgressLines(_InFit):
         s = (f"[{j['name']}] " if j.get('name') else '') + self.model_name + (f" seed {self.seed}" if self.seed is not None else '')
         s += (
             f" | epoch {self.epoch+1}/{self.n_epoch} | {self.seen:,}/{self.total:,} images | train"
-            f" {f(d.get('train_loss'))} valid {f(d.get('valid_loss'))} | {rate:,.0f} img/s | model {_hms(el)} elapsed,"
-            f" ETA {_hms(eta) if rate else '?'}"
+            f" {f(d.get('train_loss'))} valid {f(d.get('valid_loss'))} | {rate:,.0f} img/s | model {hms(el)} elapsed,"
+            f" ETA {hms(eta) if rate else '?'}"
         )
         if j.get('models'):
             k = min(_FITS_DONE + 1, j['models'])
             left = (self.total - self.seen) + max(0, j['models'] - k) * self.total   # a job's models train alike
-            s += (f" | job: model {k}/{j['models']}, {_hms(time.time() - j.get('t0', self.t0))} elapsed, "
-                  f"ETA {_hms(left / rate) if rate else '?'} of training")
+            s += (f" | job: model {k}/{j['models']}, {hms(time.time() - j.get('t0', self.t0))} elapsed, "
+                  f"ETA {hms(left / rate) if rate else '?'} of training")
         return s
     def after_epoch(self):
         if self._in_fit and self.seen is not None: progress_line(self.line(), self.out)
@@ -807,7 +807,7 @@ class Snapshots(Callback):
     def after_epoch(self):
         at = self.epochs if self.epochs is not None else log2_epochs(self.n_epoch)
         if self.epoch + 1 not in at: return
-        images = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
+        images = self.learn.train_iter * (getattr(self.dls.train, 'bs', None) or 1) * rank_world()[1]
         last = {k: float(v) for k, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if v is not None}
         spec = next((c.spec for c in self.learn.cbs if isinstance(c, RunSpec)), None) or {}
         sched = 'one-cycle or scheduled' if any(isinstance(c, ParamScheduler) for c in self.learn.cbs) else 'const'
@@ -822,7 +822,7 @@ class Snapshots(Callback):
 def run_spec(self:MPVAELearner, lr:float, chunk:int, spec:dict|None=None) -> dict:
     "The settings that define a long run of this learner: lr, global batch, chunk, seed, loss config, precision, `spec`."
     lc = self.loss_func.config.to_dict() if isinstance(self.loss_func, MPVAELoss) else None
-    return dict(lr=lr, bs=(getattr(self.dls.train, 'bs', None) or 1) * _world()[1], chunk=chunk,
+    return dict(lr=lr, bs=(getattr(self.dls.train, 'bs', None) or 1) * rank_world()[1], chunk=chunk,
                 seed=getattr(self, 'seed', None), loss=lc, precision=getattr(self, 'precision', {}).get('precision'),
                 **(spec or {}))
 
@@ -834,7 +834,7 @@ def fit_images(self:MPVAELearner, images:int, # train until this many training i
                snapshots:list|bool=True, # epochs to snapshot the model after; True: `log2_epochs`; False: none
                spec:dict|None=None): # more settings for `RunSpec` (beyond lr, bs, chunk, seed, loss, precision)
     "Train a run defined by its image budget, in epochs of `chunk` images; continue or extend it from `state`."
-    bs = (getattr(self.dls.train, 'bs', None) or 1) * _world()[1]
+    bs = (getattr(self.dls.train, 'bs', None) or 1) * rank_world()[1]
     if chunk < 1 or chunk % bs: raise ValueError(f"chunk={chunk} must be a positive multiple of the global batch {bs}")
     if images < chunk or images % chunk:
         raise ValueError(f"images={images:,} must be a positive multiple of chunk={chunk:,}, e.g. {max(1, round(images/chunk))*chunk:,}")

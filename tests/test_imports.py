@@ -30,3 +30,15 @@ def test_the_filter_is_narrow():
     code = "import mpvae.core, warnings; warnings.warn('still shown', FutureWarning)"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV, timeout=300)
     assert 'FutureWarning: still shown' in r.stderr and 'jit' not in r.stderr
+
+
+def test_no_private_name_crosses_modules():
+    "A module imports only another module's public names: a private helper another module needs is made public (and documented)."
+    import ast
+    bad = []
+    for p in sorted((ROOT/'mpvae').glob('*.py')):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('mpvae')):
+                bad += [f"{p.name}: from {'.' * node.level}{node.module or ''} import {a.name}" for a in node.names
+                        if a.name.startswith('_') and a.name != '__version__']
+    assert not bad, bad
