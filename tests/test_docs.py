@@ -124,3 +124,10 @@ def test_small_notebook_rendered_as_nbdev_would(tmp_path):
     imgs = soup.find_all('img')
     assert len(imgs) == 2 and all(i['src'].startswith('data:image/png;base64,') for i in imgs)
     assert soup.find('a', href='other.html#sec')
+
+
+def test_readme_is_a_front_door():
+    "README.md stays at most 7,000 bytes, and its Quick look (the first code) starts within the first 2,500 characters."
+    text = (Path(__file__).resolve().parents[1]/'README.md').read_text()
+    assert len(text.encode()) <= 7000, len(text.encode())
+    assert 0 < text.index('## Quick look') < 2500
