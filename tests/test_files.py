@@ -119,3 +119,14 @@ def test_every_torch_load_is_restricted(root):
     assert len(calls) > 5, calls
     bad = [(f, c) for f, c in calls if 'weights_only=True' not in c]
     assert not bad, f"torch.load without weights_only=True: {bad}"
+
+
+def test_runs_in_the_tree_stay_under_30_mb():
+    "The committed long-run files (states of runs that continue, shipped snapshots, evaluations) total at most 30 MB."
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(['git', 'ls-files', '-z', 'runs'], cwd=root, capture_output=True)
+    if r.returncode != 0: pytest.skip('not a git checkout')
+    files = [root/f for f in r.stdout.decode().split('\0') if f]
+    total = sum(f.stat().st_size for f in files if f.exists())
+    assert total <= 30e6, f"runs/ holds {total/1e6:.1f} MB in the tree; remove finished runs' states (their snapshots ship)"
