@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from huggingface_hub import PyTorchModelHubMixin
 from fastcore.basics import patch
-from .core import atomic_path, load_torch_file
+from .core import atomic_path, atomic_write, load_torch_file
 
 # %% auto #0
 __all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'save_model', 'config_diff', 'config_from_dict', 'load_model']
@@ -351,9 +351,6 @@ def _hub_file(model_id, name:str, **hub) -> Path|None:
     except EntryNotFoundError: return None
 
 # %% ../nbs/03_model.ipynb #0c6a1c8c
-def _write_json(path:Path, o):
-    with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(o, indent=1))
-
 @patch
 def _save_pretrained(self:MPVAE, save_directory:Path):
     "What `save_pretrained` writes: the weights as safetensors, then `meta.json` (if the model has `meta`), `config.json` last."
@@ -361,9 +358,10 @@ def _save_pretrained(self:MPVAE, save_directory:Path):
     d = Path(save_directory)
     with atomic_path(d/_WEIGHTS) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata={'format': 'pt'})
-    if getattr(self, 'meta', None): _write_json(d/_META, self.meta)
+    if getattr(self, 'meta', None):
+        with atomic_write(d/_META, 'w') as f: json.dump(self.meta, f, indent=1)
     elif (d/_META).exists(): (d/_META).unlink()     # a record left by another model would be read as this one's
-    _write_json(d/_CONFIG, self.config.to_dict())   # last: a folder with a config is complete
+    with atomic_write(d/_CONFIG, 'w') as f: json.dump(self.config.to_dict(), f, indent=1)   # last: a folder with a config is complete
 
 # %% ../nbs/03_model.ipynb #94feaa9c
 @patch(cls_method=True)
