@@ -17,8 +17,9 @@ from .model import MPVAE, MPVAEConfig
 from .tables import PAPER
 
 # %% auto #0
-__all__ = ['plot_reconstructions', 'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig', 'train_params',
-           'train_model', 'precision_record', 'table_rows', 'table_results', 'write_results', 'frame_markdown']
+__all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'plot_reconstructions', 'traversal_images', 'plot_traversals',
+           'plot_vs_paper', 'save_fig', 'train_params', 'train_model', 'precision_record', 'table_rows', 'pool_indices',
+           'table_results', 'write_results', 'frame_markdown']
 
 # %% ../nbs/09_experiment.ipynb #87239290
 def _img(t):
@@ -239,6 +240,18 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
         mean = aggregate(np.stack([r.acc[fi].mean(0).reshape(-1) for r in results]))
         out[key] = dict(feature=feat, dims=int(results[0].dims[feat]), acc=acc, mean=mean)
     return out
+
+# %% ../nbs/09_experiment.ipynb #9d121864
+DSPRITES_LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']   # Table 2's columns: every factor but colour (always white)
+DSPRITES_FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}   # Table 2's rows -> `feature_sets`' names
+POOL_SEED = 12345   # the probe pool's seed in every dSprites probe of the package
+
+def pool_indices(n:int, # images in the dataset
+                 size:int, # images in the pool
+                 seed:int=POOL_SEED # the pool's seed
+                )->np.ndarray: # sorted indices
+    "The images the probes draw from: a seeded random subset of `size` of the `n`, sorted (the order `encode_dataset` reads fastest)."
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 # %% ../nbs/09_experiment.ipynb #5a2b80f3
 def table_results(table:str, # 'dsprites' or 'celeba'

@@ -206,9 +206,9 @@ TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_ce
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
 
 # %% ../nbs/08_tables.ipynb #b208ea57
-def find_notebooks(nbs:str|Path|None=None, tables=None) -> Path:
-    "The folder of the table notebooks: `nbs`, `$MPVAE_NBS`, `nbs/` of this checkout or the cwd, or the installed copy."
-    want = [TABLE_NOTEBOOKS[t] for t in (tables or TABLE_NOTEBOOKS)]
+def find_notebooks(nbs:str|Path|None=None, tables=None, files=None) -> Path:
+    "The folder of the table notebooks (or of `files`): `nbs`, `$MPVAE_NBS`, `nbs/` of this checkout or the cwd, or the installed copy."
+    want = list(files) if files else [TABLE_NOTEBOOKS[t] for t in (tables or TABLE_NOTEBOOKS)]
     here = globals().get('__file__')
     pkg = here and Path(here).resolve().parent
     cands = [nbs] if nbs else [os.environ.get('MPVAE_NBS'), pkg and pkg.parent/'nbs', Path.cwd()/'nbs', Path.cwd(), pkg and pkg/'nbs']
@@ -524,7 +524,7 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
            ) -> dict:
     "Execute one job's notebook with papermill into `out/job['name']/`; return (and write to `job.json`) its record."
     import papermill as pm
-    nbs, d = find_notebooks(nbs, [job['table']]), Path(out)/job['name']
+    nbs, d = find_notebooks(nbs, files=[job['notebook']]), Path(out)/job['name']
     d.mkdir(parents=True, exist_ok=True)
     for f in ('results.json', 'job.json', 'progress.log'):
         (d / f).unlink(missing_ok=True)  # a failed rerun must not leave the last run's numbers

@@ -1,12 +1,11 @@
-"""`tools/learning_curves.py`: the verdict over representation seeds, and the histories it reads (no probes run here)."""
-import csv, importlib.util, json
+"""`mpvae.curves`: the verdict over representation seeds, and the histories it reads (no probes run here)."""
+import csv, json
 from pathlib import Path
 
 import numpy as np, pytest, torch
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('learning_curves', ROOT/'tools'/'learning_curves.py')
-lc = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(lc)
+import mpvae.curves as lc
 
 def _eval(seed, images, means):
     "An evaluation as `evaluate` writes it, with feature set k's mean accuracy `means[k]` (25 probe runs)."
@@ -32,7 +31,7 @@ def test_over_seeds_uses_the_spread_between_seeds():
     assert '| lr 1e-4 | 1,000 | 0, 1, 2 |' in md and '-3.00, -1.50, -3.00' in md   # the paired differences, seed by seed
     from scipy.stats import ttest_1samp
     t = ttest_1samp([-3.0, -1.5, -3.0], 0.0)
-    assert f'| -2.50 ± {se:.2f} / {0.5:.2f} (t {t.statistic:.2f}) |' in md            # paired se and t: another library's t test
+    assert f'| -2.50 ± {se:.2f} / {0.5:.2f} (t {t.statistic:.2f}, p {t.pvalue:.3f}) |' in md   # paired se, t and p: another library's t test
     assert np.isnan(lc.paired_t([1.0])[2]) and np.isnan(lc.paired_t([2.0, 2.0])[2])  # no spread: no t
 
 def test_within_noise_when_seeds_disagree():
@@ -50,14 +49,18 @@ def test_mean_line_keeps_one_set_of_seeds():
     assert some == {4000: (pytest.approx(2.), [0, 1])}                  # two seeds: its own marker; one seed: none
     assert lc.mean_diffs(ev, 'other') == ({4000: -7.}, {})             # a line of one seed is that seed
 
-def test_history_from_state_or_csv(tmp_path):
+def test_history_and_config_from_a_run_folder(tmp_path):
+    "history.csv (the converted long runs' columns) read back with numbers as numbers; config.json or the last snapshot's record."
     a, b = tmp_path/'a', tmp_path/'b'; a.mkdir(); b.mkdir()
     hist = [dict(chunk=1, images=640, nelbo=130.5, layout='cl'), dict(chunk=2, images=1280, nelbo=120.25, layout='cl')]
-    torch.save(dict(cfg=dict(lr=1e-4, model='vae'), history=hist), a/'state.pth')
-    with open(b/'history.csv', 'w', newline='') as f:
+    with open(a/'history.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(hist[0])); w.writeheader(); w.writerows(hist)
-    assert lc.run_history(a) == hist and lc._cfg(a) == dict(lr=1e-4, model='vae')
-    assert lc.run_history(b) == hist                              # a one-cycle run keeps only its csv: same rows, same types
+    (a/'config.json').write_text(json.dumps(dict(lr=1e-4, model='vae')))
+    assert lc.run_history(a) == hist and lc.run_config(a) == dict(lr=1e-4, model='vae')
+    rec = dict(lr=1e-3, spec=dict(lr=1e-3, warmup_images=640, loss=dict(betas=[4.0, 1.0])))   # 05_train's record
+    for n in (640, 1280): torch.save(dict(meta=dict(record={**rec, 'images': n})), b/f'snap_{n}.pth')
+    assert lc.run_config(b) == dict(lr=1e-3, warmup_images=640, betas=[4.0, 1.0], images=1280)   # the last snapshot's
+    with pytest.raises(FileNotFoundError, match='history.csv not found'): lc.run_history(b)
 
 def test_plateau_compares_the_last_doubling():
     ev = [_eval(0, n, [b, 20, 30, 30]) for n, b in ((250, 40.0), (500, 38.0), (1000, 37.5))]
@@ -87,7 +90,9 @@ def test_doublings_of_a_known_curve():
 def test_nelbo_md_one_row_per_run(tmp_path):
     runs = {'vae_seed0': _power_rows(b=20., c=1.0), 'mpvae_seed0': _power_rows(chunks=20), 'vae_seed1': _power_rows(chunks=7)}
     for name, rows in runs.items():
-        (tmp_path/name).mkdir(); torch.save(dict(cfg=dict(lr=1e-4), history=rows), tmp_path/name/'state.pth')
+        (tmp_path/name).mkdir(); (tmp_path/name/'config.json').write_text(json.dumps(dict(lr=1e-4)))
+        with open(tmp_path/name/'history.csv', 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=['chunk', 'images', 'nelbo']); w.writeheader(); w.writerows(rows)
     md = [l for l in lc.nelbo_md([tmp_path]) if l.startswith('| lr')]
     g = lambda n: np.mean([70 + 20/((n - k*76_800)/1e6) for k in range(3)])     # the mean of the 3 chunks ending at n
     falls = ', '.join(f'{g(614_400 * 2**k) - g(307_200 * 2**k):+.1f}' for k in range(4))
@@ -124,8 +129,8 @@ def test_baseline_pairs_need_an_mpvae_snapshot_and_a_baseline_evaluation(tmp_pat
     got = lc.baseline_pairs(runs, ev)
     assert list(got) == [(0, 100), (0, 400)]                       # (0, 200) and (1, 100) lack a baseline evaluation
     assert got[(0, 400)] == (None, runs/'mpvae_seed0'/'snap_400.pth')
-    with pytest.raises(SystemExit, match='no such folder'):
-        lc.main(['evaluate', '--runs', str(runs), '--baseline-evals', str(tmp_path/'missing')])
+    with pytest.raises(FileNotFoundError, match='no such folder'):
+        lc.evaluate_runs(runs, baseline_evals=tmp_path/'missing')
 
 def test_compare_over_a_long_budget_keeps_the_doublings(tmp_path):
     "Nine chunks: the NELBO table keeps chunks 1, 2, 4, 8 and the budget's (9), not nine columns."
@@ -147,7 +152,7 @@ def test_csvlog_history_gets_throughput_and_layout(tmp_path):
     run = tmp_path/'mpvae_seed0'; run.mkdir()
     (run/'history.csv').write_text('epoch,train_loss,valid_loss,nelbo,time,images\n0,2.0,2.0,2.0,02:00,76800\n1,1.0,1.0,1.0,1:04:00,153600\n')
     (run/'run.json').write_text(json.dumps({'precision': {'precision': 'fp32', 'channels_last': True}}))
-    rows = lc._csv_history(run)
+    rows = lc.run_history(run)
     assert [r['chunk'] for r in rows] == [1, 2]
     assert rows[0]['img_per_s'] == pytest.approx(76800 / 120) and rows[1]['img_per_s'] == pytest.approx(76800 / 3840)
     assert {r['layout'] for r in rows} == {'cl'}

@@ -119,3 +119,18 @@ def test_wheel_runs_the_tables(tmp_path):
     first = [i for i, l in enumerate(lines) if '[dsprites] vae_seed0 seed 0 | epoch 1/2 | 512/1,024 images' in l]
     done = [i for i, l in enumerate(lines) if re.search(r'\[dsprites\] cell \d+/\d+: training, encoding, probes done in', l)]
     assert first and done and first[0] < done[0], r.stdout[-3000:]
+    # the learning curves from the wheel: a tiny pair of runs with two snapshots each, evaluated and reported by mpvae-curves
+    runs = work/'runs'
+    for m, dims in (('vae', ['12']), ('mpvae', ['3', '9'])):
+        r = subprocess.run([str(venv/'bin'/'mpvae-train'), '--out', str(runs/f'{m}_seed0'), '--latent-dims', *dims, '--betas', '4',
+                            '--stop-images', '640', '--chunk-images', '320', '--precision', 'fp32', '--valid-images', '256', '--threads', '1'],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in (runs/'mpvae_seed0').glob('snap_*.pth')) == ['snap_320.pth', 'snap_640.pth']
+    r = subprocess.run([str(venv/'bin'/'mpvae-curves'), 'report', '--runs', 'runs', '--evaluate', '--pool', '600', '--train-size', '300',
+                        '--valid-size', '200', '--splits', '2', '--out', 'rep', '--work', 'work'], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert (work/'work'/'curves'/'16_curves_report.ipynb').exists()           # the wheel's notebook, executed
+    md = (work/'rep'/'dsprites_learning_curves_cv.md').read_text()
+    assert '| lr 1e-3 | 0 | 320 | 5 |' in md and '| lr 1e-3 | 0 | 640 | 10 |' in md   # one row per snapshot pair (steps at bs 64)
+    assert sorted(p.name for p in (runs/'eval_cv').iterdir()) == ['seed0_320.json', 'seed0_640.json']

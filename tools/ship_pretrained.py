@@ -33,11 +33,11 @@ def main(argv=None):
     a = p.parse_args(argv)
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
-    from learning_curves import run_seeds, snapshots
+    from mpvae.curves import run_seeds, snapshots
     try: pretrained_name('vae', a.setting)
     except (ValueError, TypeError) as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
-    pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing learning_curves evaluates
+    pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing mpvae.curves evaluates
     seeds = a.seeds if a.seeds else run_seeds(runs)
     if not seeds: raise SystemExit(f"no vae_seed<s>/ folder under {runs}: give --runs the folder the long runs wrote into")
     have = {s: {n for t, n in pairs if t == s} for s in seeds}

@@ -77,7 +77,7 @@ def header(res:dict) -> str:
              f"Regenerated with `mpvae-tables --preset {res['preset']} --tables dsprites` (no training) from the models in "
              f"`mpvae/pretrained/` ({setting}, representation seed{'s' if len(seeds) > 1 else ''} "
              f"{', '.join(seeds)}). The same snapshots, at every length of training, are probed by "
-             f"`tools/learning_curves.py` in `dsprites_learning_curves.md`."
+             f"`mpvae-curves report` (`mpvae.curves`) in `dsprites_learning_curves_cv.md`."
              + (" CI reruns this preset and checks every number below within 0.3 points (`tests/test_pretrained.py`)."
                 if res['preset'] == 'pretrained' else '') + " Training records of the models:", '']
     lines += [record_line(s, k, recs[s][k]) for s in seeds for k in ('vae', 'mpvae')]
