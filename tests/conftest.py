@@ -16,7 +16,7 @@ def pytest_configure(config):
         torch.set_num_threads(int(n))
     os.environ.setdefault('MPLBACKEND', 'Agg')
     # precision='auto' measures every (model, batch size) once per machine (~8 s each): the tests fix float32 instead;
-    # auto itself is tested in nbs/13_speed.ipynb, where auto_precision is called directly
+    # auto itself is tested in nbs/04a_speed.ipynb, where auto_precision is called directly
     os.environ.setdefault('MPVAE_PRECISION', 'fp32')
 
 @pytest.fixture
