@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 __all__ = ['METRIC_DEFAULTS', 'ALL_METRICS', 'check_codes', 'check_classes', 'histogram_discretize', 'mi_matrix',
            'factor_entropy', 'mig', 'dci_scores', 'dci', 'sap', 'ToyFactorSpace', 'ToyGroundTruth', 'encoder_fn',
            'sample_codes', 'factor_vae_score', 'beta_vae_score', 'CodeTable', 'CodePool', 'tabulate_codes',
-           'path_views', 'evaluate_paths', 'metric_settings', 'kl_per_dim', 'plot_kl_bars', 'plot_mi_heatmaps']
+           'path_views', 'evaluate_paths', 'metric_settings', 'kl_per_dim', 'plot_kl_bars', 'plot_mi_heatmaps',
+           'path_factor_mi', 'plot_path_factor_mi']
 
 # %% ../nbs/07_disentangle.ipynb #67029c68
 METRIC_DEFAULTS = {
@@ -826,4 +827,34 @@ def plot_mi_heatmaps(codes, # an array, or a list of per-path codes
         for (i, j), val in np.ndenumerate(r['mi']):
             ax.text(j, i, f'{val:.2f}', ha='center', va='center', fontsize=7, color='w' if val < 0.6 else 'k')
     axs[0][0].set_ylabel('latent dimension'); fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label='MI / H(factor)')
+    return fig
+
+# %% ../nbs/07_disentangle.ipynb #5f282185
+def path_factor_mi(codes, # a list of per-path codes (or one array: one path)
+                   classes, # factor classes `(N, k)`: integer class indices, row for row with `codes`
+                   factor_names=None, # names of the `k` factors (default `factor0`, ...)
+                   path_names=None, # a name per path (default 'z1', 'z2', ...)
+                   n_bins:int=20, n:int|None=10_000, seed:int=0 # `mig`'s discretisation and subset (the same rows for every path)
+                  )->dict: # `mi` `(paths, factors)`, `paths`, `factors`
+    "Per path and factor, the largest MI / H(factor) of any of the path's code dimensions with the factor."
+    parts = _as_list(codes)
+    names = list(path_names) if path_names is not None else _path_names(len(parts))
+    if len(names) != len(parts): raise ValueError(f"{len(names)} path_names for {len(parts)} paths")
+    mis = [mig(p, classes, n=n, n_bins=n_bins, seed=seed, factor_names=factor_names) for p in parts]
+    return dict(mi=np.stack([r['mi'].max(0) for r in mis]), paths=names, factors=mis[0]['factors'])
+
+# %% ../nbs/07_disentangle.ipynb #294058b7
+def plot_path_factor_mi(res:dict, # `path_factor_mi`'s result
+                        title:str|None=None):
+    "A factor (columns) x path (rows) heatmap of `path_factor_mi`: which depth carries which factor."
+    import matplotlib.pyplot as plt
+    m = res['mi']
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9*m.shape[1], 0.9 + 0.45*m.shape[0]))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap='viridis', aspect='auto')
+    ax.set_xticks(range(m.shape[1])); ax.set_xticklabels(res['factors'], rotation=45, ha='right')
+    ax.set_yticks(range(m.shape[0])); ax.set_yticklabels(res['paths']); ax.set_ylabel('path (shallow to deep)')
+    for (i, j), v in np.ndenumerate(m): ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=8, color='w' if v < 0.6 else 'k')
+    fig.colorbar(im, ax=ax, label='max over dims of MI / H(factor)')
+    if title: ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     return fig

@@ -18,8 +18,8 @@ from .tables import PAPER
 
 # %% auto #0
 __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'plot_reconstructions', 'traversal_images', 'plot_traversals',
-           'plot_vs_paper', 'save_fig', 'train_params', 'train_model', 'precision_record', 'table_rows', 'pool_indices',
-           'table_results', 'write_results', 'frame_markdown']
+           'plot_vs_paper', 'save_fig', 'train_params', 'train_model', 'precision_record', 'table_rows',
+           'dsprites_feats', 'pool_indices', 'table_results', 'write_results', 'frame_markdown']
 
 # %% ../nbs/09_experiment.ipynb #87239290
 def _img(t):
@@ -246,6 +246,13 @@ DSPRITES_LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']   # Table 2'
 DSPRITES_FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}   # Table 2's rows -> `feature_sets`' names
 POOL_SEED = 12345   # the probe pool's seed in every dSprites probe of the package
 
+def dsprites_feats(n_paths:int=2, # the MPVAE's paths
+                   which:str='consecutive' # its groups of paths (`mpvae.probe.path_subsets`)
+                  )->dict: # row -> feature-set name; `DSPRITES_FEATS` for 2 paths
+    "The table's rows for an MPVAE of `n_paths` paths: the baseline, then each group of paths `feature_sets` makes."
+    from mpvae.probe import path_subsets
+    return {'baseline': 'vae', **{(g := '+'.join(f'z{k+1}' for k in s)): g for s in path_subsets(n_paths, which)}}
+
 def pool_indices(n:int, # images in the dataset
                  size:int, # images in the pool
                  seed:int=POOL_SEED # the pool's seed
@@ -257,13 +264,13 @@ def pool_indices(n:int, # images in the dataset
 def table_results(table:str, # 'dsprites' or 'celeba'
                   rows:dict, probe_results:list, params:dict, names:dict|None=None, **extra) -> dict:
     "The JSON-ready record of one table: our rows, chance and majority levels, the claim check, the parameters."
-    from mpvae.tables import ordering_holds, PAPER
+    from mpvae.tables import ordering_holds, all_paths_row, PAPER
     r0 = probe_results[0]
     res = dict(table=table, labels=list(r0.labels), rows=rows, names=names or {},
                chance={l: float(v) for l, v in r0.chance.items()},
                majority={l: float(np.mean([r.majority[l] for r in probe_results])) for l in r0.labels},
                probe=dict(r0.params), paper=PAPER.get(table, {}).get('acc'), params=params, **extra)
-    if 'z1+z2' in rows and 'baseline' in rows: res['ordering'] = ordering_holds(res)
+    if (hi := all_paths_row(rows)) and 'baseline' in rows: res['ordering'] = ordering_holds(res, hi)
     return res
 
 def write_results(res:dict, out_dir:str|Path, md:str|None=None) -> Path:

@@ -13,7 +13,7 @@ from .model import MPVAE, load_model
 
 # %% auto #0
 __all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'convert_pretrained', 'list_pretrained',
-           'pretrained_settings', 'pretrained_table', 'main']
+           'pretrained_seeds', 'pretrained_settings', 'pretrained_table', 'main']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
 PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
@@ -21,7 +21,9 @@ PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam l
                     'dsprites_vae_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
                     'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)',
                     'dsprites_vae_lr1e-4_betas4-1': 'the lr 1e-4 baseline at 3.07 M images, beside the per-path betas MPVAE of the same length',
-                    'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4'}
+                    'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4',
+                    'dsprites_mpvae_lr1e-4_paths3-3-6': 'beta-MPVAE, three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta = 4 on each, Adam lr 1e-4, '
+                                                        '3.07 M images (its baselines: the lr1e-4_betas4-1 ones, the same length)'}
 
 def pretrained_dir() -> Path:
     "The folder inside the installed package that holds the pretrained weights."
@@ -106,13 +108,20 @@ def list_pretrained(folder=None) -> list:
     return out
 
 # %% ../nbs/14_pretrained.ipynb #0cd41bb3
-def pretrained_settings(folder=None) -> dict:
-    "Each training setting that ships both models (baseline and MPVAE) -> the seeds it ships for both: {'': [0], 'lr1e-4': [0, 1, 2]}."
+def pretrained_seeds(kind:str, # 'vae' (the baseline) or 'mpvae'
+                     folder=None)->dict: # setting -> sorted seeds
+    "Each training setting that ships models of `kind` -> their seeds: ('vae') -> {'': [0], 'lr1e-4': [0, 1, 2], ...}."
+    pretrained_name(kind)   # names the valid kinds
     seeds = {}
     for n, s in _files(folder):
-        kind, setting = _kind_setting(n)
-        if kind: seeds.setdefault(setting, {}).setdefault(kind, set()).add(s)
-    return {k: sorted(v['vae'] & v['mpvae']) for k, v in sorted(seeds.items()) if len(v) == 2}
+        k, setting = _kind_setting(n)
+        if k == kind: seeds.setdefault(setting, set()).add(s)
+    return {k: sorted(v) for k, v in sorted(seeds.items())}
+
+def pretrained_settings(folder=None) -> dict:
+    "Each training setting that ships both models (baseline and MPVAE) -> the seeds it ships for both: {'': [0], 'lr1e-4': [0, 1, 2]}."
+    v, m = pretrained_seeds('vae', folder), pretrained_seeds('mpvae', folder)
+    return {k: sorted(set(v[k]) & set(m[k])) for k in sorted(set(v) & set(m)) if set(v[k]) & set(m[k])}
 
 # %% ../nbs/14_pretrained.ipynb #4a479ae3
 def _fmt_row(r:dict) -> list:

@@ -16,8 +16,8 @@ from .core import atomic_write, default_device
 from .train import progress_line
 
 # %% auto #0
-__all__ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'KINDS', 'STOCHASTIC', 'encode_dataset', 'feature_sets', 'probe_splits', 'grid_Cs',
-           'kfold', 'run_probe', 'ProbeResult', 'plot_probe']
+__all__ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'KINDS', 'STOCHASTIC', 'encode_dataset', 'path_subsets', 'feature_sets',
+           'probe_splits', 'grid_Cs', 'kfold', 'run_probe', 'ProbeResult', 'plot_probe']
 
 # %% ../nbs/06_probe.ipynb #294747a0
 def _model_device(model):
@@ -78,20 +78,30 @@ def encode_dataset(model:nn.Module, # has `encode(x) -> list of (n, d_k) tensors
     if parts is None: raise ValueError("idx is empty: nothing to encode")
     return [np.concatenate(p).astype(np.float32, copy=False) for p in parts]
 
+# %% ../nbs/06_probe.ipynb #7077be2d
+def path_subsets(n:int, # number of paths
+                 which:str='consecutive' # 'consecutive': every run of neighbouring paths; 'all': every subset; 'ends': each path and all of them
+                )->list: # tuples of path indices: the single paths first, then by size, then by position
+    "The groups of paths a probe reads together: for 3 paths, 'consecutive' gives z1, z2, z3, z1+z2, z2+z3, z1+z2+z3."
+    from itertools import combinations
+    if which not in ('consecutive', 'all', 'ends'): raise ValueError(f"which must be 'consecutive', 'all' or 'ends', not {which!r}")
+    if n < 1: raise ValueError(f"n must be >= 1 path, not {n}")
+    if which == 'ends': return [(k,) for k in range(n)] + ([tuple(range(n))] if n > 1 else [])
+    return [c for r in range(1, n+1) for c in combinations(range(n), r) if which == 'all' or c[-1] - c[0] == r - 1]
+
 # %% ../nbs/06_probe.ipynb #d5f72524
 def feature_sets(codes:list, # one (n, d_k) array per path, as `encode_dataset` returns
-                 names:list|tuple|None=None # a name per path; default 'z1', 'z2', ... ('z' for a single path)
+                 names:list|tuple|None=None, # a name per path; default 'z1', 'z2', ... ('z' for a single path)
+                 which:str='consecutive' # the groups of paths (`path_subsets`); for 2 paths every choice gives z1, z2, z1+z2
                 ) -> dict:
-    "Each path alone and, for several paths, their concatenation (named 'z1+z2')."
+    "Each path alone and, for several paths, their concatenations (named 'z1+z2', 'z2+z3', ...)."
     codes = [np.asarray(c, dtype=np.float32) for c in (codes if isinstance(codes, (list, tuple)) else [codes])]
     if not codes: raise ValueError("codes is empty")
     if names is None: names = ['z'] if len(codes) == 1 else [f'z{k+1}' for k in range(len(codes))]
     if len(names) != len(codes): raise ValueError(f"{len(names)} names for {len(codes)} paths")
     n = {len(c) for c in codes}
     if len(n) != 1: raise ValueError(f"the paths have different numbers of rows: {[len(c) for c in codes]}")
-    out = {nm: c for nm, c in zip(names, codes)}
-    if len(codes) > 1: out['+'.join(names)] = np.concatenate(codes, 1)
-    return out
+    return {'+'.join(names[k] for k in g): np.concatenate([codes[k] for k in g], 1) for g in path_subsets(len(codes), which)}
 
 # %% ../nbs/06_probe.ipynb #f1e656d7
 def probe_splits(n:int, # rows in the pool of encoded examples

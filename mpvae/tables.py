@@ -15,10 +15,10 @@ from .core import atomic_write
 
 # %% auto #0
 __all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'THREAD_VARS', 'aggregate',
-           'markdown_table', 'probe_md', 'probe_C_md', 'distance_md', 'ordering_holds', 'paired_t', 't_pvalue',
-           'find_notebooks', 'plan_jobs', 'Param', 'check_params', 'notebook_params', 'check_overrides', 'job_threads',
-           'cell_work', 'run_job', 'combine_seeds', 'aggregate_sweep', 'sweep_markdown', 'plot_sweep', 'summarize',
-           'compare_results', 'run_tables', 'CLIParser', 'main']
+           'markdown_table', 'probe_md', 'probe_C_md', 'distance_md', 'ordering_holds', 'all_paths_row', 'paired_t',
+           't_pvalue', 'paired_md', 'find_notebooks', 'plan_jobs', 'Param', 'check_params', 'notebook_params',
+           'check_overrides', 'job_threads', 'cell_work', 'run_job', 'combine_seeds', 'aggregate_sweep',
+           'sweep_markdown', 'plot_sweep', 'summarize', 'compare_results', 'run_tables', 'CLIParser', 'main']
 
 # %% ../nbs/08_tables.ipynb #4566ca39
 PAPER = {
@@ -150,9 +150,15 @@ def ordering_holds(res:dict, hi:str='z1+z2', lo:str='baseline', label:str='mean'
         hi=hi, lo=lo, label=label, diff=float(diff), se=float(se), unit=unit, verdict=verdict, holds=bool(diff > 2 * se)
     )
 
+def all_paths_row(rows # a table's row keys (or its rows dict)
+                 )->str|None: # e.g. 'z1+z2' for two paths, 'z1+z2+z3' for three; None when no row joins paths
+    "The row of all MPVAE paths together (the one joining the most), the row the paper's claim puts ahead of the baseline."
+    joined = [k for k in rows if re.fullmatch(r'z\d+(\+z\d+)+', k)]
+    return max(joined, key=lambda k: k.count('+'), default=None)
+
 def _claim_md(o:dict) -> str:
-    "The verdict of `ordering_holds` (on the mean, z1+z2 vs the baseline) as the summary's Markdown paragraph."
-    return (f"**Paper's claim (z1+z2 beats the baseline on the mean):** {o['verdict']} "
+    "The verdict of `ordering_holds` (on the mean, all paths vs the baseline) as the summary's Markdown paragraph."
+    return (f"**Paper's claim ({o['hi']} beats the baseline on the mean):** {o['verdict']} "
             f"(difference {o['diff']:+.2f} points, standard error {o['se']:.2f} over {o['unit']}).\n")
 
 # %% ../nbs/08_tables.ipynb #170611d0
@@ -169,6 +175,19 @@ def t_pvalue(t:float, # a t statistic
     "Two-sided p-value of Student's t."
     from scipy.stats import t as student
     return float(2*student.sf(abs(t), df)) if np.isfinite(t) and df > 0 else float('nan')
+
+# %% ../nbs/08_tables.ipynb #fd149f1a
+def paired_md(comparisons:list # (what, {seed: a}, {seed: b}): mean accuracies in points, keyed by representation seed
+             )->str: # a Markdown table, one row per comparison
+    "Paired comparisons over representation seeds: both means, a - b per seed, its mean ± paired se, t and two-sided p."
+    lines = ['| comparison | seeds | a | b | a - b per seed | a - b ± se (paired) | t | p |', '|---|---|---:|---:|---|---:|---:|---:|']
+    for what, a, b in comparisons:
+        seeds = sorted(set(a) & set(b))
+        if not seeds: raise ValueError(f"{what}: no representation seed in both ({sorted(a)} vs {sorted(b)})")
+        d = [a[s] - b[s] for s in seeds]; m, se, t = paired_t(d)
+        lines.append(f"| {what} | {', '.join(map(str, seeds))} | {np.mean([a[s] for s in seeds]):.2f} | {np.mean([b[s] for s in seeds]):.2f} | "
+                     f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {se:.2f} | {t:.2f} | {t_pvalue(t, len(d) - 1):.3f} |")
+    return '\n'.join(lines)
 
 # %% ../nbs/08_tables.ipynb #eab9fd75
 PRESETS = {
@@ -201,6 +220,14 @@ PRESETS = {
                          probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv',
                          metrics='full', figures=True),
     },
+    # beyond the paper: three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta 4, lr 1e-4, 3.07 M images, 3 seeds; every
+    # group of paths probed; the baselines are the lr 1e-4 ones of the same length
+    'pretrained_three_paths': {
+        'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4_paths3-3-6', pretrained_baseline='lr1e-4_betas4-1',
+                         mpvae_dims=[3, 3, 6], mpvae_taps=[3, 4, 5], path_groups='all', rep_seeds=[0, 1, 2], probe_pool=20_000,
+                         probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full',
+                         metrics_seeds=[0, 1, 2], figures=True),
+    },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
@@ -222,7 +249,7 @@ def find_notebooks(nbs:str|Path|None=None, tables=None, files=None) -> Path:
 def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, seeds=None, betas=None) -> list:
     "One job per table x seed x beta; `seeds`/`betas` turn a table into a sweep of independent jobs."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    jobs = []
+    jobs, explicit = [], 'metrics_seeds' in (overrides or {})
     for t in tables:
         if t not in TABLE_NOTEBOOKS: raise ValueError(f"unknown table {t!r}; choose from {sorted(TABLE_NOTEBOOKS)}")
         base = {**PRESETS[preset][t], **(overrides or {})}
@@ -233,6 +260,9 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
             for b in (betas or [None]):
                 p, name = dict(base), t
                 if s is not None: p['rep_seeds'] = [int(s)]; name += f'-seed{s}'
+                if p.get('metrics_seeds') is not None and (s is not None or not explicit):   # a preset's list follows the job's seeds
+                    keep = [m for m in p['metrics_seeds'] if m in p['rep_seeds']]
+                    p['metrics_seeds'], p['metrics'] = (keep, p['metrics']) if keep else (None, 'none')
                 if b is not None: p['beta'] = float(b); name += f'-beta{b:g}'
                 jobs.append(dict(name=name, table=t, notebook=TABLE_NOTEBOOKS[t], params=p, preset=preset))
     return jobs
@@ -304,9 +334,12 @@ _COMMON = dict(out_dir=Param('str'), preset=Param('str'), beta=Param('float', lo
                probe=Param('str', choices=_PROBES), probe_C=Param('float', lo=0, gt=True), figures=Param('bool'))
 TABLE_PARAMS = {
     'dsprites': dict(_COMMON, data_path=Param('str', none=True), mpvae_betas=Param('floats', lo=0, none=True),
-                     pretrained=Param('bool'), pretrained_setting=Param('str'),
+                     mpvae_taps=Param('ints', lo=1, none=True), path_groups=Param('str', choices=('consecutive', 'all')),
+                     pretrained=Param('bool'), pretrained_setting=Param('str'), pretrained_baseline=Param('str', none=True),
+                     reference_evals=Param('str', none=True),
                      probe_pool=Param('int', lo=1, hi=737_280), probe_train=Param('int', lo=10),
-                     probe_valid=Param('int', lo=1), metrics=Param('str', choices=('none', 'fast', 'full'))),
+                     probe_valid=Param('int', lo=1), metrics=Param('str', choices=('none', 'fast', 'full')),
+                     metrics_seeds=Param('ints', lo=0, unique=True, none=True)),
     'celeba': dict(_COMMON, data_root=Param('str', none=True), synthetic_n=Param('int', lo=20),
                    recon=Param('str', choices=('bernoulli', 'gaussian')),
                    pool_split=Param('str', choices=('auto', 'heldout', 'all')), probe_pool=Param('int', lo=1, none=True),
@@ -324,6 +357,19 @@ def _probe_sizes(p):
 def _two_paths(p):
     if len(p['mpvae_dims']) != 2:
         return ('mpvae_dims', f"mpvae_dims must give 2 paths, z1 and z2 (the table's rows), not {len(p['mpvae_dims'])}")
+
+def _paths_and_taps(p):
+    n, t = len(p['mpvae_dims']), p.get('mpvae_taps')
+    if n < 2: return ('mpvae_dims', f"mpvae_dims must give 2 or more paths (z1, z2, ...: the table's rows), not {n}")
+    if t is None: return None
+    if len(t) != n: return ('mpvae_taps', f"mpvae_taps gives {len(t)} depths for the {n} paths of mpvae_dims")
+    if any(b <= a for a, b in zip(t, t[1:])): return ('mpvae_taps', f"mpvae_taps must be strictly increasing (z_k is tapped deeper than z_(k-1)), not {list(t)}")
+    if t[-1] > 6: return ('mpvae_taps', f"mpvae_taps {list(t)}: a 64x64 image allows depths up to 6 (a 1x1 map)")
+
+def _metrics_seeds(p):
+    ms = p.get('metrics_seeds')
+    if ms is not None and not set(ms) <= set(p['rep_seeds']):
+        return ('metrics_seeds', f"metrics_seeds {list(ms)} must be among rep_seeds {list(p['rep_seeds'])} (the models the run has)")
 
 def _one_beta_per_path(p):
     b = p.get('mpvae_betas')
@@ -346,18 +392,20 @@ def _device_name(p):
 
 def _shipped(p):
     if not p.get('pretrained'): return None
-    from mpvae.pretrained import pretrained_settings
-    have, s = pretrained_settings(), p['pretrained_setting']
-    if s not in have:
-        return ('pretrained_setting', f"pretrained_setting {s!r} has no shipped models; the shipped settings are {sorted(have)}")
-    if miss := sorted(set(p['rep_seeds']) - set(have[s])):
-        return ('rep_seeds', f"the shipped models of setting {s!r} have seeds {have[s]}, not {miss}")
+    from mpvae.pretrained import pretrained_seeds
+    for key, kind in (('pretrained_setting', 'mpvae'), ('pretrained_baseline', 'vae')):
+        have, s = pretrained_seeds(kind), p['pretrained_setting'] if p.get(key) is None else p[key]
+        if s not in have:
+            return (key, f"{key} {s!r} has no shipped models; the shipped settings are {sorted(have)}")
+        if miss := sorted(set(p['rep_seeds']) - set(have[s])):
+            return ('rep_seeds', f"the shipped models of setting {s!r} have seeds {have[s]}, not {miss}")
 
 def _needs_celeba(p):
     if p['preset'] == 'paper' and p['data_root'] is None:
         return ('data_root', "the paper preset needs the real CelebA folder: -p data_root=/path/to/celeba (CelebA cannot be downloaded)")
 
-TABLE_RULES = {'dsprites': (_probe_sizes, _two_paths, _one_beta_per_path, _one_batch, _path_exists('data_path'), _device_name, _shipped),
+TABLE_RULES = {'dsprites': (_probe_sizes, _paths_and_taps, _metrics_seeds, _one_beta_per_path, _one_batch, _path_exists('data_path'),
+                            _path_exists('reference_evals'), _device_name, _shipped),
                'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba)}
 
 # %% ../nbs/08_tables.ipynb #a3a2e673
@@ -589,7 +637,7 @@ def combine_seeds(results:list # `results.json` dicts of one table that differ o
                chance=r0.get('chance'), majority={l: float(np.mean([r['majority'][l] for r in results])) for l in r0['labels']}
                                                  if all(r.get('majority') for r in results) else r0.get('majority'),
                params={**r0.get('params', {}), 'rep_seeds': seeds}, preset=r0.get('preset'), n_jobs=len(results))
-    if 'z1+z2' in rows and 'baseline' in rows: res['ordering'] = ordering_holds(res)
+    if (hi := all_paths_row(rows)) and 'baseline' in rows: res['ordering'] = ordering_holds(res, hi)
     return res
 
 # %% ../nbs/08_tables.ipynb #0472752c

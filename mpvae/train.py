@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #a1f3be76
 from __future__ import annotations
-import os, io, csv, random, time, math, json, sys, datetime, warnings
+import os, io, csv, random, time, math, json, sys, datetime, warnings, subprocess, importlib.util
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -29,7 +29,8 @@ from .speed import auto_precision, ChannelsLast, FlushDenormals, cpu_name
 __all__ = ['is_main_process', 'unwrap', 'rank_world', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast',
            'NonFiniteError', 'NaNGuard', 'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions',
            'convert_checkpoint', 'Checkpoint', 'load_checkpoint_model', 'MPVAELearner', 'mpvae_learner',
-           'plot_loss_curves', 'hms', 'progress_line', 'ProgressLines', 'RunSpec', 'log2_epochs', 'Snapshots']
+           'plot_loss_curves', 'hms', 'progress_line', 'ProgressLines', 'RunSpec', 'source_commit', 'log2_epochs',
+           'Snapshots']
 
 # %% ../nbs/05_train.ipynb #182c2fd5
 def is_main_process() -> bool:
@@ -792,6 +793,19 @@ class RunSpec(Callback):
             raise ValueError(f"the checkpoint was written by a run with other settings ({what}): use the same "
                              "settings to continue it, or another folder for a new run")
 
+# %% ../nbs/05_train.ipynb #f6fd1a80
+def source_commit(path:str|Path|None=None # a folder inside the checkout; None: the package's own folder
+                 ) -> str|None:
+    "The short git commit at `path`, `+dirty` if files under it differ from it; None outside a git checkout."
+    cwd = Path(path) if path is not None else Path(importlib.util.find_spec('mpvae').origin).parent
+    git = lambda *a: subprocess.run(['git', *a], cwd=cwd, capture_output=True, text=True, timeout=30)
+    try:
+        head = git('rev-parse', '--short', 'HEAD')
+        if head.returncode: return None
+        dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.').stdout.strip()
+    except (OSError, subprocess.SubprocessError): return None
+    return head.stdout.strip() + ('+dirty' if dirty else '')
+
 # %% ../nbs/05_train.ipynb #416871dc
 def log2_epochs(n_epoch:int) -> list:
     "Epochs 1, 2, 4, 8, ... up to `n_epoch`, and `n_epoch` itself: the default snapshot points."
@@ -804,6 +818,12 @@ class Snapshots(Callback):
                  fname:str='snap_{images}.pth', # the file name, with the images seen
                  **meta): # extra metadata stored with every snapshot
         self.epochs, self.fname, self.meta = epochs, fname, meta
+        self.seconds, self._t0 = 0., None   # wall time of the run's epochs so far, across resumes (kept by `Checkpoint`)
+    def state_dict(self): return {'seconds': self.seconds}
+    def load_state_dict(self, sd): self.seconds = float(sd['seconds'])
+    def before_epoch(self): self._t0 = time.perf_counter()
+    def after_validate(self):   # before `Checkpoint` saves in after_epoch, so the file holds this epoch's time too
+        if self._t0 is not None: self.seconds += time.perf_counter() - self._t0; self._t0 = None
     def after_epoch(self):
         at = self.epochs if self.epochs is not None else log2_epochs(self.n_epoch)
         if self.epoch + 1 not in at: return
@@ -813,7 +833,8 @@ class Snapshots(Callback):
         sched = 'one-cycle or scheduled' if any(isinstance(c, ParamScheduler) for c in self.learn.cbs) else 'const'
         record = dict(images=images, steps=self.learn.train_iter, epoch=self.epoch + 1, last=last, spec=spec or None,
                       bs=spec.get('bs'), lr=spec.get('lr'), schedule=sched, precision=spec.get('precision'),
-                      cpu=cpu_name(), torch=str(torch.__version__))   # what `list_pretrained` shows of a shipped snapshot
+                      cpu=cpu_name(), torch=str(torch.__version__), train_seconds=round(self.seconds, 3),
+                      commit=source_commit())   # what `list_pretrained` shows of a shipped snapshot
         self.learn.save_model(Path(self.learn.path)/self.fname.format(images=images), train_images=images,
                               seed=getattr(self.learn, 'seed', None), record=record, **self.meta)
 

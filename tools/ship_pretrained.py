@@ -3,6 +3,8 @@
 
     python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
     python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_vae_lr1e-4_seed0/, ...
+    python tools/ship_pretrained.py --runs runs/three --mpvae-only mpvae3 --setting lr1e-4_paths3-3-6 --images 3072000
+        # MPVAEs only (their baselines ship under another setting): mpvae3_seed<s>/snap_3072000.pth -> dsprites_mpvae_lr1e-4_paths3-3-6_seed<s>/
 
 Every seed ships the same length: the largest image count at which both `vae_seed<s>/snap_<n>.pth` and
 `mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), written as the folders `mpvae/pretrained/dsprites_vae_seed<s>/`
@@ -30,6 +32,7 @@ def main(argv=None):
     p.add_argument('--dest', default=str(ROOT/'mpvae'/'pretrained'), help='where the weights go (default: the package)')
     p.add_argument('--setting', default='', help="the training setting the names carry (e.g. 'lr1e-4'; see mpvae.pretrained.pretrained_name)")
     p.add_argument('--images', type=int, help='ship the snapshots at this image count (default: the longest every seed has)')
+    p.add_argument('--mpvae-only', metavar='PREFIX', help='ship only the MPVAE runs PREFIX_seed<s>/ (their baselines ship under another setting)')
     a = p.parse_args(argv)
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
@@ -37,9 +40,11 @@ def main(argv=None):
     try: pretrained_name('vae', a.setting)
     except (ValueError, TypeError) as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
-    pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing mpvae.curves evaluates
-    seeds = a.seeds if a.seeds else run_seeds(runs)
-    if not seeds: raise SystemExit(f"no vae_seed<s>/ folder under {runs}: give --runs the folder the long runs wrote into")
+    if a.mpvae_only:   # (seed, images) -> (MPVAE snapshot,)
+        pairs = {(s, int(q.stem.split('_')[1])): (q,) for s in run_seeds(runs, a.mpvae_only) for q in (runs/f'{a.mpvae_only}_seed{s}').glob('snap_*.pth')}
+    else: pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing mpvae.curves evaluates
+    seeds = a.seeds if a.seeds else run_seeds(runs, a.mpvae_only or 'vae')
+    if not seeds: raise SystemExit(f"no {a.mpvae_only or 'vae'}_seed<s>/ folder under {runs}: give --runs the folder the long runs wrote into")
     have = {s: {n for t, n in pairs if t == s} for s in seeds}
     for s, ns in have.items():
         if not ns: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
@@ -55,7 +60,8 @@ def main(argv=None):
             try: models[src] = load_model(src)
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
     dest.mkdir(parents=True, exist_ok=True)
-    todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}') for s in seeds for m, src in zip(('vae', 'mpvae'), pairs[(s, k)])]
+    kinds = ('mpvae',) if a.mpvae_only else ('vae', 'mpvae')
+    todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}') for s in seeds for m, src in zip(kinds, pairs[(s, k)])]
     part = lambda dst: dst.with_name(dst.name + '.part')   # the temporary name of a folder being shipped
     try:   # write everything under temporary names first, so a failed write (disk full) replaces nothing shipped
         for src, dst in todo: shutil.rmtree(part(dst), ignore_errors=True); _write(models[src], part(dst))

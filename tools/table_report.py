@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ('vs_paper', 'kl_mpvae', 'traversals_mpvae')   # the ones the report shows
+OPTIONAL = ('path_mi_mpvae', 'mi_mpvae')                 # shown when the run made them (figures=True)
 
 
 def record_line(seed, kind, r:dict) -> str:
@@ -32,7 +33,8 @@ def probe_line(res:dict, seeds:list) -> str:
     pr = res['probe']
     return (f"Probe protocol: pool {pr['pool']:,}. {probe_md(pr)} ± is the std over the {pr['n_splits'] * pr['n_seeds']} "
             "probe runs" + ('; "seeds ±" the std over the representation seeds, the spread the verdict is tested '
-                            "against. The disentanglement metrics are those of seed 0's models." if len(seeds) > 1 else '.'))
+                            f"against. The disentanglement metrics are those of seed {', '.join(map(str, res['params'].get('metrics_seeds') or seeds[:1]))}'s models."
+                            if len(seeds) > 1 else '.'))
 
 
 def precision_text(res:dict) -> str:
@@ -72,12 +74,14 @@ def header(res:dict) -> str:
     p, recs = res['params'], res['pretrained_records']
     seeds = sorted(recs, key=int)
     setting = f"setting `{p['pretrained_setting']}`" if p.get('pretrained_setting') else 'the default setting, Adam lr 1e-3'
+    if p.get('pretrained_baseline'): setting += f", the baselines of setting `{p['pretrained_baseline']}`"
+    two = len(p.get('mpvae_dims', [3, 9])) == 2
     lines = [f"# dSprites, `{res['preset']}` preset: Table 2 from the shipped models, "
              f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}", '',
              f"Regenerated with `mpvae-tables --preset {res['preset']} --tables dsprites` (no training) from the models in "
              f"`mpvae/pretrained/` ({setting}, representation seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(seeds)}). The same snapshots, at every length of training, are probed by "
-             f"`mpvae-curves report` (`mpvae.curves`) in `dsprites_learning_curves_cv.md`."
+             f"{', '.join(seeds)})." + (" The same snapshots, at every length of training, are probed by "
+             f"`mpvae-curves report` (`mpvae.curves`) in `dsprites_learning_curves_cv.md`." if two else '')
              + (" CI reruns this preset and checks every number below within 0.3 points (`tests/test_pretrained.py`)."
                 if res['preset'] == 'pretrained' else '') + " Training records of the models:", '']
     lines += [record_line(s, k, recs[s][k]) for s in seeds for k in ('vae', 'mpvae')]
@@ -104,13 +108,14 @@ def main(argv=None):
     table = (run/'table.md').read_text()
     res['figures'] = [Path(f).name for f in res.get('figures', [])]
     notes = Path(a.notes).read_text().strip() + '\n\n' if a.notes else ''
-    md = (header(res) if pretrained else trained_header(res)) + '\n' + notes + table.rstrip() + '\n\n' + '\n\n'.join(f'![]({a.name}_{f}.png)' for f in FIGURES) + '\n'
+    figs = list(FIGURES) + [f for f in OPTIONAL if (run/f'{f}.png').exists()]
+    md = (header(res) if pretrained else trained_header(res)) + '\n' + notes + table.rstrip() + '\n\n' + '\n\n'.join(f'![]({a.name}_{f}.png)' for f in figs) + '\n'
     rep = Path(a.reports); rep.mkdir(parents=True, exist_ok=True)
-    for f in FIGURES: shutil.copyfile(run/f'{f}.png', rep/f'{a.name}_{f}.png')
+    for f in figs: shutil.copyfile(run/f'{f}.png', rep/f'{a.name}_{f}.png')
     from mpvae.core import atomic_write   # each file appears whole or not at all; the md (which names the rest) last
     with atomic_write(rep/f'{a.name}.json', 'w') as fh: fh.write(json.dumps(res, indent=1, ensure_ascii=False) + '\n')
     with atomic_write(rep/f'{a.name}.md', 'w') as fh: fh.write(md)
-    print(f"wrote {rep/a.name}.md, .json and {len(FIGURES)} figures")
+    print(f"wrote {rep/a.name}.md, .json and {len(figs)} figures")
 
 
 if __name__ == '__main__':
