@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training speed of the three-path dSprites MPVAE against the paper's 2-path one and the baseline, in one process.
 
-Models: `vae` (z = 12), `mpvae2` (paths 3, 9 at taps 4, 5: the paper's net), `mpvae3` (paths 3, 3, 6 at taps 3, 4, 5:
+Models: `baseline` (z = 12), `mpvae2` (paths 3, 9 at taps 4, 5: the paper's net), `mpvae3` (paths 3, 3, 6 at taps 3, 4, 5:
 `reports/dsprites_three_paths.md`). Each round times `--iters` bare training steps (model, `MPVAELoss` with beta 4,
 torch Adam, batch 64, float32) of every model after 2 untimed ones, in an order that reverses every other round, so
 a machine that speeds up or slows down during the run affects all alike. Prints images/s medians over rounds and the
@@ -15,7 +15,7 @@ from mpvae.model import MPVAE, MPVAEConfig
 from mpvae.loss import MPVAELoss, LossConfig
 from mpvae.speed import cpu_name
 
-MODELS = {'vae': dict(latent_dims=(12,)), 'mpvae2': dict(latent_dims=(3, 9)),
+MODELS = {'baseline': dict(latent_dims=(12,)), 'mpvae2': dict(latent_dims=(3, 9)),
           'mpvae3': dict(latent_dims=(3, 3, 6), taps=(3, 4, 5))}
 
 

@@ -72,7 +72,7 @@ def make_features(n, seed=0):
     z1 = code(3, np.array([1, 1, .3, .3, .2, .2]), 0.5)                      # shallow path: mostly shape/scale
     z2 = code(9, np.array([.5, .5, .6, .6, 1, 1]), 0.3)                      # deep path: mostly position
     base = code(12, np.ones(6), 0.35)
-    return y, {**feature_sets([z1.astype(np.float32), z2.astype(np.float32)]), 'vae': base.astype(np.float32)}
+    return y, {**feature_sets([z1.astype(np.float32), z2.astype(np.float32)]), 'baseline': base.astype(np.float32)}
 
 
 def real_features(n):
@@ -84,7 +84,7 @@ def real_features(n):
     pool = np.sort(np.random.default_rng(12345).choice(len(ds), size=n, replace=False))
     y = np.stack([ds.labels(l)[pool] for l in NAMES], 1)
     enc = lambda name: encode_dataset(load_pretrained(name, 0), ds.images, pool, progress=False)
-    return y, {**feature_sets(enc('dsprites_mpvae_lr1e-4')), 'vae': np.concatenate(enc('dsprites_vae_lr1e-4'), 1)}
+    return y, {**feature_sets(enc('dsprites_mpvae_lr1e-4')), 'baseline': np.concatenate(enc('dsprites_baseline_lr1e-4'), 1)}
 
 
 def cv_sklearn_compare(feats, y, res, feature='z1+z2'):

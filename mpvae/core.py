@@ -19,8 +19,8 @@ with warnings.catch_warnings():
     from fastai.torch_core import to_device
 
 # %% auto #0
-__all__ = ['set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path', 'load_torch_file', 'ArraySource',
-           'ArrayDataLoader', 'array_dls']
+__all__ = ['BASELINE', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path', 'load_torch_file',
+           'upgrade_names', 'ArraySource', 'ArrayDataLoader', 'array_dls']
 
 # %% ../nbs/00_core.ipynb #1b7df534
 def set_seed(seed:int, # the seed for `random`, `numpy` and `torch`
@@ -131,6 +131,24 @@ def load_torch_file(path:str|Path, # the file to read
         why = (str(e).strip().splitlines() or [''])[0][:200]
         raise ValueError(f"{path} ({size:,} bytes) cannot be read as {what}: it is {_file_kind(path)} "
                          f"[torch.load: {type(e).__name__}: {why}]") from e
+
+# %% ../nbs/00_core.ipynb #c71bb663
+BASELINE = 'baseline'   # the beta-VAE of the paper's Table 2, first row: its one name in the API and in every file mpvae writes
+
+def _upgrade(s):
+    "'vae' -> 'baseline' and 'vae/<x>' -> 'baseline/<x>'; every other value as it is."
+    return BASELINE + s[3:] if isinstance(s, str) and (s == 'vae' or s.startswith('vae/')) else s
+
+def upgrade_names(obj):
+    "Parsed JSON with the baseline's old name `vae` (a key or string value, alone or before '/') renamed `baseline`, at any depth."
+    if isinstance(obj, list): return [upgrade_names(v) for v in obj]
+    if not isinstance(obj, dict): return _upgrade(obj)
+    out = {}
+    for k, v in obj.items():
+        if (n := _upgrade(k)) in out:   # two keys, one of them the old name, would be one
+            raise ValueError(f"a mapping holds both {k!r} (the baseline's old name) and {n!r}: which one is the baseline is ambiguous")
+        out[n] = upgrade_names(v)
+    return out
 
 # %% ../nbs/00_core.ipynb #b6553c45
 class ArraySource:

@@ -9,22 +9,31 @@ from __future__ import annotations
 import argparse, csv, json, re, sys, time
 from pathlib import Path
 import numpy as np
-from .core import atomic_write, load_torch_file
+from .core import BASELINE, atomic_write, load_torch_file, upgrade_names
 from .experiment import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results, save_fig
 from .tables import PAPER, paired_t, combine_seeds, t_pvalue
 
 # %% auto #0
-__all__ = ['ACTIVE_NATS', 'EVAL_DIRS', 'PROBE_TEXT', 'CURVES_NOTEBOOK', 'run_seeds', 'snapshots', 'baseline_pairs', 'run_history',
-           'flat_record', 'run_config', 'evaluate_pair', 'evaluate_runs', 'line_name', 'load_evals', 'over_seeds',
-           'seed_md', 'mean_diffs', 'plateau_md', 'doublings', 'nelbo_md', 'plot_verdict', 'plot_accuracy',
-           'plot_nelbo_active', 'report_md', 'write_report', 'compare_md', 'curves_report', 'main']
+__all__ = ['ACTIVE_NATS', 'EVAL_DIRS', 'PROBE_TEXT', 'CURVES_NOTEBOOK', 'run_seeds', 'run_dir', 'snapshots', 'baseline_pairs',
+           'run_history', 'flat_record', 'run_config', 'evaluate_pair', 'evaluate_runs', 'line_name', 'load_evals',
+           'over_seeds', 'seed_md', 'mean_diffs', 'plateau_md', 'doublings', 'nelbo_md', 'plot_verdict',
+           'plot_accuracy', 'plot_nelbo_active', 'report_md', 'write_report', 'compare_md', 'curves_report', 'main']
 
 # %% ../nbs/15_curves.ipynb #7d092094
 def run_seeds(runs:Path, # a runs folder
-              model:str='vae' # 'vae' (the baseline) or 'mpvae'
+              model:str=BASELINE # 'baseline' or 'mpvae'
              )->list: # sorted seeds
-    "The seeds s that have a run folder `<model>_seed<s>/` under `runs`."
-    return sorted(int(m[1]) for d in Path(runs).glob(f'{model}_seed*') if d.is_dir() and (m := re.fullmatch(rf'{model}_seed(\d+)', d.name)))
+    "The seeds s that have a run folder `<model>_seed<s>/` under `runs` (for the baseline also the old `vae_seed<s>/`)."
+    name = f'(?:{BASELINE}|vae)' if model == BASELINE else re.escape(model)
+    return sorted({int(m[1]) for d in Path(runs).glob('*_seed*') if d.is_dir() and (m := re.fullmatch(rf'{name}_seed(\d+)', d.name))})
+
+def run_dir(runs:Path, # a runs folder
+            model:str, # 'baseline' or 'mpvae'
+            seed:int)->Path: # `<model>_seed<seed>/` (for a baseline without one, its old name `vae_seed<seed>/` if that exists)
+    "The run folder of `model` at `seed` under `runs`."
+    d = Path(runs)/f'{model}_seed{seed}'
+    old = Path(runs)/f'vae_seed{seed}'
+    return old if model == BASELINE and not d.exists() and old.exists() else d
 
 # %% ../nbs/15_curves.ipynb #0a471831
 def _snap_images(p:Path) -> int: return int(p.stem.split('_')[1])
@@ -34,7 +43,7 @@ def snapshots(runs:Path # a runs folder
     "Every (seed, images) for which both runs of the seed saved a snapshot, sorted."
     out = {}
     for s in run_seeds(runs):
-        d, md = Path(runs)/f'vae_seed{s}', Path(runs)/f'mpvae_seed{s}'
+        d, md = run_dir(runs, BASELINE, s), run_dir(runs, 'mpvae', s)
         for p in d.glob('snap_*.pth'):
             if (md/p.name).exists(): out[(s, _snap_images(p))] = (p, md/p.name)
     return dict(sorted(out.items()))
@@ -98,65 +107,66 @@ def flat_record(rec:dict|None # a snapshot's training record (`meta['record']`) 
 def run_config(run:Path # one run's folder
               )->dict: # lr, bs, schedule, betas, precision, ...
     "A run's settings: `config.json` if it has one, else the training record of its last snapshot."
-    if (p := Path(run)/'config.json').exists(): return json.loads(p.read_text())
+    if (p := Path(run)/'config.json').exists(): return upgrade_names(json.loads(p.read_text()))
     snaps = sorted(Path(run).glob('snap_*.pth'), key=_snap_images)
-    return flat_record(load_torch_file(snaps[-1], 'a snapshot written by save_model')['meta']['record']) if snaps else {}
+    return upgrade_names(flat_record(load_torch_file(snaps[-1], 'a snapshot written by save_model')['meta']['record'])) if snaps else {}
 
 # %% ../nbs/15_curves.ipynb #8b6de473
 ACTIVE_NATS = 0.01   # a latent dimension is active when its mean KL over the pool exceeds this
 EVAL_DIRS = {'logreg': 'eval', 'logreg_cv': 'eval_cv'}   # one folder of evaluations per probe kind
 
-def _kl_dims(m, ds, pool, name:str) -> dict:
-    "Mean KL per latent dimension of each of `m`'s paths over the pool, keyed 'vae/z' or 'mpvae/z<k>'."
+def _encode_kl(m, ds, pool, name:str, bs:int=512) -> tuple[list, dict]:
+    "One pass over the pool: `m`'s posterior means per path (the probe's features) and mean KL per dimension, keyed 'baseline/z' or 'mpvae/z<k>'."
     import torch
     from mpvae.disentangle import kl_per_dim
     mus, lvs = [], []
     with torch.no_grad():
-        for i in range(0, len(pool), 2048):
-            mu, lv = m.eval().encode_params(ds.images(pool[i:i+2048]))
+        for i in range(0, len(pool), bs):
+            mu, lv = m.eval().encode_params(torch.as_tensor(ds.images(pool[i:i+bs])).float())
             mus.append([t.float().numpy() for t in mu]); lvs.append([t.float().numpy() for t in lv])
-    return {f"{name}/{'z' if name == 'vae' else f'z{k+1}'}": kl_per_dim(np.concatenate([b[k] for b in mus]), np.concatenate([b[k] for b in lvs]))
-            for k in range(m.n_paths)}
+    mu = [np.concatenate([b[k] for b in mus]) for k in range(m.n_paths)]
+    kl = {f"{name}/{'z' if name == BASELINE else f'z{k+1}'}": kl_per_dim(mu[k], np.concatenate([b[k] for b in lvs])) for k in range(m.n_paths)}
+    return mu, kl
 
 # %% ../nbs/15_curves.ipynb #531c5d98
 def evaluate_pair(seed:int, # the representation seed
                   images:int, # images both snapshots were trained on
-                  vae_p:Path|None, # the baseline's snapshot; None: take its rows from `base`
+                  baseline_p:Path|None, # the baseline's snapshot; None: take its rows from `base`
                   mp_p:Path, # the MPVAE's snapshot
                   ds, # the dSprites dataset (`load_dsprites`)
                   pool, # image indices to probe (`pool_indices`)
-                  base:dict|None=None, # the baseline's earlier evaluation at this seed and length (with `vae_p=None`)
+                  base:dict|None=None, # the baseline's earlier evaluation at this seed and length (with `baseline_p=None`)
                   probe:str='logreg_cv', # `run_probe`'s kind
                   train_size:int=10_000, valid_size:int=5_000, n_splits:int=5, # the probe's splits
                   n_seeds:int|None=None # probe seeds; None: 1 for the convex probes, 5 for boost and mlp
                  )->dict: # the evaluation, as JSON
     "Probe one snapshot pair as the table notebook probes its models, and record the run's log and active dimensions at that point."
     from mpvae.model import load_model
-    from mpvae.probe import encode_dataset, feature_sets, run_probe
+    from mpvae.probe import feature_sets, run_probe
     y = np.stack([ds.labels(l)[pool] for l in LABELS], 1)
     t = time.time()
-    vae, mp = (load_model(vae_p) if base is None else None), load_model(mp_p)
-    feats = feature_sets(encode_dataset(mp, ds.images, pool, progress=False))
-    if base is None: feats = {'vae': np.concatenate(encode_dataset(vae, ds.images, pool, progress=False), 1), **feats}
+    base_m, mp = (load_model(baseline_p) if base is None else None), load_model(mp_p)
+    kl = {k: v for k, v in (base or {}).get('kl_per_dim', {}).items() if k.startswith(f'{BASELINE}/')}
+    enc = {name: _encode_kl(m, ds, pool, name) for name, m in ((BASELINE, base_m), ('mpvae', mp)) if m is not None}   # each model once
+    for _, k in enc.values(): kl.update({n: [round(float(x), 4) for x in v] for n, v in k.items()})
+    feats = feature_sets(enc['mpvae'][0])
+    if base is None: feats = {BASELINE: np.concatenate(enc[BASELINE][0], 1), **feats}
     if n_seeds is None: n_seeds = 1 if probe in ('logreg', 'logreg_cv') else 5
     pr = run_probe(feats, y, LABELS, train_size=train_size, valid_size=valid_size, n_splits=n_splits, n_seeds=n_seeds,
                    kind=probe, split_seed=0, seed=100*seed)
     rows = table_rows([pr], {k: f for k, f in FEATS.items() if f in feats})
     if base is not None: rows = {'baseline': base['rows']['baseline'], **rows}
     res = table_results('dsprites', rows, [pr], dict(seed=seed, images=images))
-    kl = {k: v for k, v in (base or {}).get('kl_per_dim', {}).items() if k.startswith('vae/')}
-    for name, m in (('vae', vae), ('mpvae', mp)):
-        if m is not None: kl.update({k: [round(float(x), 4) for x in v] for k, v in _kl_dims(m, ds, pool, name).items()})
     at = lambda p: next((r for r in run_history(p.parent) if r['images'] == images), {})
     out = dict(seed=seed, images=images, rows=rows, ordering=res['ordering'], chance=res['chance'], majority=res['majority'],
                active={k: int((np.array(v) > ACTIVE_NATS).sum()) for k, v in kl.items()}, kl_per_dim=kl,
-               history={'vae': at(vae_p) if base is None else base['history']['vae'], 'mpvae': at(mp_p)},
-               records={'vae': vae.meta.get('record') if base is None else base['records']['vae'], 'mpvae': mp.meta.get('record')},
+               history={BASELINE: at(baseline_p) if base is None else base['history'][BASELINE], 'mpvae': at(mp_p)},
+               records={BASELINE: upgrade_names(base_m.meta.get('record')) if base is None else base['records'][BASELINE], 'mpvae': mp.meta.get('record')},
                probe=dict(pr.params), seconds=round(time.time() - t, 1))
     return out if base is None else {**out, 'baseline_from': base['source']}
 
 # %% ../nbs/15_curves.ipynb #6ba320ea
-def evaluate_runs(runs:Path, # a runs folder (`vae_seed<s>/`, `mpvae_seed<s>/`)
+def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `vae_seed<s>/`, `mpvae_seed<s>/`)
                   probe:str='logreg_cv', # 'logreg_cv' (eval_cv/) or 'logreg' (eval/, C = 1)
                   images:list|None=None, # only the snapshots after these many images
                   force:bool=False, # re-evaluate pairs already evaluated
@@ -183,7 +193,7 @@ def evaluate_runs(runs:Path, # a runs folder (`vae_seed<s>/`, `mpvae_seed<s>/`)
     for i, ((s, n), (vp, mp)) in enumerate(todo.items()):
         base = None
         if baseline_evals is not None:
-            f = Path(baseline_evals)/f'seed{s}_{n}.json'; base = {**json.loads(f.read_text()), 'source': str(f)}
+            f = Path(baseline_evals)/f'seed{s}_{n}.json'; base = {**upgrade_names(json.loads(f.read_text())), 'source': str(f)}
         r = evaluate_pair(s, n, vp, mp, ds, pool, base, probe, **kw)
         ev.mkdir(parents=True, exist_ok=True)
         with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
@@ -202,7 +212,7 @@ def _lr(lr:float) -> str:
 def line_name(r:dict # an evaluation
              )->str: # e.g. 'lr 1e-4 betas (4, 1)'
     "The training setting an evaluation's pair of runs shares: lr, then what differs from the reference (schedule, batch, betas, warm-up)."
-    c = flat_record(r.get('records', {}).get('vae'))
+    c = flat_record(r.get('records', {}).get(BASELINE))
     txt = _lr(c.get('lr', 1e-3))
     if c.get('schedule', 'const') != 'const': txt += f" {c['schedule']}"
     if c.get('bs', 64) != 64: txt += f" bs {c['bs']}"
@@ -216,7 +226,7 @@ def load_evals(*runs:Path, # runs folders, one per training setting
                sub:str='eval_cv' # the evaluations' folder: 'eval_cv' or 'eval'
               )->list: # evaluations sorted by line, images, seed
     "Every evaluation under `runs/<sub>`, tagged with its line."
-    evals = [json.loads(p.read_text()) for d in runs for p in (Path(d)/sub).glob('seed*_*.json')]
+    evals = [upgrade_names(json.loads(p.read_text())) for d in runs for p in (Path(d)/sub).glob('seed*_*.json')]
     for r in evals: r['line'] = line_name(r)
     return sorted(evals, key=lambda r: (r['line'], r['images'], r['seed']))
 
@@ -277,9 +287,9 @@ def plateau_md(evals:list # evaluations (`load_evals`)
         if last is None: continue
         a, b = rs[last // 2], rs[last]
         d = b['rows']['baseline']['mean']['mean'] - a['rows']['baseline']['mean']['mean']
-        dn = {m: b['history'][m].get('nelbo', float('nan')) - a['history'][m].get('nelbo', float('nan')) for m in ('vae', 'mpvae')}
+        dn = {m: b['history'][m].get('nelbo', float('nan')) - a['history'][m].get('nelbo', float('nan')) for m in (BASELINE, 'mpvae')}
         rows.append(f"| {ln} | {seed} | {last//2:,} -> {last:,} | {d:+.2f} | {'met' if abs(d) < 1 else 'not met'} | "
-                    f"{dn['vae']:+.2f} / {dn['mpvae']:+.2f} |")
+                    f"{dn[BASELINE]:+.2f} / {dn['mpvae']:+.2f} |")
     if not rows: return []
     return ['', '## Plateau: the latest doubling of each run', '',
             'The stopping criterion of these runs: doubling the images moves the baseline\'s mean probe accuracy by less than 1 point. '
@@ -307,10 +317,10 @@ def nelbo_md(runs:list # runs folders
     rows = []
     for d in map(Path, runs):
         for s in sorted(set(run_seeds(d)) | set(run_seeds(d, 'mpvae'))):
-            for m, name in (('vae', 'baseline'), ('mpvae', 'MPVAE')):
-                if not (d/f'{m}_seed{s}'/'history.csv').exists(): continue
-                h = run_history(d/f'{m}_seed{s}'); dd = doublings(h)
-                if dd: rows.append(f"| {_lr(run_config(d/f'{m}_seed{s}').get('lr', 1e-3))} | {name} | {s} | {h[-1]['images']:,} | "
+            for m, name in ((BASELINE, 'baseline'), ('mpvae', 'MPVAE')):
+                if not (run_dir(d, m, s)/'history.csv').exists(): continue
+                h = run_history(run_dir(d, m, s)); dd = doublings(h)
+                if dd: rows.append(f"| {_lr(run_config(run_dir(d, m, s)).get('lr', 1e-3))} | {name} | {s} | {h[-1]['images']:,} | "
                                    + ', '.join(f"{x:+.1f}" for *_, x in dd) + " |")
     if not rows: return []
     return ['', '## NELBO: how fast it still falls', '',
@@ -386,11 +396,11 @@ def plot_nelbo_active(evals:list, # evaluations (`load_evals`)
     for ln, s in series:
         rs = [r for r in evals if (r['line'], r['seed']) == (ln, s)]; x = [r['images'] for r in rs]
         first, st = s == series[0][1], 'o' + styles[ln]
-        for m, c in (('vae', 'C0'), ('mpvae', 'C3')):
+        for m, c in ((BASELINE, 'C0'), ('mpvae', 'C3')):
             a1.plot(x, [r['history'][m].get('nelbo', np.nan) for r in rs], st, color=c, ms=3, label=f'{m} NELBO ({ln})' if first else None)
-        for m, k, c, lab in (('vae', 'kl1', 'C0', 'baseline'), ('mpvae', 'kl1', 'C1', 'MPVAE z1'), ('mpvae', 'kl2', 'C2', 'MPVAE z2')):
+        for m, k, c, lab in ((BASELINE, 'kl1', 'C0', 'baseline'), ('mpvae', 'kl1', 'C1', 'MPVAE z1'), ('mpvae', 'kl2', 'C2', 'MPVAE z2')):
             a2.plot(x, [r['history'][m].get(k, np.nan) for r in rs], st, color=c, ms=3, label=f'{lab} ({ln})' if first else None)
-        for k, c in (('vae/z', 'C0'), ('mpvae/z1', 'C1'), ('mpvae/z2', 'C2')):
+        for k, c in ((f'{BASELINE}/z', 'C0'), ('mpvae/z1', 'C1'), ('mpvae/z2', 'C2')):
             a3.plot(x, [r['active'][k] for r in rs], st, color=c, ms=3, label=f'{k} ({ln})' if first else None)
     for ax, t, yl in ((a1, 'validation NELBO (nats/image)', 'nats'), (a2, 'KL per path (validation)', 'nats'),
                       (a3, f'active dimensions (mean KL > {ACTIVE_NATS} nats)', 'dims')):
@@ -433,8 +443,8 @@ def report_md(evals:list, # evaluations (`load_evals`)
     for r in evals:
         m = {k: r['rows'][k]['mean'] for k in FEATS}; o, a, h = r['ordering'], r['active'], r['history']
         lines.append(f"| {r['line']} | {r['seed']} | {r['images']:,} | {r['images']//64:,} | " + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
-                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a['vae/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
-                     f"{h['vae'].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a[f'{BASELINE}/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
+                     f"{h[BASELINE].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
     lines += seed_md(evals) + plateau_md(evals) + nelbo_md(runs)
     p = PAPER['dsprites']['acc']
     lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
@@ -494,19 +504,19 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
     import matplotlib.pyplot as plt
     runs = {}
     for vn, d in variants:
-        for m in ('vae', 'mpvae'):
+        for m in (BASELINE, 'mpvae'):
             for seed in seeds:
-                r = Path(d)/f'{m}_seed{seed}'
+                r = run_dir(d, m, seed)
                 if not r.is_dir() or r.is_symlink() or not (r/'history.csv').exists(): continue
                 rows = [h for h in run_history(r) if h['images'] <= images]
                 if rows: runs[(vn, m, seed)] = (run_config(r), rows)
     if not runs: raise FileNotFoundError(f"no runs with a history.csv under {', '.join(str(d) for _, d in variants)} for seeds {list(seeds)}")
     fig, axs = plt.subplots(1, 2, figsize=(12, 3.6)); names = list(dict.fromkeys(k[0] for k in runs))
-    for ax, m in zip(axs, ('vae', 'mpvae')):
+    for ax, m in zip(axs, (BASELINE, 'mpvae')):
         for (vn, mm, seed), (c, rows) in ((k, v) for k, v in runs.items() if k[1] == m):
             ax.plot([h['images'] for h in rows], [h['nelbo'] for h in rows], marker='o', ms=3, color=f'C{names.index(vn)}',
                     ls=['-', '--', ':', '-.'][list(seeds).index(seed) % 4], label=f'{vn}: {_setting(c)}' + (f', seed {seed}' if len(seeds) > 1 else ''))
-        ax.set_title(f"{'baseline (z = 12)' if m == 'vae' else 'MPVAE (3, 9)'}: validation NELBO", fontsize=9)
+        ax.set_title(f"{'baseline (z = 12)' if m == BASELINE else 'MPVAE (3, 9)'}: validation NELBO", fontsize=9)
         ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_ylabel('nats / image'); ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=6)
     fig.tight_layout(); fig_p = save_fig(fig, Path(out)/f'{name}_nelbo.png')
@@ -535,9 +545,9 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
             if not any(k[0] == vn and k[2] == seed for k in runs): continue
             e = Path(d)/EVAL_DIRS[probe]/f'seed{seed}_{images}.json'
             if not e.exists(): lines.append(f'| {vn} | {seed} | not evaluated |||||| '); continue
-            r = json.loads(e.read_text()); mm = {k: r['rows'][k]['mean'] for k in FEATS}; o = r['ordering']; act = r['active']
+            r = upgrade_names(json.loads(e.read_text())); mm = {k: r['rows'][k]['mean'] for k in FEATS}; o = r['ordering']; act = r['active']
             lines.append(f"| {vn} | {seed} | " + ' | '.join(f"{mm[k]['mean']:.2f} ± {mm[k]['std_runs']:.2f}" for k in FEATS)
-                         + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act['vae/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
+                         + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act[f'{BASELINE}/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
     return '\n'.join(lines) + '\n'
 
 # %% ../nbs/15_curves.ipynb #8ef13e23
@@ -546,7 +556,7 @@ def _curves_parser():
     sub = p.add_subparsers(dest='cmd', required=True)
     for name in ('evaluate', 'report'):
         s = sub.add_parser(name, help='probe the snapshot pairs not evaluated yet' if name == 'evaluate' else 'write the report (papermill notebook 16_curves_report)')
-        s.add_argument('--runs', nargs='+', required=True, help='runs folders (vae_seed<s>/, mpvae_seed<s>/), one per training setting')
+        s.add_argument('--runs', nargs='+', required=True, help='runs folders (baseline_seed<s>/ or the old vae_seed<s>/, mpvae_seed<s>/), one per training setting')
         s.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv', help='logreg_cv: C by cross-validation (eval_cv/); logreg: C = 1 (eval/)')
         s.add_argument('--pool', type=int, default=20_000, help='images in the probe pool (default: the paper preset\'s 20,000)')
         s.add_argument('--train-size', type=int, default=10_000); s.add_argument('--valid-size', type=int, default=5_000)

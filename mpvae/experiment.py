@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import matplotlib
 import matplotlib.pyplot as plt
-from .core import atomic_path, atomic_write, default_device
+from .core import BASELINE, atomic_path, atomic_write, default_device
 from .model import MPVAE, MPVAEConfig
 from .tables import PAPER
 
@@ -216,13 +216,13 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
 
 # %% ../nbs/09_experiment.ipynb #49e88b81
 def precision_record(models:dict) -> dict:
-    "The precision and layout each trained model ran in, by seed and model: `{seed: (vae, mpvae)}` -> `{'0': {'vae': ...}}`."
+    "The precision and layout each trained model ran in, by seed and model: `{seed: (baseline, mpvae)}` -> `{'0': {'baseline': ...}}`."
     pick = lambda m: {k: v for k, v in ((getattr(m, 'meta', None) or {}).get('precision') or {}).items() if k in ('precision', 'channels_last', 'auto')}
-    return {str(s): {k: pick(m) or None for k, m in zip(('vae', 'mpvae'), pair)} for s, pair in models.items()}
+    return {str(s): {k: pick(m) or None for k, m in zip((BASELINE, 'mpvae'), pair)} for s, pair in models.items()}
 
 # %% ../nbs/09_experiment.ipynb #be2ef382
 def table_rows(results:list, # one `ProbeResult` per representation seed, all with the same features and labels
-               rows:dict # table row key -> feature-set name in the results, e.g. {'baseline': 'vae', 'z1': 'z1', ...}
+               rows:dict # table row key -> feature-set name in the results, e.g. {'baseline': 'baseline', 'z1': 'z1', ...}
               ) -> dict:
     "Rows of a results table: per label and for the label mean, `mpvae.tables.aggregate` over (rep seeds, probe runs)."
     from mpvae.tables import aggregate
@@ -243,7 +243,7 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
 
 # %% ../nbs/09_experiment.ipynb #9d121864
 DSPRITES_LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']   # Table 2's columns: every factor but colour (always white)
-DSPRITES_FEATS = {'baseline': 'vae', 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}   # Table 2's rows -> `feature_sets`' names
+DSPRITES_FEATS = {BASELINE: BASELINE, 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}   # Table 2's rows -> the probe's feature sets (the same names)
 POOL_SEED = 12345   # the probe pool's seed in every dSprites probe of the package
 
 def dsprites_feats(n_paths:int=2, # the MPVAE's paths
@@ -251,7 +251,7 @@ def dsprites_feats(n_paths:int=2, # the MPVAE's paths
                   )->dict: # row -> feature-set name; `DSPRITES_FEATS` for 2 paths
     "The table's rows for an MPVAE of `n_paths` paths: the baseline, then each group of paths `feature_sets` makes."
     from mpvae.probe import path_subsets
-    return {'baseline': 'vae', **{(g := '+'.join(f'z{k+1}' for k in s)): g for s in path_subsets(n_paths, which)}}
+    return {BASELINE: BASELINE, **{(g := '+'.join(f'z{k+1}' for k in s)): g for s in path_subsets(n_paths, which)}}
 
 def pool_indices(n:int, # images in the dataset
                  size:int, # images in the pool

@@ -9,18 +9,19 @@ from __future__ import annotations
 import re, warnings
 from importlib.resources import files
 from pathlib import Path
+from .core import BASELINE, upgrade_names
 from .model import MPVAE, load_model
 
 # %% auto #0
-__all__ = ['PRETRAINED_NAMES', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'convert_pretrained', 'list_pretrained',
-           'pretrained_seeds', 'pretrained_settings', 'pretrained_table', 'main']
+__all__ = ['PRETRAINED_NAMES', 'PRETRAINED_KINDS', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'convert_pretrained',
+           'list_pretrained', 'pretrained_seeds', 'pretrained_settings', 'pretrained_table', 'main']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
-PRETRAINED_NAMES = {'dsprites_vae': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
+PRETRAINED_NAMES = {'dsprites_baseline': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
                     'dsprites_mpvae': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-3',
-                    'dsprites_vae_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
+                    'dsprites_baseline_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
                     'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)',
-                    'dsprites_vae_lr1e-4_betas4-1': 'the lr 1e-4 baseline at 3.07 M images, beside the per-path betas MPVAE of the same length',
+                    'dsprites_baseline_lr1e-4_betas4-1': 'the lr 1e-4 baseline at 3.07 M images, beside the per-path betas MPVAE of the same length',
                     'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4',
                     'dsprites_mpvae_lr1e-4_paths3-3-6': 'beta-MPVAE, three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta = 4 on each, Adam lr 1e-4, '
                                                         '3.07 M images (its baselines: the lr1e-4_betas4-1 ones, the same length)'}
@@ -29,6 +30,10 @@ def pretrained_dir() -> Path:
     "The folder inside the installed package that holds the pretrained weights."
     return Path(str(files('mpvae')))/'pretrained'
 
+def _new_name(name:str) -> str:
+    "A shipped model's name in today's spelling: the baseline's old 'dsprites_vae...' -> 'dsprites_baseline...'."
+    return re.sub(r'^dsprites_vae(?=_|$)', f'dsprites_{BASELINE}', name)
+
 def _files(folder=None) -> dict:
     "(name, seed) -> model, for every `<name>_seed<k>/` folder (`MPVAE.save_pretrained`) or old `<name>_seed<k>.pth` in `folder`."
     d = Path(folder) if folder is not None else pretrained_dir()
@@ -36,16 +41,26 @@ def _files(folder=None) -> dict:
     for p in sorted(d.glob('*_seed*')) if d.is_dir() else []:
         m = re.fullmatch(r'(.+)_seed(\d+)', p.stem if p.suffix == '.pth' else p.name)
         if not m or not ((p/'config.json').exists() if p.is_dir() else p.suffix == '.pth'): continue
-        k = (m.group(1), int(m.group(2)))
+        k = (_new_name(m.group(1)), int(m.group(2)))   # a folder of the old names lists under today's
         if k not in out or p.is_dir(): out[k] = p     # a converted folder wins over the .pth it came from
     return out
 
 # %% ../nbs/14_pretrained.ipynb #8c50dede
-def pretrained_name(kind:str, # 'vae' (the baseline) or 'mpvae'
+PRETRAINED_KINDS = (BASELINE, 'mpvae')   # the two kinds of shipped model
+
+def _kind(kind:str) -> str:
+    "`kind` checked; the baseline's old name 'vae' is read as 'baseline', with a DeprecationWarning."
+    if kind == 'vae':
+        warnings.warn("the baseline's kind is now called 'baseline' ('vae' is its old name)", DeprecationWarning, stacklevel=3)
+        return BASELINE
+    if kind not in PRETRAINED_KINDS: raise ValueError(f"kind must be 'baseline' or 'mpvae', not {kind!r}")
+    return kind
+
+def pretrained_name(kind:str, # 'baseline' or 'mpvae'
                     setting:str='', # the training setting: '' (Adam lr 1e-3) or e.g. 'lr1e-4'
                    ) -> str:
     "The shipped name of one model of one training setting: ('mpvae', 'lr1e-4') -> 'dsprites_mpvae_lr1e-4'."
-    if kind not in ('vae', 'mpvae'): raise ValueError(f"kind must be 'vae' or 'mpvae', not {kind!r}")
+    kind = _kind(kind)
     if not isinstance(setting, str): raise TypeError(f"setting must be a str such as 'lr1e-4' ('' for Adam lr 1e-3), not {setting!r}")
     if setting.startswith('_'): raise ValueError(f"give the setting without its underscore: {setting.lstrip('_')!r}")
     if re.search(r'_seed\d', setting): raise ValueError(f"a setting cannot contain '_seed<k>': the file name puts the seed there ({setting!r})")
@@ -53,7 +68,7 @@ def pretrained_name(kind:str, # 'vae' (the baseline) or 'mpvae'
 
 def _kind_setting(name:str) -> tuple:
     "The inverse of `pretrained_name`: 'dsprites_mpvae_lr1e-4' -> ('mpvae', 'lr1e-4'); (None, None) for other names."
-    m = re.fullmatch(r'dsprites_(vae|mpvae)(?:_(.+))?', name)
+    m = re.fullmatch(r'dsprites_(baseline|mpvae)(?:_(.+))?', _new_name(name))
     return (m.group(1), m.group(2) or '') if m else (None, None)
 
 # %% ../nbs/14_pretrained.ipynb #a6c084f8
@@ -61,6 +76,9 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
                     seed:int=0, # its representation seed
                     device='cpu', folder=None) -> MPVAE:
     "A shipped model, in eval mode, with its training record in `model.meta['record']`."
+    if (new := _new_name(name)) != name:
+        warnings.warn(f"{name!r} is the old name of {new!r} (the baseline is now called 'baseline')", DeprecationWarning, stacklevel=2)
+        name = new
     fs = _files(folder)
     names = sorted({n for n, _ in fs})
     if name not in names:
@@ -73,10 +91,12 @@ def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mp
     if p.suffix == '.pth':
         warnings.warn(f"{p} is a model in the old .pth format; convert_pretrained({str(p.parent)!r}) rewrites it as "
                       "safetensors and JSON (the format mpvae ships)")
-    try: return MPVAE.from_pretrained(p, map_location=device) if p.is_dir() else load_model(p, device=device)
+    try: m = MPVAE.from_pretrained(p, map_location=device) if p.is_dir() else load_model(p, device=device)
     except Exception as e:
         raise ValueError(f"the shipped model {p} cannot be loaded ({type(e).__name__}: {e}); it should be a folder "
                          "written by MPVAE.save_pretrained: reinstall mpvae (pip install --force-reinstall mpvae)") from e
+    m.meta = upgrade_names(m.meta)   # records written before the rename say model 'vae'
+    return m
 
 # %% ../nbs/14_pretrained.ipynb #36228472
 def convert_pretrained(folder, # holds `<name>_seed<k>.pth` files written by `mpvae.model.save_model`
@@ -108,10 +128,10 @@ def list_pretrained(folder=None) -> list:
     return out
 
 # %% ../nbs/14_pretrained.ipynb #0cd41bb3
-def pretrained_seeds(kind:str, # 'vae' (the baseline) or 'mpvae'
+def pretrained_seeds(kind:str, # 'baseline' or 'mpvae'
                      folder=None)->dict: # setting -> sorted seeds
-    "Each training setting that ships models of `kind` -> their seeds: ('vae') -> {'': [0], 'lr1e-4': [0, 1, 2], ...}."
-    pretrained_name(kind)   # names the valid kinds
+    "Each training setting that ships models of `kind` -> their seeds: ('baseline') -> {'': [0], 'lr1e-4': [0, 1, 2], ...}."
+    kind = _kind(kind)
     seeds = {}
     for n, s in _files(folder):
         k, setting = _kind_setting(n)
@@ -120,7 +140,7 @@ def pretrained_seeds(kind:str, # 'vae' (the baseline) or 'mpvae'
 
 def pretrained_settings(folder=None) -> dict:
     "Each training setting that ships both models (baseline and MPVAE) -> the seeds it ships for both: {'': [0], 'lr1e-4': [0, 1, 2]}."
-    v, m = pretrained_seeds('vae', folder), pretrained_seeds('mpvae', folder)
+    v, m = pretrained_seeds(BASELINE, folder), pretrained_seeds('mpvae', folder)
     return {k: sorted(set(v[k]) & set(m[k])) for k in sorted(set(v) & set(m)) if set(v[k]) & set(m[k])}
 
 # %% ../nbs/14_pretrained.ipynb #4a479ae3

@@ -11,7 +11,7 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from fastcore.basics import patch
-from .core import atomic_write
+from .core import atomic_write, upgrade_names
 
 # %% auto #0
 __all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'THREAD_VARS', 'aggregate',
@@ -393,7 +393,7 @@ def _device_name(p):
 def _shipped(p):
     if not p.get('pretrained'): return None
     from mpvae.pretrained import pretrained_seeds
-    for key, kind in (('pretrained_setting', 'mpvae'), ('pretrained_baseline', 'vae')):
+    for key, kind in (('pretrained_setting', 'mpvae'), ('pretrained_baseline', 'baseline')):
         have, s = pretrained_seeds(kind), p['pretrained_setting'] if p.get(key) is None else p[key]
         if s not in have:
             return (key, f"{key} {s!r} has no shipped models; the shipped settings are {sorted(have)}")
@@ -754,7 +754,7 @@ def summarize(out:str|Path, records:list|None=None) -> str:
     jobs = []
     for r in (records if records is not None else [json.loads(f.read_text()) for f in sorted(out.glob('*/job.json'))]):
         f = out/r['name']/'results.json'
-        jobs.append({**r, 'results': json.loads(f.read_text()) if r.get('ok') and f.exists() else None})
+        jobs.append({**r, 'results': upgrade_names(json.loads(f.read_text())) if r.get('ok') and f.exists() else None})
     sweeps = aggregate_sweep(jobs)
     for i, sw in enumerate(sweeps):
         fig = None
@@ -766,7 +766,7 @@ def summarize(out:str|Path, records:list|None=None) -> str:
     with atomic_write(out / 'sweep.json', 'w') as fh:
         json.dump(dict(sweeps=sweeps), fh, indent=1, default=str)  # always: never a stale one
     for f in sorted(out.glob('*/results.json')):
-        res = json.loads(f.read_text())
+        res = upgrade_names(json.loads(f.read_text()))
         parts.append(
             f"## {f.parent.name}: {res['table']} ({res.get('preset', '?')} preset, {res.get('elapsed_s', 0)/60:.1f}"
             " min)\n"
@@ -810,7 +810,7 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise ValueError(f"--tol must be a finite number >= 0, got {tol}")
     if expect is not None:                   # a committed results.json to compare each job's results with, afterwards
-        try: ref = json.loads(Path(expect).read_text())
+        try: ref = upgrade_names(json.loads(Path(expect).read_text()))   # a file of the baseline's old name reads too
         except (OSError, ValueError) as e: raise ValueError(f"--expect {expect}: cannot be read as a results.json ({e})") from None
         if not isinstance(ref, dict) or not isinstance(ref.get('rows'), dict):
             raise ValueError(f"--expect {expect}: not a table's results.json (it has no 'rows')")

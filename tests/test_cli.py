@@ -81,9 +81,9 @@ def test_train_rejects_bad_input(tmp_path, args, says):
 
 
 @pytest.mark.parametrize('args, says', [
-    (['nosuchmodel'], ["no pretrained model named 'nosuchmodel'", "the shipped ones are", "'dsprites_vae'"]),
-    (['dsprites_vae', '--seed', '7'], ["'dsprites_vae' ships for seeds [0]", "not seed 7"]),
-    (['dsprites_vae', '--seed', 'one'], ["argument --seed: invalid int value: 'one'"]),
+    (['nosuchmodel'], ["no pretrained model named 'nosuchmodel'", "the shipped ones are", "'dsprites_baseline'"]),
+    (['dsprites_baseline', '--seed', '7'], ["'dsprites_baseline' ships for seeds [0]", "not seed 7"]),
+    (['dsprites_baseline', '--seed', 'one'], ["argument --seed: invalid int value: 'one'"]),
 ])
 def test_pretrained_rejects_bad_input(tmp_path, args, says):
     rc, stdout, err = run('mpvae-pretrained', *args, cwd=tmp_path)

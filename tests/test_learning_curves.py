@@ -56,7 +56,7 @@ def test_history_and_config_from_a_run_folder(tmp_path):
     with open(a/'history.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(hist[0])); w.writeheader(); w.writerows(hist)
     (a/'config.json').write_text(json.dumps(dict(lr=1e-4, model='vae')))
-    assert lc.run_history(a) == hist and lc.run_config(a) == dict(lr=1e-4, model='vae')
+    assert lc.run_history(a) == hist and lc.run_config(a) == dict(lr=1e-4, model='baseline')   # the baseline's old name read as today's
     rec = dict(lr=1e-3, spec=dict(lr=1e-3, warmup_images=640, loss=dict(betas=[4.0, 1.0])))   # 05_train's record
     for n in (640, 1280): torch.save(dict(meta=dict(record={**rec, 'images': n})), b/f'snap_{n}.pth')
     assert lc.run_config(b) == dict(lr=1e-3, warmup_images=640, betas=[4.0, 1.0], images=1280)   # the last snapshot's
@@ -64,7 +64,7 @@ def test_history_and_config_from_a_run_folder(tmp_path):
 
 def test_plateau_compares_the_last_doubling():
     ev = [_eval(0, n, [b, 20, 30, 30]) for n, b in ((250, 40.0), (500, 38.0), (1000, 37.5))]
-    for r, nelbo in zip(ev, (130., 120., 115.)): r['history'] = dict(vae=dict(nelbo=nelbo), mpvae=dict(nelbo=nelbo + 1))
+    for r, nelbo in zip(ev, (130., 120., 115.)): r['history'] = dict(baseline=dict(nelbo=nelbo), mpvae=dict(nelbo=nelbo + 1))
     rows = [l for l in lc.plateau_md(ev) if l.startswith('| lr')]
     assert rows == ['| lr 1e-4 | 0 | 500 -> 1,000 | -0.50 | met | -5.00 / -5.00 |']
     ev[2]['rows']['baseline']['mean']['mean'] = 36.5                              # moved 1.5 points: not yet
@@ -88,7 +88,7 @@ def test_doublings_of_a_known_curve():
                                                               - np.mean([f(n) for n in (153_600, 230_400, 307_200)]))
 
 def test_nelbo_md_one_row_per_run(tmp_path):
-    runs = {'vae_seed0': _power_rows(b=20., c=1.0), 'mpvae_seed0': _power_rows(chunks=20), 'vae_seed1': _power_rows(chunks=7)}
+    runs = {'baseline_seed0': _power_rows(b=20., c=1.0), 'mpvae_seed0': _power_rows(chunks=20), 'vae_seed1': _power_rows(chunks=7)}   # seed 1: the old name
     for name, rows in runs.items():
         (tmp_path/name).mkdir(); (tmp_path/name/'config.json').write_text(json.dumps(dict(lr=1e-4)))
         with open(tmp_path/name/'history.csv', 'w', newline='') as f:
@@ -115,8 +115,8 @@ def test_compare_lists_every_seed_and_names_the_precision(tmp_path):
              '--seeds', '0', '1', '--images', '1280', '--out', str(tmp_path/'out'), '--notes', '', '--name', 'prec'])
     md = (tmp_path/'out'/'prec.md').read_text()
     assert '![](prec_nelbo.png)' in md and (tmp_path/'out'/'prec_nelbo.png').exists()
-    assert '| bf16 | vae | 1 | constant lr 0.0001, batch 64, beta 4, bfloat16 autocast | cl | 100.00 | 99.00 |' in md
-    assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 |' in md
+    assert '| bf16 | baseline | 1 | constant lr 0.0001, batch 64, beta 4, bfloat16 autocast | cl | 100.00 | 99.00 |' in md   # old-named runs
+    assert '| ref | baseline | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 |' in md
     assert '| ref | 1 | not evaluated |' in md and 'representation seeds 0, 1' in md
 
 def test_baseline_pairs_need_an_mpvae_snapshot_and_a_baseline_evaluation(tmp_path):
@@ -134,7 +134,7 @@ def test_baseline_pairs_need_an_mpvae_snapshot_and_a_baseline_evaluation(tmp_pat
 
 def test_compare_over_a_long_budget_keeps_the_doublings(tmp_path):
     "Nine chunks: the NELBO table keeps chunks 1, 2, 4, 8 and the budget's (9), not nine columns."
-    d = tmp_path/'ref'/'vae_seed0'; d.mkdir(parents=True)
+    d = tmp_path/'ref'/'baseline_seed0'; d.mkdir(parents=True)
     rows = [dict(chunk=k, images=640*k, train_loss=1., valid_loss=1., recon=1., kl1=1., nelbo=100. - k, seconds=1.,
                  img_per_s=640., cpu_time=1., layout='cl', beta_weight=1.) for k in range(1, 10)]
     with open(d/'history.csv', 'w', newline='') as f:
@@ -144,7 +144,7 @@ def test_compare_over_a_long_budget_keeps_the_doublings(tmp_path):
              '--images', str(640*9), '--out', str(tmp_path/'out'), '--notes', '', '--name', 'long'])
     md = (tmp_path/'out'/'long.md').read_text()
     assert '| NELBO at 640 | NELBO at 1,280 | NELBO at 2,560 | NELBO at 5,120 | NELBO at 5,760 | recon at end |' in md
-    assert '| ref | vae | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 | 96.00 | 92.00 | 91.00 |' in md
+    assert '| ref | baseline | 0 | constant lr 0.0001, batch 64, beta 4 | cl | 99.00 | 98.00 | 96.00 | 92.00 | 91.00 |' in md
 
 
 def test_csvlog_history_gets_throughput_and_layout(tmp_path):

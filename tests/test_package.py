@@ -89,7 +89,7 @@ def test_wheel_runs_the_tables(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split()[:3] == ['name', 'seed', 'images'] and len(lines) > 1, r.stdout
-    assert {l.split()[0] for l in lines[1:]} >= {'dsprites_vae_lr1e-4', 'dsprites_mpvae_lr1e-4'}, r.stdout
+    assert {l.split()[0] for l in lines[1:]} >= {'dsprites_baseline_lr1e-4', 'dsprites_mpvae_lr1e-4'}, r.stdout
     probe = subprocess.run([str(py), '-c', 'import mpvae, mpvae.tables as t; print(mpvae.__file__); print(t.find_notebooks())'],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert probe == [str(site/'mpvae'/'__init__.py'), str(site/'mpvae'/'nbs')], probe      # the wheel's mpvae and its notebooks
@@ -116,12 +116,12 @@ def test_wheel_runs_the_tables(tmp_path):
     # the progress lines come from the installed package too, as they happen (before the cell that trains ends),
     # with --out relative to the cwd, which papermill changes while the notebook runs
     lines = r.stdout.splitlines()
-    first = [i for i, l in enumerate(lines) if '[dsprites] vae_seed0 seed 0 | epoch 1/2 | 512/1,024 images' in l]
+    first = [i for i, l in enumerate(lines) if '[dsprites] baseline_seed0 seed 0 | epoch 1/2 | 512/1,024 images' in l]
     done = [i for i, l in enumerate(lines) if re.search(r'\[dsprites\] cell \d+/\d+: training, encoding, probes done in', l)]
     assert first and done and first[0] < done[0], r.stdout[-3000:]
     # the learning curves from the wheel: a tiny pair of runs with two snapshots each, evaluated and reported by mpvae-curves
     runs = work/'runs'
-    for m, dims in (('vae', ['12']), ('mpvae', ['3', '9'])):
+    for m, dims in (('baseline', ['12']), ('mpvae', ['3', '9'])):
         r = subprocess.run([str(venv/'bin'/'mpvae-train'), '--out', str(runs/f'{m}_seed0'), '--latent-dims', *dims, '--betas', '4',
                             '--stop-images', '640', '--chunk-images', '320', '--precision', 'fp32', '--valid-images', '256', '--threads', '1'],
                            cwd=work, env=env, capture_output=True, text=True, timeout=600)

@@ -20,22 +20,22 @@ def test_shipped_models_and_records():
     recs = list_pretrained()
     assert recs, f"no weights in {pretrained_dir()}"
     # every training setting ships a baseline and an MPVAE for each of its seeds, under pretrained_name's names
-    assert all(r['kind'] in ('vae', 'mpvae') for r in recs), [r['name'] for r in recs]
+    assert all(r['kind'] in ('baseline', 'mpvae') for r in recs), [r['name'] for r in recs]
     settings = {r['setting'] for r in recs}
     from mpvae.tables import PRESETS
     borrowing = {pr['dsprites']['pretrained_setting'] for pr in PRESETS.values() if pr.get('dsprites', {}).get('pretrained_baseline')}
     for st in settings:   # a setting ships both models per seed, unless a preset gives its MPVAEs another setting's baselines
         seeds = {r['seed'] for r in recs if r['setting'] == st}
-        kinds = ('mpvae',) if st in borrowing else ('vae', 'mpvae')
+        kinds = ('mpvae',) if st in borrowing else ('baseline', 'mpvae')
         assert {(r['name'], r['seed']) for r in recs if r['setting'] == st} == {(pretrained_name(m, st), s) for m in kinds for s in seeds}
-    assert '' in settings, 'the default names dsprites_vae / dsprites_mpvae (used by the pretrained preset) must ship'
+    assert '' in settings, 'the default names dsprites_baseline / dsprites_mpvae (used by the pretrained preset) must ship'
     by_name = {(r['name'], r['seed']): r for r in recs}
     for name, pr in PRESETS.items():   # every pretrained preset finds both models of each of its seeds, trained equally long
         p = pr.get('dsprites', {})
         if not p.get('pretrained'): continue
         st = p.get('pretrained_setting', ''); bst = p.get('pretrained_baseline') or st
         for s in p['rep_seeds']:
-            mp, vae = by_name.get((pretrained_name('mpvae', st), s)), by_name.get((pretrained_name('vae', bst), s))
+            mp, vae = by_name.get((pretrained_name('mpvae', st), s)), by_name.get((pretrained_name('baseline', bst), s))
             assert mp and vae, (name, s)
             assert (mp['images'], mp['lr'], mp['bs']) == (vae['images'], vae['lr'], vae['bs']), (name, s)
             assert len(load_pretrained(mp['name'], s).latent_dims) == len(p.get('mpvae_dims', [3, 9])), (name, s)
@@ -68,20 +68,20 @@ def test_ship_pretrained_names_and_refusals(tmp_path):
     from mpvae.model import MPVAE, save_model
     from mpvae.pretrained import list_pretrained
     runs, dest = tmp_path/'runs', tmp_path/'dest'
-    for m, s, dims, counts in (('vae', 1, (12,), (76800, 153600, 307200)), ('mpvae', 1, (3, 9), (76800, 153600)),
+    for m, s, dims, counts in (('baseline', 1, (12,), (76800, 153600, 307200)), ('mpvae', 1, (3, 9), (76800, 153600)),
                                ('vae', 2, (12,), (76800, 153600, 307200)), ('mpvae', 2, (3, 9), (76800, 153600, 307200))):
         for n in counts: save_model(MPVAE(latent_dims=dims), runs/f'{m}_seed{s}'/f'snap_{n}.pth', record=dict(images=n))
     main(['--runs', str(runs), '--dest', str(dest), '--setting', 'lr1e-4'])
     # 307,200: seed 1's baseline alone, so both seeds ship 153,600 (seed 2 has a pair at 307,200 but the lengths must agree)
     assert sorted((r['name'], r['seed'], r['images']) for r in list_pretrained(dest)) == \
-        [(f'dsprites_{m}_lr1e-4', s, 153600) for m in ('mpvae', 'vae') for s in (1, 2)]
+        [(f'dsprites_{m}_lr1e-4', s, 153600) for m in ('baseline', 'mpvae') for s in (1, 2)]
     main(['--runs', str(runs), '--dest', str(tmp_path/'d1'), '--seeds', '2', '--images', '76800'])
     assert sorted((r['name'], r['seed'], r['images']) for r in list_pretrained(tmp_path/'d1')) == \
-        [('dsprites_mpvae', 2, 76800), ('dsprites_vae', 2, 76800)]
+        [('dsprites_baseline', 2, 76800), ('dsprites_mpvae', 2, 76800)]
     with pytest.raises(SystemExit, match='--images 307,200: not a pair for every seed.*seed 1: 76,800, 153,600;'):
         main(['--runs', str(runs), '--dest', str(tmp_path/'d0'), '--images', '307200'])
     with pytest.raises(SystemExit, match='without its underscore'): main(['--runs', str(runs), '--dest', str(dest), '--setting', '_x'])
-    with pytest.raises(SystemExit, match='no vae_seed'): main(['--runs', str(tmp_path), '--dest', str(tmp_path/'d0')])
+    with pytest.raises(SystemExit, match='no baseline_seed'): main(['--runs', str(tmp_path), '--dest', str(tmp_path/'d0')])
     (runs/'mpvae_seed2'/'snap_153600.pth').write_bytes(b'not a model')   # seed 2's pair is bad: seed 1's must not ship either
     with pytest.raises(SystemExit, match='snap_153600.pth does not load'): main(['--runs', str(runs), '--dest', str(tmp_path/'d2')])
     assert not (tmp_path/'d2').exists() and not (tmp_path/'d0').exists()
@@ -100,7 +100,7 @@ def test_ship_pretrained_failed_copy_replaces_nothing(tmp_path, monkeypatch):
     ship_pretrained.main(['--runs', str(runs), '--dest', str(dest), '--images', '76800'])
     tree = lambda: {str(f.relative_to(dest)): f.read_bytes() for f in dest.rglob('*') if f.is_file()}
     before = tree()
-    assert sorted({k.split('/')[0] for k in before}) == ['dsprites_mpvae_seed0', 'dsprites_vae_seed0']
+    assert sorted({k.split('/')[0] for k in before}) == ['dsprites_baseline_seed0', 'dsprites_mpvae_seed0']
     calls, real = [], ship_pretrained._write
     def flaky(model, folder):
         calls.append(folder)
@@ -156,7 +156,7 @@ def test_pretrained_metrics_reproduce_report():
     assert ref['index'] == ['beta-VAE z', 'beta-MPVAE z1', 'beta-MPVAE z2', 'beta-MPVAE z1+z2']
     ds = load_dsprites(None)
     got = {m: [] for m in ('mig', 'sap', 'dci_disentanglement')}
-    for name, pn in (('dsprites_vae', ['z']), ('dsprites_mpvae', ['z1', 'z2'])):
+    for name, pn in (('dsprites_baseline', ['z']), ('dsprites_mpvae', ['z1', 'z2'])):
         m = load_pretrained(name, 0)
         df = evaluate_paths(data=ds, representation_fn=encoder_fn(m), path_names=pn, metrics=('mig', 'dci', 'sap'), seed=0, tabulate=50_000)
         for k in got: got[k] += list(df[k])
@@ -185,6 +185,8 @@ def test_table_report_pretrained(tmp_path):
     assert '- seed 0, mpvae: 2,457,600 images (38,400 steps at batch 64), const lr 0.0001, fp32, 2.0 h' in md
     assert '| features |' in md and '![](r_traversals_mpvae.png)' in md and (rep/'r_kl_mpvae.png').read_bytes() == b'png'
     assert json.loads((rep/'r.json').read_text())['figures'] == ['vs_paper.png']
+    # results.json said 'vae' (the baseline's name before 2026-12-04): the report is in today's name
+    assert '- seed 0, baseline: 2,457,600 images' in md and set(json.loads((rep/'r.json').read_text())['pretrained_records']['0']) == {'baseline', 'mpvae'}
     del res['pretrained_records']; (run/'results.json').write_text(json.dumps(res))
     with pytest.raises(SystemExit, match='lists no pretrained_records'): main([str(tmp_path/'out'), '--name', 'q', '--reports', str(rep)])
     assert not (rep/'q.md').exists()
@@ -236,7 +238,7 @@ def test_three_paths_preset_rows_and_baselines(tmp_path):
     assert three['ordering']['hi'] == 'z1+z2+z3' and "(z1+z2+z3 beats the baseline" in (tmp_path/'pretrained_three_paths'/'dsprites'/'table.md').read_text()
     assert three['rows']['baseline'] == two['rows']['baseline']   # the same shipped baseline, pool and splits: the same numbers
     rec = three['pretrained_records']['0']
-    assert rec['mpvae']['images'] == rec['vae']['images'] == 3_072_000
+    assert rec['mpvae']['images'] == rec['baseline']['images'] == 3_072_000
 
 
 def test_shipped_three_paths_equal_their_runs():

@@ -33,7 +33,7 @@ def test_smoke_tables(tmp_path):
             assert 0 <= row['mean']['mean'] <= 100 and row['mean']['n_runs'] == (2 if res['probe']['kind'] == 'logreg_cv' else 4)   # 2 splits (x 2 seeds where the probe has randomness)
         assert res['ordering']['verdict'] in ('holds', 'within noise', 'reversed')
         prec = res['precision']['0']                     # the precision each model trained in ('auto' chooses per machine)
-        assert set(prec) == {'vae', 'mpvae'}, prec
+        assert set(prec) == {'baseline', 'mpvae'}, prec
         assert all(p['precision'] in ('fp32', 'bf16') and isinstance(p['channels_last'], bool) for p in prec.values()), prec
         assert (d/'table.md').read_text().startswith('| features')
         assert (d/TABLES[t]).exists(), "the executed notebook is kept"
@@ -56,7 +56,7 @@ def check_progress_lines(stdout):
     num, t = r'[-+.\de]+', r'\d+:\d\d'
     i = at(r'running dsprites')
     # the smoke preset: 1,024 images per model in 2 epochs; a baseline and an MPVAE for seed 0 -> 2 models in the job
-    for k, model in enumerate(('vae_seed0', 'mpvae_seed0'), 1):
+    for k, model in enumerate(('baseline_seed0', 'mpvae_seed0'), 1):
         for e, seen in ((1, '512'), (2, '1,024')):
             i = at(rf'^\d\d:\d\d:\d\d \[dsprites\] {model} seed 0 \| epoch {e}/2 \| {seen}/1,024 images \| train {num} valid {num} \| '
                    rf'[\d,]+ img/s \| model {t} elapsed, ETA {t} \| job: model {k}/2, {t} elapsed, ETA {t} of training$', i)
@@ -66,7 +66,7 @@ def check_progress_lines(stdout):
     i = at(r'\[dsprites\] cell \d+/\d+: disentanglement metrics done in ', i)
     i = at(r'\[mpvae-tables\] dsprites: done in', i)
     i = at(r'running celeba', i)
-    for k, model in enumerate(('vae_seed0', 'mpvae_seed0'), 1):
+    for k, model in enumerate(('baseline_seed0', 'mpvae_seed0'), 1):
         i = at(rf'\[celeba\] {model} seed 0 \| epoch 1/1 \| [\d,]+/[\d,]+ images \| train {num} valid {num} \| .* job: model {k}/2, ', i)
     i = at(r'\[celeba\] cell \d+/\d+: training, encoding, probes done in ', i)
     at(r'\[mpvae-tables\] celeba: done in', i)
@@ -153,7 +153,7 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     out = tmp_path/'killed'
     p = subprocess.Popen(args + ['--out', str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
                          env=ENV, start_new_session=True)
-    first = out/'dsprites'/'vae_seed0.pth'
+    first = out/'dsprites'/'baseline_seed0.pth'
     t0 = time.time()
     while not first.exists() and p.poll() is None and time.time() - t0 < 1200: time.sleep(0.2)
     assert first.exists() and p.poll() is None, "the run ended before its first model was saved"
@@ -161,7 +161,7 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     assert not (out/'dsprites'/'results.json').exists()
     r2 = subprocess.run(args + ['--out', str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
     assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-5000:]
-    assert 'vae_seed0 seed 0 | reusing vae_seed0.pth' in r2.stdout, r2.stdout[-3000:]
+    assert 'baseline_seed0 seed 0 | reusing baseline_seed0.pth' in r2.stdout, r2.stdout[-3000:]
     a = json.loads((tmp_path/'whole'/'dsprites'/'results.json').read_text())['rows']
     b = json.loads((out/'dsprites'/'results.json').read_text())['rows']
     for key in a:

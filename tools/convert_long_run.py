@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse, json, shutil, sys
 from pathlib import Path
 
-DIMS = {'vae': [12], 'mpvae': [3, 9], 'mpvae3': [3, 3, 6]}
+DIMS = {'vae': [12], 'baseline': [12], 'mpvae': [3, 9], 'mpvae3': [3, 3, 6]}   # long_run.py called the baseline 'vae'
 TAPS = {'mpvae3': [3, 4, 5]}
 
 

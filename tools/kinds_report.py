@@ -22,7 +22,8 @@ def read(spec:str) -> tuple:
     p = Path(where)
     p = p if p.suffix == '.json' else p/'dsprites'/'results.json'
     if not kind or not p.exists(): raise SystemExit(f"{spec!r}: expected KIND=FOLDER with FOLDER/dsprites/results.json (or a .json file)")
-    return kind, json.loads(p.read_text()), p
+    from mpvae.core import upgrade_names   # results.json files of the baseline's old name read in today's
+    return kind, upgrade_names(json.loads(p.read_text())), p
 
 
 def main(argv=None):

@@ -2,12 +2,12 @@
 """Copy the longest snapshot that both models of every seed reached into the package (`mpvae/pretrained/`), for `mpvae.pretrained`.
 
     python tools/ship_pretrained.py [--runs runs/long] [--seeds 0 1 2]
-    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_vae_lr1e-4_seed0/, ...
+    python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_baseline_lr1e-4_seed0/, ...
     python tools/ship_pretrained.py --runs runs/three --mpvae-only mpvae3 --setting lr1e-4_paths3-3-6 --images 3072000
         # MPVAEs only (their baselines ship under another setting): mpvae3_seed<s>/snap_3072000.pth -> dsprites_mpvae_lr1e-4_paths3-3-6_seed<s>/
 
-Every seed ships the same length: the largest image count at which both `vae_seed<s>/snap_<n>.pth` and
-`mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), written as the folders `mpvae/pretrained/dsprites_vae_seed<s>/`
+Every seed ships the same length: the largest image count at which both `baseline_seed<s>/snap_<n>.pth` (or the old `vae_seed<s>/`) and
+`mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), written as the folders `mpvae/pretrained/dsprites_baseline_seed<s>/`
 and `dsprites_mpvae_seed<s>/` (`MPVAE.save_pretrained`: safetensors weights, `config.json`, `meta.json`) (with `--setting`, the names `mpvae.pretrained.pretrained_name` gives it), so the
 seed spread of the pretrained table is a spread over seeds, not over lengths. Every snapshot is loaded before any is
 written: a bad snapshot ships nothing. `meta.json` holds the training record that the long run wrote (`mpvae-train --stop-images`, formerly `tools/long_run.py`). Then regenerate the report the CI test compares against:
@@ -37,14 +37,14 @@ def main(argv=None):
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
     from mpvae.curves import run_seeds, snapshots
-    try: pretrained_name('vae', a.setting)
+    try: pretrained_name('baseline', a.setting)
     except (ValueError, TypeError) as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
     if a.mpvae_only:   # (seed, images) -> (MPVAE snapshot,)
         pairs = {(s, int(q.stem.split('_')[1])): (q,) for s in run_seeds(runs, a.mpvae_only) for q in (runs/f'{a.mpvae_only}_seed{s}').glob('snap_*.pth')}
     else: pairs = snapshots(runs)   # (seed, images) -> (baseline, MPVAE) snapshot files: the pairing mpvae.curves evaluates
-    seeds = a.seeds if a.seeds else run_seeds(runs, a.mpvae_only or 'vae')
-    if not seeds: raise SystemExit(f"no {a.mpvae_only or 'vae'}_seed<s>/ folder under {runs}: give --runs the folder the long runs wrote into")
+    seeds = a.seeds if a.seeds else run_seeds(runs, a.mpvae_only or 'baseline')
+    if not seeds: raise SystemExit(f"no {a.mpvae_only or 'baseline'}_seed<s>/ folder under {runs}: give --runs the folder the long runs wrote into")
     have = {s: {n for t, n in pairs if t == s} for s in seeds}
     for s, ns in have.items():
         if not ns: raise SystemExit(f"seed {s}: no image count with snapshots of both models under {runs}")
@@ -60,7 +60,7 @@ def main(argv=None):
             try: models[src] = load_model(src)
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
     dest.mkdir(parents=True, exist_ok=True)
-    kinds = ('mpvae',) if a.mpvae_only else ('vae', 'mpvae')
+    kinds = ('mpvae',) if a.mpvae_only else ('baseline', 'mpvae')
     todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}') for s in seeds for m, src in zip(kinds, pairs[(s, k)])]
     part = lambda dst: dst.with_name(dst.name + '.part')   # the temporary name of a folder being shipped
     try:   # write everything under temporary names first, so a failed write (disk full) replaces nothing shipped

@@ -14,6 +14,7 @@ file). Nothing is written unless the run finished.
 """
 import argparse, json, shutil
 from pathlib import Path
+from mpvae.core import BASELINE, upgrade_names
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ('vs_paper', 'kl_mpvae', 'traversals_mpvae')   # the ones the report shows
@@ -84,7 +85,7 @@ def header(res:dict) -> str:
              f"`mpvae-curves report` (`mpvae.curves`) in `dsprites_learning_curves_cv.md`." if two else '')
              + (" CI reruns this preset and checks every number below within 0.3 points (`tests/test_pretrained.py`)."
                 if res['preset'] == 'pretrained' else '') + " Training records of the models:", '']
-    lines += [record_line(s, k, recs[s][k]) for s in seeds for k in ('vae', 'mpvae')]
+    lines += [record_line(s, k, recs[s][k]) for s in seeds for k in (BASELINE, 'mpvae')]
     lines += ['', probe_line(res, seeds), '']
     return '\n'.join(lines)
 
@@ -98,7 +99,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     run = Path(a.out)/'dsprites'
     if not (run/'results.json').exists(): raise SystemExit(f"{run/'results.json'} is missing: run mpvae-tables with --out {a.out} first")
-    res = json.loads((run/'results.json').read_text())
+    res = upgrade_names(json.loads((run/'results.json').read_text()))   # a run of the baseline's old name: written in today's
     pretrained = bool(res.get('params', {}).get('pretrained'))
     if pretrained and not res.get('pretrained_records'):
         raise SystemExit(f"{run/'results.json'} is from a pretrained preset but lists no pretrained_records: rerun it")
