@@ -20,7 +20,7 @@ with warnings.catch_warnings():
 
 # %% auto #0
 __all__ = ['BASELINE', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path', 'load_torch_file',
-           'upgrade_names', 'ArraySource', 'ArrayDataLoader', 'array_dls']
+           'upgrade_names', 'closed_pipe_ok', 'ArraySource', 'ArrayDataLoader', 'array_dls']
 
 # %% ../nbs/00_core.ipynb #1b7df534
 def set_seed(seed:int, # the seed for `random`, `numpy` and `torch`
@@ -149,6 +149,20 @@ def upgrade_names(obj):
             raise ValueError(f"a mapping holds both {k!r} (the baseline's old name) and {n!r}: which one is the baseline is ambiguous")
         out[n] = upgrade_names(v)
     return out
+
+# %% ../nbs/00_core.ipynb #3ded00e1
+def closed_pipe_ok(main):
+    "Decorator for a console script's `main`: a reader that closes stdout early (`| head`) ends it quietly, status 1."
+    import functools, sys
+    @functools.wraps(main)
+    def _main(*args, **kwargs):
+        try:
+            try: return main(*args, **kwargs)
+            finally: sys.stdout.flush()   # what is still buffered fails here, not in the interpreter's exit
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+    return _main
 
 # %% ../nbs/00_core.ipynb #b6553c45
 class ArraySource:

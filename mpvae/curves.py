@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, csv, json, re, sys, time
 from pathlib import Path
 import numpy as np
-from .core import BASELINE, atomic_write, load_torch_file, upgrade_names
+from .core import BASELINE, atomic_write, closed_pipe_ok, load_torch_file, upgrade_names
 from .experiment import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results, save_fig
 from .tables import PAPER, paired_t, combine_seeds, t_pvalue
 
@@ -608,6 +608,7 @@ def curves_report(runs:list, out:str|Path='reports', work:str|Path='results/curv
     return run_job(dict(name='curves', table='curves', notebook=CURVES_NOTEBOOK, params=params, preset='curves'), work, nbs=nbs)
 
 # %% ../nbs/15_curves.ipynb #161e8502
+@closed_pipe_ok
 def main(argv=None):
     "Console script `mpvae-curves`."
     a = _curves_parser().parse_args(argv)

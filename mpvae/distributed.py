@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.distributed as dist
-from .core import atomic_write   # before fastai
+from .core import atomic_write, closed_pipe_ok   # before fastai
 from fastcore.basics import patch
 from fastai.torch_core import rank_distrib, num_distrib, to_device
 from fastai.learner import AvgLoss, AvgMetric
@@ -257,6 +257,7 @@ def train(argv=None) -> dict:
         with atomic_write(out/'run.json', 'w') as f: json.dump(rec, f, indent=1)
     return rec
 
+@closed_pipe_ok
 def main(argv=None):
     "Console script `mpvae-train`."
     try: train(argv)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re, warnings
 from importlib.resources import files
 from pathlib import Path
-from .core import BASELINE, upgrade_names
+from .core import BASELINE, closed_pipe_ok, upgrade_names
 from .model import MPVAE, load_model
 
 # %% auto #0
@@ -158,6 +158,7 @@ def pretrained_table(rows:list) -> str:
     return '\n'.join('  '.join(c.ljust(w[k]) if k == 0 else c.rjust(w[k]) for k, c in enumerate(b)) for b in body)
 
 # %% ../nbs/14_pretrained.ipynb #a30f2ae8
+@closed_pipe_ok
 def main(argv=None):
     "`mpvae-pretrained`: list the shipped models, or print one model's training record as JSON."
     import json

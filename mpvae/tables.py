@@ -11,7 +11,7 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from fastcore.basics import patch
-from .core import atomic_write, upgrade_names
+from .core import atomic_write, closed_pipe_ok, upgrade_names
 
 # %% auto #0
 __all__ = ['PAPER', 'PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'THREAD_VARS', 'aggregate',
@@ -882,6 +882,7 @@ class CLIParser(argparse.ArgumentParser):
         close = [m for b in bad for m in difflib.get_close_matches(b.split('=')[0], opts, n=1)]
         self.exit(2, f"{self.prog}: {message}" + (f" (did you mean {', '.join(close)}?)" if close else '') + f"; see {self.prog} --help\n")
 
+@closed_pipe_ok
 def main(argv=None):
     "Console script `mpvae-tables`: regenerate the paper's tables with papermill."
     ap = CLIParser(

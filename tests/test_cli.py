@@ -92,6 +92,15 @@ def test_pretrained_rejects_bad_input(tmp_path, args, says):
     for s in says: assert s in line, (s, line)
 
 
+@pytest.mark.parametrize('cmd', [['mpvae-pretrained'], ['mpvae-pretrained', '--json']])   # (argparse's --help swallows it itself)
+def test_a_reader_that_has_gone_gets_no_traceback(tmp_path, cmd):
+    "`mpvae-pretrained | head` and the like: a reader that closed the pipe (here `| true`, gone before anything is printed)"
+    " ends the command with status 1 and nothing on stderr, not a BrokenPipeError traceback."
+    r = subprocess.run(['bash', '-c', f"{BIN/cmd[0]} {' '.join(cmd[1:])} 2>err.txt | true; echo ${{PIPESTATUS[0]}}"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
+    assert r.stdout.strip() == '1', r.stdout
+    assert (tmp_path/'err.txt').read_text() == '', (tmp_path/'err.txt').read_text()
+
 def test_p_values_take_python_literals():
     "`-p figures=False`, the spelling the notebooks use, means false (it was rejected as a string), as JSON's `false` does."
     from mpvae.tables import _parse_value, check_overrides, notebook_params, find_notebooks
