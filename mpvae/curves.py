@@ -117,16 +117,10 @@ EVAL_DIRS = {'logreg': 'eval', 'logreg_cv': 'eval_cv'}   # one folder of evaluat
 
 def _encode_kl(m, ds, pool, name:str, bs:int=512) -> tuple[list, dict]:
     "One pass over the pool: `m`'s posterior means per path (the probe's features) and mean KL per dimension, keyed 'baseline/z' or 'mpvae/z<k>'."
-    import torch
     from mpvae.disentangle import kl_per_dim
-    mus, lvs = [], []
-    with torch.no_grad():
-        for i in range(0, len(pool), bs):
-            mu, lv = m.eval().encode_params(torch.as_tensor(ds.images(pool[i:i+bs])).float())
-            mus.append([t.float().numpy() for t in mu]); lvs.append([t.float().numpy() for t in lv])
-    mu = [np.concatenate([b[k] for b in mus]) for k in range(m.n_paths)]
-    kl = {f"{name}/{'z' if name == BASELINE else f'z{k+1}'}": kl_per_dim(mu[k], np.concatenate([b[k] for b in lvs])) for k in range(m.n_paths)}
-    return mu, kl
+    from mpvae.probe import encode_dataset
+    mu, lv = encode_dataset(m, ds.images, pool, bs=bs, progress=False, logvar=True)
+    return mu, {f"{name}/{'z' if name == BASELINE else f'z{k+1}'}": kl_per_dim(mu[k], lv[k]) for k in range(m.n_paths)}
 
 # %% ../nbs/15_curves.ipynb #531c5d98
 def evaluate_pair(seed:int, # the representation seed

@@ -29,10 +29,13 @@ def encode_dataset(model:nn.Module, # has `encode(x) -> list of (n, d_k) tensors
                    idx=None, # rows to encode (required when `images` is a function; default: every row of a tensor)
                    bs:int=512, # images per forward pass
                    device=None, # where to encode (the model is moved there); None: where the model already is
-                   progress:bool=True # show a progress bar
-                  ) -> list[np.ndarray]:
+                   progress:bool=True, # show a progress bar
+                   logvar:bool=False # also return the posterior log-variances (the model needs `encode_params`)
+                  ) -> list[np.ndarray]: # with `logvar`: (means, log-variances)
     "Posterior means of `images[idx]`, one float32 array `(len(idx), d_k)` per path."
     if not hasattr(model, 'encode'): raise TypeError(f"model ({type(model).__name__}) has no `encode` method")
+    if logvar and not hasattr(model, 'encode_params'):
+        raise TypeError(f"logvar=True needs the model's `encode_params` (means and log-variances); {type(model).__name__} has none")
     if bs is None or bs < 1: raise ValueError(f"bs must be a positive int, got {bs!r}")
     if callable(images) and not isinstance(images, (torch.Tensor, np.ndarray)):
         if idx is None:
@@ -57,26 +60,28 @@ def encode_dataset(model:nn.Module, # has `encode(x) -> list of (n, d_k) tensors
     if progress and len(chunks) > 1:
         from fastprogress.fastprogress import progress_bar
         chunks = progress_bar(chunks, leave=False)
-    was_training, parts = model.training, None
+    was_training, parts, lparts = model.training, None, None
     model.eval()
     try:
         with torch.no_grad():
             for c in chunks:
                 x = get(c)
                 x = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).to(dev).float()
-                out = model.encode(x)
+                out, lv = model.encode_params(x) if logvar else (model.encode(x), [])
                 out = list(out) if isinstance(out, (list, tuple)) else [out]
                 for k, o in enumerate(out):
                     if o.ndim != 2 or len(o) != len(c):
                         raise ValueError(f"model.encode returned, for path {k}, shape {tuple(o.shape)}; expected "
                                          f"({len(c)}, d): one row per image")
-                if parts is None: parts = [[] for _ in out]
+                if parts is None: parts, lparts = [[] for _ in out], [[] for _ in out]
                 if len(out) != len(parts):
                     raise ValueError(f"model.encode returned {len(out)} paths, earlier {len(parts)}")
-                for p, o in zip(parts, out): p.append(o.detach().float().cpu().numpy())
+                for ps, os_ in ((parts, out), (lparts, lv)):
+                    for p, o in zip(ps, os_): p.append(o.detach().float().cpu().numpy())
     finally: model.train(was_training)
     if parts is None: raise ValueError("idx is empty: nothing to encode")
-    return [np.concatenate(p).astype(np.float32, copy=False) for p in parts]
+    cat = lambda ps: [np.concatenate(p).astype(np.float32, copy=False) for p in ps]
+    return (cat(parts), cat(lparts)) if logvar else cat(parts)
 
 # %% ../nbs/06_probe.ipynb #7077be2d
 def path_subsets(n:int, # number of paths
