@@ -200,7 +200,7 @@ class ArrayDataLoader(DataLoader):
                  drop_last:bool=False, # drop the last batch when it is smaller than `bs`
                  seed:int|None=0, # seed of the shuffling generator (None: draw one from torch's global RNG)
                  device=None, # where batches are put (None: where the source's rows are)
-                 n=None, # items per epoch (None: the whole source); a smaller `n` draws a fresh subset each epoch
+                 n=None, # items per epoch (None: the whole source); smaller: a fresh subset each epoch; larger: several shuffled passes
                  **kwargs # other fastai `DataLoader` arguments (worker and pinning options are ignored)
                 ):
         if not isinstance(dataset, ArraySource):
@@ -222,16 +222,17 @@ class ArrayDataLoader(DataLoader):
     def randomize(self): pass  # shuffling is driven by `self.gen`, not fastai's python RNG
 
     def _perm(self):
-        "This epoch's item order: a permutation of the whole source (or `arange`), cut to `n` items."
-        N = len(self.dataset)
-        idxs = torch.randperm(N, generator=self.gen) if self.shuffle else torch.arange(N)
-        return idxs if self.n is None or self.n >= N else idxs[:self.n]
+        "This epoch's `n` items: whole passes over the source, each a fresh permutation (or `arange`), cut to `n`."
+        N, n = len(self.dataset), len(self.dataset) if self.n is None else self.n
+        order = lambda: torch.randperm(N, generator=self.gen) if self.shuffle else torch.arange(N)
+        passes = [order() for _ in range(max(1, -(-n // N)))] if N else [torch.arange(0)]
+        return torch.cat(passes)[:n]
 
     def get_idxs(self): return self._perm().tolist()
 
     def __len__(self):
-        "Batches per epoch: of `n` items, or of the whole source when it holds fewer (`_perm` draws no more than it has)."
-        n = len(self.dataset) if self.n is None else min(self.n, len(self.dataset))
+        "Batches per epoch, of `n` items: an `n` above the source's size is several passes, never fewer images."
+        n = len(self.dataset) if self.n is None else self.n
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
     def _batches(self, idxs:torch.Tensor):

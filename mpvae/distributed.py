@@ -44,7 +44,7 @@ class ShardedDL(DistributedDL):
         return t.cpu().tolist()
     def _n_items(self) -> int:
         n = getattr(self.dl, 'n', None)
-        return len(self.dl.dataset) if n is None else min(n, len(self.dl.dataset))
+        return len(self.dl.dataset) if n is None else n   # `ArrayDataLoader` draws `n` items, in several passes if need be
     def __len__(self):
         shard = math.ceil(self._n_items() / self.world_size)    # items per rank after padding
         return shard // self.bs if self.dl.drop_last else math.ceil(shard / self.bs)

@@ -18,8 +18,9 @@ from .tables import PAPER
 
 # %% auto #0
 __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'plot_reconstructions', 'traversal_images', 'plot_traversals',
-           'plot_vs_paper', 'save_fig', 'train_params', 'train_model', 'precision_record', 'table_rows',
-           'dsprites_feats', 'pool_indices', 'table_results', 'write_results', 'frame_markdown']
+           'plot_vs_paper', 'save_fig', 'train_params', 'train_model', 'meta_record', 'precision_record',
+           'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'table_results', 'write_results',
+           'frame_markdown']
 
 # %% ../nbs/09_experiment.ipynb #87239290
 def _img(t):
@@ -193,7 +194,7 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
             " again"
         )
     if checkpoint: _check_resume(ckpt, want, name, seed)
-    dls.train.n = train_images // epochs   # each epoch draws this many images from the whole training set
+    dls.train.n = train_images // epochs   # each epoch draws this many images: a subset, or several passes, of the set
     # the batches depend on this model's seed only, not on what trained on these loaders before
     if hasattr(dls.train, 'gen'):
         dls.train.gen.manual_seed(int(getattr(dls.train, 'seed', 0) or 0) * 1_000_003 + int(seed))
@@ -204,7 +205,10 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
     if progress: learn.fit(epochs, lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
-    learn.save_model(pth, betas=betas, train_images=train_images, seed=seed, train_params=want,
+    seen = learn.train_iter * dls.train.bs   # what was trained on, not what was asked (whole batches per epoch)
+    if seen != train_images: progress_line(f"{name} seed {seed} | asked {train_images:,} images, trained on {seen:,} "
+                                           f"({epochs} epochs of {len(dls.train):,} whole batches of {dls.train.bs})")
+    learn.save_model(pth, betas=betas, train_images=seen, seed=seed, train_params=want,
                      precision=getattr(learn, 'precision', None))
     if checkpoint and ckpt.exists():
         ckpt.unlink()
@@ -215,10 +219,20 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
     return learn.model
 
 # %% ../nbs/09_experiment.ipynb #49e88b81
+def meta_record(models:dict, # `{seed: (baseline, mpvae)}`, models carrying their saved `meta`
+                pick # meta dict -> the value to record (None when absent)
+               ) -> dict:
+    "One field of each model's meta, by seed and model: `{'0': {'baseline': ..., 'mpvae': ...}}`."
+    return {str(s): {k: pick(getattr(m, 'meta', None) or {}) for k, m in zip((BASELINE, 'mpvae'), pair)} for s, pair in models.items()}
+
 def precision_record(models:dict) -> dict:
-    "The precision and layout each trained model ran in, by seed and model: `{seed: (baseline, mpvae)}` -> `{'0': {'baseline': ...}}`."
-    pick = lambda m: {k: v for k, v in ((getattr(m, 'meta', None) or {}).get('precision') or {}).items() if k in ('precision', 'channels_last', 'auto')}
-    return {str(s): {k: pick(m) or None for k, m in zip((BASELINE, 'mpvae'), pair)} for s, pair in models.items()}
+    "The precision and layout each trained model ran in (`meta_record` of the precision fields)."
+    keep = ('precision', 'channels_last', 'auto')
+    return meta_record(models, lambda meta: {k: v for k, v in (meta.get('precision') or {}).items() if k in keep} or None)
+
+def images_record(models:dict) -> dict:
+    "The training images each model actually saw (`meta_record` of `train_images`), for `results.json`."
+    return meta_record(models, lambda meta: meta.get('train_images'))
 
 # %% ../nbs/09_experiment.ipynb #be2ef382
 def table_rows(results:list, # one `ProbeResult` per representation seed, all with the same features and labels
