@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/celeba.html.md"""
 
 # %% ../nbs/02_celeba.ipynb #f273ad79
 from __future__ import annotations
-import os, io, json, hashlib, warnings
+import os, io, json, hashlib, stat, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
@@ -35,10 +35,11 @@ CELEBA_IMAGE_SIZE = (178, 218)  # (width, height) of every image in img_align_ce
 IMG_DIR, ATTR_FILE, PARTITION_FILE = 'img_align_celeba', 'list_attr_celeba.txt', 'list_eval_partition.txt'
 
 # %% ../nbs/02_celeba.ipynb #af7c8203
-def celeba_root(root:str|Path|None=None # holds `img_align_celeba/` or `celeba/` does; None: `data_dir()/'celeba'`
+def celeba_root(root:str|Path|None=None # holds `img_align_celeba/` or `celeba/` does; None: `$MPVAE_CELEBA`, else `data_dir()/'celeba'`
                ) -> Path:
     "The CelebA folder: `root` or its `celeba/` subfolder (torchvision's layout), checked to hold the three entries."
-    root = Path(root).expanduser() if root is not None else data_dir()/'celeba'
+    if root is None: root = os.environ.get('MPVAE_CELEBA') or data_dir()/'celeba'
+    root = Path(root).expanduser()
     if not root.is_dir(): raise FileNotFoundError(
         f"CelebA folder {root} does not exist; pass the folder that holds {IMG_DIR}/, {ATTR_FILE} and {PARTITION_FILE}")
     if not (root/ATTR_FILE).exists() and (root/'celeba'/ATTR_FILE).exists(): root = root/'celeba'
@@ -262,7 +263,9 @@ def _cache_key(files:list, sizes:list, size, crop, expect_size) -> str:
     return hashlib.sha1(json.dumps(meta, separators=(',', ':')).encode()).hexdigest()[:20]
 
 def _default_cache_dir(root:Path) -> Path:
-    return root/'.mpvae_cache' if os.access(root, os.W_OK) else data_dir()/'celeba_cache'
+    "Beside the images if the folder may be written (its mode says so: root ignores it), else under `data_dir()`."
+    writable = os.access(root, os.W_OK) and root.stat().st_mode & stat.S_IWUSR
+    return root/'.mpvae_cache' if writable else data_dir()/'celeba_cache'
 
 def _file_sizes(img_dir:Path, files:list, attr_path:Path) -> list[int]:
     "Byte size of each listed image; a clear error for the ones that are missing."
