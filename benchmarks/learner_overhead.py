@@ -25,7 +25,7 @@ def main(argv=None):
     if a.batches < 1 or a.bs < 1: p.error('--batches and --bs must be >= 1')
     torch.set_num_threads(a.threads)
     from fastai.callback.core import Callback
-    from mpvae.core import array_dls, ArrayDataLoader
+    from mpvae.loader import array_dls, ArrayDataLoader
     from mpvae.model import MPVAE
     from mpvae.train import mpvae_learner
 

@@ -23,7 +23,8 @@ import argparse, copy, platform, statistics as st, time
 import numpy as np
 import torch
 from fastai.callback.core import Callback
-from mpvae.core import array_dls, set_seed
+from mpvae.core import set_seed
+from mpvae.loader import array_dls
 from mpvae.model import MPVAEOutput
 from mpvae.train import mpvae_learner
 from mpvae.dsprites import DSPRITES_FACTORS, render_classes

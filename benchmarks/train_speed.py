@@ -2,7 +2,7 @@
 """Training throughput (images/s) of the paper's 2-path dSprites MPVAE, three ways, in one process:
 
 1. `bare`:    a bare PyTorch loop (model, `MPVAELoss`, `torch.optim.Adam`; nothing else) -- the ceiling;
-2. `learner`: our fastai Learner (`mpvae.train.mpvae_learner`) on our DataLoaders (`mpvae.core.array_dls`),
+2. `learner`: our fastai Learner (`mpvae.train.mpvae_learner`) on our DataLoaders (`mpvae.loader.array_dls`),
               with its default callbacks and metrics;
 3. `pythae`:  pythae's `BaseTrainer` training a `BetaVAE` whose encoder/decoder are our MPVAE's own modules,
               seen by pythae as one concatenated latent (z1 ++ z2), on pythae's own data pipeline.
@@ -161,7 +161,7 @@ def run_bare(x, a, precision, dev):
 def run_learner(x, a, precision, dev):
     "Our fastai Learner with its defaults (metrics, NaN guard, recorder, progress bar), `fit(1, lr)` (constant lr as the others)."
     from fastai.callback.core import Callback
-    from mpvae.core import array_dls
+    from mpvae.loader import array_dls
     from mpvae.train import mpvae_learner
     class _Tick(Callback):
         order = 1000                          # after every other callback's after_batch

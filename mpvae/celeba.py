@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, UnidentifiedImageError
 from fastprogress.fastprogress import progress_bar
-from .core import atomic_write, atomic_path, data_dir, array_dls
+from .core import atomic_write, atomic_path, data_dir
+from .loader import array_dls
 
 # %% auto #0
 __all__ = ['CELEBA_ATTRS', 'CELEBA_SPLITS', 'CELEBA_SPLIT_SIZES', 'CELEBA_IMAGE_SIZE', 'IMG_DIR', 'ATTR_FILE', 'PARTITION_FILE',

@@ -1,4 +1,4 @@
-"""Seeding, devices, where data lives, atomic file writes, and the in-memory batch loader every dataset in `mpvae` uses.
+"""Seeding, devices, where data lives, atomic file writes, file-safe loading, progress lines: the plain helpers every module of `mpvae` uses, with no fastai in them.
 
 Docs: https://mpvae.github.io/mpvae/core.html.md"""
 
@@ -6,21 +6,23 @@ Docs: https://mpvae.github.io/mpvae/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #922d853c
 from __future__ import annotations
-import os, random, tempfile, contextlib, warnings, zipfile
+import os, sys, random, tempfile, contextlib, datetime, warnings, zipfile
 from pathlib import Path
 import numpy as np
 import torch
-with warnings.catch_warnings():
-    # fastai.layers applies `torch.jit.script` at import time, which recent torch deprecates with a FutureWarning:
-    # silenced here, for this one import, so that `import mpvae.<anything>` prints nothing of a dependency's
-    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
-    from fastai.data.load import DataLoader
-    from fastai.data.core import DataLoaders
-    from fastai.torch_core import to_device
+import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['BASELINE', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path', 'load_torch_file',
-           'upgrade_names', 'closed_pipe_ok', 'ArraySource', 'ArrayDataLoader', 'array_dls']
+__all__ = ['BASELINE', 'fastai_quietly', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path',
+           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'is_main_process', 'hms', 'progress_line']
+
+# %% ../nbs/00_core.ipynb #1528af7f
+@contextlib.contextmanager
+def fastai_quietly():
+    "Import fastai inside this block: the `torch.jit.script` deprecation its layers trigger is hidden, nothing else."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+        yield
 
 # %% ../nbs/00_core.ipynb #1b7df534
 def set_seed(seed:int, # the seed for `random`, `numpy` and `torch`
@@ -164,122 +166,27 @@ def closed_pipe_ok(main):
             sys.exit(1)
     return _main
 
-# %% ../nbs/00_core.ipynb #b6553c45
-class ArraySource:
-    "Raw in-memory rows `x` (and optional labels `y`), turned into model inputs a whole batch at a time by `decode`."
-    def __init__(self, x:torch.Tensor, # raw rows, e.g. uint8 images or bit-packed bytes
-                 decode=None, # batch of raw rows (on the target device) -> float tensor; default: `x.float()`
-                 y:torch.Tensor|None=None, # optional labels (one per row of `x`), returned by `labels`
-                 rows:torch.Tensor|None=None # optional subset: item i is row `rows[i]` of `x` (no copy of `x`)
-                ):
-        if not isinstance(x, torch.Tensor): x = torch.as_tensor(np.asarray(x))
-        if y is not None and len(y) != len(x): raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
-        if rows is not None:
-            rows = torch.as_tensor(rows, dtype=torch.long)
-            if len(rows) and (rows.min() < 0 or rows.max() >= len(x)):
-                raise IndexError(f"rows must lie in [0, {len(x)})")
-        self.x, self.y, self.decode, self.rows = x, y, decode, rows
-    def __len__(self): return len(self.x) if self.rows is None else len(self.rows)
-    def _rows(self, idxs): return idxs if self.rows is None else self.rows[idxs]
-    def batch(self, idxs, device=None):
-        "Decoded batch of the items `idxs` (a LongTensor, list or slice), decoded on `device`."
-        raw = self.x[self._rows(idxs)]
-        if device is not None: raw = raw.to(device, non_blocking=True)
-        return self.decode(raw) if self.decode is not None else raw.float()
-    def labels(self, idxs): return None if self.y is None else self.y[self._rows(idxs)]
-    def __getitem__(self, i): return self.batch(i)
-    def __repr__(self): return f"ArraySource({len(self)} rows of {tuple(self.x.shape[1:])} {self.x.dtype})"
+# %% ../nbs/00_core.ipynb #85421d02
+def is_main_process() -> bool:
+    "True in the process that writes files: rank 0 of a launch, or the only process."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank() == 0
+    return int(os.environ.get('RANK', 0)) == 0
 
-# %% ../nbs/00_core.ipynb #b21ba3c6
-class ArrayDataLoader(DataLoader):
-    "A fastai `DataLoader` over an `ArraySource` whose batches are index slices; shuffling uses a seeded generator."
-    def __init__(self,
-                 dataset:ArraySource=None, # the rows to batch
-                 bs:int=64, # batch size
-                 shuffle:bool=False, # a new random order every epoch (from the seeded generator)
-                 drop_last:bool=False, # drop the last batch when it is smaller than `bs`
-                 seed:int|None=0, # seed of the shuffling generator (None: draw one from torch's global RNG)
-                 device=None, # where batches are put (None: where the source's rows are)
-                 n=None, # items per epoch (None: the whole source); smaller: a fresh subset each epoch; larger: several shuffled passes
-                 **kwargs # other fastai `DataLoader` arguments (worker and pinning options are ignored)
-                ):
-        if not isinstance(dataset, ArraySource):
-            raise TypeError(f"ArrayDataLoader needs an ArraySource, got {type(dataset).__name__}")
-        if bs is None or bs < 1: raise ValueError(f"bs must be a positive int, got {bs!r}")
-        for k in ('num_workers', 'pin_memory', 'timeout', 'indexed', 'persistent_workers', 'pin_memory_device'):
-            kwargs.pop(k, None)
-        super().__init__(
-            dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, indexed=True, n=n, device=device, **kwargs
-        )
-        if seed is None: seed = int(torch.randint(0, 2**62, (1,)).item())
-        self.seed, self.gen = seed, torch.Generator().manual_seed(seed)
-        self.n_inp = 1
+# %% ../nbs/00_core.ipynb #d70c1950
+def hms(s:float # seconds
+       ) -> str:
+    "Seconds as `h:mm:ss` (or `m:ss` under an hour)."
+    s = int(round(max(0., s))); h, r = divmod(s, 3600); m, s = divmod(r, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
-    def new(self, dataset=None, cls=None, **kwargs):
-        kwargs.setdefault('seed', self.seed)
-        return super().new(dataset=dataset, cls=cls, **kwargs)
-
-    def randomize(self): pass  # shuffling is driven by `self.gen`, not fastai's python RNG
-
-    def _perm(self):
-        "This epoch's `n` items: whole passes over the source, each a fresh permutation (or `arange`), cut to `n`."
-        N, n = len(self.dataset), len(self.dataset) if self.n is None else self.n
-        order = lambda: torch.randperm(N, generator=self.gen) if self.shuffle else torch.arange(N)
-        passes = [order() for _ in range(max(1, -(-n // N)))] if N else [torch.arange(0)]
-        return torch.cat(passes)[:n]
-
-    def get_idxs(self): return self._perm().tolist()
-
-    def __len__(self):
-        "Batches per epoch, of `n` items: an `n` above the source's size is several passes, never fewer images."
-        n = len(self.dataset) if self.n is None else self.n
-        return n // self.bs if self.drop_last else -(-n // self.bs)
-
-    def _batches(self, idxs:torch.Tensor):
-        bs = self.bs; n = len(idxs)
-        stop = n - n % bs if self.drop_last else n
-        for i in range(0, stop, bs):
-            b = idxs[i:i+bs]
-            if len(b) == 0: break
-            b = b.sort().values  # order inside a batch is irrelevant; sorted gathers are cache-friendlier
-            x = self.dataset.batch(b, self.device)
-            yield (x, x)
-
-    def create_batches(self, samps):
-        "Batches from an iterable of indices (used by fastai's `DistributedDL`)."
-        yield from self._batches(torch.as_tensor(list(samps), dtype=torch.long))
-
-    def __iter__(self):
-        self.before_iter()
-        for b in self._batches(self._perm()): yield self.after_batch(b)
-        self.after_iter()
-
-    def one_batch(self):
-        if self.n is not None and len(self) == 0: raise ValueError('This DataLoader does not contain any batches')
-        return next(iter(self))
-
-    def state_dict(self): return {'gen': self.gen.get_state(), 'seed': self.seed}
-    def load_state_dict(self, sd): self.gen.set_state(sd['gen']); self.seed = sd['seed']
-
-# %% ../nbs/00_core.ipynb #ce03c87e
-def array_dls(x, # raw rows (uint8 images, bit-packed bytes, ...) for the whole dataset
-              decode=None, # batch of raw rows -> float model inputs
-              train_idx=None, valid_idx=None, # explicit row indices of each split
-              valid_pct:float=0.1, # used when no indices are given: a seeded random split
-              bs:int=64, val_bs:int|None=None, seed:int=0, device=None, drop_last:bool=True) -> DataLoaders:
-    "fastai `DataLoaders` (train shuffled, valid in order) over in-memory rows `x`."
-    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    n = len(x)
-    if train_idx is None:
-        if not 0 <= valid_pct < 1: raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        nv = int(round(n*valid_pct)); valid_idx, train_idx = perm[:nv].sort().values, perm[nv:].sort().values
-    train_idx, valid_idx = torch.as_tensor(train_idx, dtype=torch.long), torch.as_tensor(
-        valid_idx if valid_idx is not None else [], dtype=torch.long
-    )
-    if len(train_idx) == 0: raise ValueError("the training split is empty")
-    dev = default_device(device)
-    # both splits index into the one `x`: no copy of the data
-    trn = ArrayDataLoader(ArraySource(x, decode, rows=train_idx), bs=bs, shuffle=True, drop_last=drop_last and len(train_idx) >= bs, seed=seed, device=dev)
-    val = ArrayDataLoader(ArraySource(x, decode, rows=valid_idx), bs=val_bs or bs, shuffle=False, seed=seed, device=dev)
-    return DataLoaders(trn, val, device=dev)
+# %% ../nbs/00_core.ipynb #dfa2957f
+def progress_line(msg:str, # the line, without time stamp
+                  out=None # a file object or a path; default `$MPVAE_PROGRESS_FILE`, else stdout
+                 ):
+    "Write `msg` as one time-stamped progress line, flushed at once (rank 0 only)."
+    if not is_main_process(): return
+    out = out if out is not None else (os.environ.get('MPVAE_PROGRESS_FILE') or sys.stdout)
+    line = f"{datetime.datetime.now():%H:%M:%S} {msg}\n"
+    if isinstance(out, (str, Path)):
+        with open(out, 'a') as f: f.write(line)
+    else: out.write(line); out.flush()

@@ -171,7 +171,7 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
                  )->list: # the evaluations written
     "Evaluate every snapshot pair under `runs` not evaluated yet; each goes to `runs/<eval dir>/seed<s>_<images>.json`."
     from mpvae.dsprites import load_dsprites
-    from mpvae.train import hms
+    from mpvae.core import hms
     runs = Path(runs)
     if probe not in EVAL_DIRS: raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
     if not runs.is_dir(): raise FileNotFoundError(f"runs folder {runs} not found")

@@ -632,7 +632,7 @@ class _Steps:
     def __call__(self, name:str):
         self.i += 1
         if not self.on: return
-        from mpvae.train import progress_line
+        from mpvae.core import progress_line
         el = time.perf_counter() - self.t0
         left = f", about {el/self.i*(self.n - self.i):.0f} s left" if self.i < self.n else ''
         progress_line(f"{self.what} {name} ({self.i}/{self.n}): {el:.0f} s{left}")

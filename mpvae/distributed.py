@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.distributed as dist
-from .core import atomic_write, closed_pipe_ok   # before fastai
+from .core import atomic_write, closed_pipe_ok, is_main_process, fastai_quietly
 from fastcore.basics import patch
-from fastai.torch_core import rank_distrib, num_distrib, to_device
-from fastai.learner import AvgLoss, AvgMetric
-from fastai.distributed import DistributedDL, DistributedTrainer
-from fastai.callback.progress import ProgressCallback
-from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, is_main_process, ProgressLines, BetaWarmup
+with fastai_quietly():
+    from fastai.torch_core import rank_distrib, num_distrib, to_device
+    from fastai.learner import AvgLoss, AvgMetric
+    from fastai.distributed import DistributedDL, DistributedTrainer
+    from fastai.callback.progress import ProgressCallback
+from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines, BetaWarmup
 from .tables import CLIParser
 
 # %% auto #0

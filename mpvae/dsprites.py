@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastprogress.fastprogress import progress_bar
-from .core import data_dir, atomic_path, array_dls, default_device
+from .core import data_dir, atomic_path, default_device
+from .loader import array_dls
 
 # %% auto #0
 __all__ = ['SHAPES', 'DSPRITES_FACTORS', 'DSPRITES_FILENAME', 'IMG', 'PACKED', 'RENDERER_VERSION', 'GEOMETRY',

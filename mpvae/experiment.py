@@ -147,7 +147,7 @@ def _saved_params(pth:Path):
 # %% ../nbs/09_experiment.ipynb #1a38bef8
 def _check_resume(ckpt:Path, want:dict, name:str, seed:int):
     "Keep `ckpt` to resume from only if its run had the parameters `want` (recorded beside it); else delete it."
-    from mpvae.train import progress_line
+    from mpvae.core import progress_line
     side = ckpt.with_name(ckpt.name + '.json')
     if ckpt.exists():
         try: have = json.loads(side.read_text())
@@ -174,7 +174,8 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
                 reuse:bool=True # return the model saved under `out_dir` if it was trained with these parameters
                ):
     "Train an MPVAE (or the baseline) on `train_images` images; save model, CSV log and loss curves under `out_dir`."
-    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines, progress_line
+    from mpvae.core import progress_line
+    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines
     from mpvae.model import load_model
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if train_images < dls.train.bs:

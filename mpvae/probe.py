@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 from .core import atomic_write, default_device
-from .train import progress_line
+from .core import progress_line
 
 # %% auto #0
 __all__ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'KINDS', 'STOCHASTIC', 'encode_dataset', 'path_subsets', 'feature_sets',

@@ -179,7 +179,8 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
     return res
 
 # %% ../nbs/04a_speed.ipynb #5b077e51
-from fastai.callback.core import Callback
+from .core import fastai_quietly
+with fastai_quietly(): from fastai.callback.core import Callback
 
 class ChannelsLast(Callback):
     "Train in channels-last memory format: the model once before fit, every input batch before the forward pass."

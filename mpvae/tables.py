@@ -524,7 +524,7 @@ class _Follow:
         if cell.cell_type != 'code': return
         w, el = cell_work(cell.source), time.time() - getattr(self, '_t', time.time())
         if w or el >= self.min_s:
-            from mpvae.train import hms
+            from mpvae.core import hms
             self.say(
                 f"cell {i+1}/{n}: {w or 'done'}{' done' if w else ''} in {hms(el)} | job {hms(time.time() - self.t0)}"
                 " elapsed"

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from .core import set_seed, atomic_write, atomic_path, ArraySource, load_torch_file   # before fastai
+from .core import set_seed, atomic_write, atomic_path, load_torch_file, is_main_process, hms, progress_line
+from .loader import ArraySource   # first: it imports fastai quietly (mpvae.core.fastai_quietly)
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.learner import Learner, Metric, Recorder
@@ -26,17 +27,12 @@ from .loss import MPVAELoss, LossConfig
 from .speed import auto_precision, ChannelsLast, FlushDenormals, cpu_name
 
 # %% auto #0
-__all__ = ['is_main_process', 'unwrap', 'rank_world', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast',
-           'NonFiniteError', 'NaNGuard', 'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions',
-           'convert_checkpoint', 'Checkpoint', 'load_checkpoint_model', 'MPVAELearner', 'mpvae_learner',
-           'plot_loss_curves', 'hms', 'progress_line', 'ProgressLines', 'RunSpec', 'source_commit', 'log2_epochs',
-           'Snapshots']
+__all__ = ['unwrap', 'rank_world', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError',
+           'NaNGuard', 'CSVLog', 'ReconTracker', 'show_image_rows', 'show_reconstructions', 'convert_checkpoint',
+           'Checkpoint', 'load_checkpoint_model', 'MPVAELearner', 'mpvae_learner', 'plot_loss_curves', 'ProgressLines',
+           'RunSpec', 'source_commit', 'log2_epochs', 'Snapshots']
 
 # %% ../nbs/05_train.ipynb #182c2fd5
-def is_main_process() -> bool:
-    "True in the process that writes files (rank 0, or the only one)."
-    return rank_distrib() == 0
-
 def unwrap(model:nn.Module) -> nn.Module:
     "The model inside a `DistributedDataParallel`/`DataParallel` wrapper (or `model` itself)."
     return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
@@ -710,22 +706,6 @@ def plot_loss_curves(src, # a Learner after `fit`, or the path of a `CSVLog` fil
 
 # %% ../nbs/05_train.ipynb #7fdb721e
 _FITS_DONE = 0   # models this process finished training: a table job's kernel trains its models one after the other
-
-def hms(s:float) -> str:
-    "Seconds as `h:mm:ss` (or `m:ss` under an hour)."
-    s = int(round(max(0., s))); h, r = divmod(s, 3600); m, s = divmod(r, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-def progress_line(msg:str, # the line, without time stamp
-                  out=None # a file object or a path; default `$MPVAE_PROGRESS_FILE`, else stdout
-                 ):
-    "Write `msg` as one time-stamped progress line, flushed at once (rank 0 only)."
-    if not is_main_process(): return
-    out = out if out is not None else (os.environ.get('MPVAE_PROGRESS_FILE') or sys.stdout)
-    line = f"{datetime.datetime.now():%H:%M:%S} {msg}\n"
-    if isinstance(out, (str, Path)):
-        with open(out, 'a') as f: f.write(line)
-    else: out.write(line); out.flush()
 
 def _env_job():
     "The job a table run described in `$MPVAE_PROGRESS_JOB` (name, t0, models), or None."

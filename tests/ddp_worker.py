@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
-from mpvae.core import ArraySource, ArrayDataLoader, set_seed
+from mpvae.core import set_seed
+from mpvae.loader import ArraySource, ArrayDataLoader
 from mpvae.model import MPVAE, MPVAEConfig
 from mpvae.train import mpvae_learner, Checkpoint
 import mpvae.distributed  # noqa: F401  (MPVAELearner.to_distributed)

@@ -127,7 +127,7 @@ def test_small_notebook_rendered_as_nbdev_would(tmp_path):
 
 
 def test_readme_is_a_front_door():
-    "README.md stays at most 7,000 bytes, and its Quick look (the first code) starts within the first 2,500 characters."
+    "README.md stays at most 9,000 bytes, and its Quick look (the first code) starts within the first 2,500 characters."
     text = (Path(__file__).resolve().parents[1]/'README.md').read_text()
-    assert len(text.encode()) <= 7000, len(text.encode())
+    assert len(text.encode()) <= 9000, len(text.encode())   # room for own images and Table 1 (issue 39)
     assert 0 < text.index('## Quick look') < 2500

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mpvae.core import array_dls
+from mpvae.loader import array_dls
 from mpvae.model import MPVAE, save_model, load_model
 from mpvae.train import mpvae_learner, load_checkpoint_model
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from fastai.callback.core import Callback
-from mpvae.core import array_dls
+from mpvae.loader import array_dls
 from mpvae.model import MPVAE, load_model
 from mpvae.loss import MPVAELoss
 from mpvae.train import (mpvae_learner, Checkpoint, NonFiniteError, BetaWarmup, CapacitySchedule, ReconTracker,
