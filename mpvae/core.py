@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #922d853c
 from __future__ import annotations
-import os, sys, random, tempfile, contextlib, datetime, warnings, zipfile
+import os, sys, re, ast, json, random, difflib, argparse, tempfile, contextlib, datetime, warnings, zipfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['BASELINE', 'fastai_quietly', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path',
-           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'is_main_process', 'hms', 'progress_line']
+           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'parse_value', 'CLIParser', 'is_main_process', 'hms',
+           'progress_line']
 
 # %% ../nbs/00_core.ipynb #1528af7f
 @contextlib.contextmanager
@@ -165,6 +166,27 @@ def closed_pipe_ok(main):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
     return _main
+
+# %% ../nbs/00_core.ipynb #68d8c4da
+def parse_value(v:str):
+    "A -p value: JSON (`false`, `[3, 9]`), else a Python literal (`False`, `None`, `(3, 9)`), else the bare string."
+    try: return json.loads(v)
+    except json.JSONDecodeError: pass
+    try: o = ast.literal_eval(v.strip())
+    except (ValueError, SyntaxError): return v
+    return list(o) if isinstance(o, tuple) else o
+
+# %% ../nbs/00_core.ipynb #b1938af1
+class CLIParser(argparse.ArgumentParser):
+    "An `ArgumentParser` for the console scripts: no abbreviations; every error one line (closest option) and exit 2."
+    def __init__(self, *args, **kwargs): super().__init__(*args, allow_abbrev=False, **kwargs)
+    def error(self, message):
+        bad = (
+            re.findall(r'(--?[\w-]+)', message.split(':', 1)[1]) if message.startswith('unrecognized arguments') else []
+        )
+        opts = [o for o in self._option_string_actions if o.startswith('--')]
+        close = [m for b in bad for m in difflib.get_close_matches(b.split('=')[0], opts, n=1)]
+        self.exit(2, f"{self.prog}: {message}" + (f" (did you mean {', '.join(close)}?)" if close else '') + f"; see {self.prog} --help\n")
 
 # %% ../nbs/00_core.ipynb #85421d02
 def is_main_process() -> bool:

@@ -10,8 +10,8 @@ import argparse, csv, json, re, sys, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, closed_pipe_ok, load_torch_file, upgrade_names
-from .experiment import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results, save_fig
-from .tables import PAPER, paired_t, combine_seeds, t_pvalue
+from .stages import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results; from mpvae.reports import save_fig
+from .stats import PAPER, paired_t, combine_seeds, t_pvalue
 
 # %% auto #0
 __all__ = ['ACTIVE_NATS', 'EVAL_DIRS', 'PROBE_TEXT', 'CURVES_NOTEBOOK', 'run_seeds', 'run_dir', 'snapshots', 'baseline_pairs',
@@ -595,8 +595,8 @@ CURVES_NOTEBOOK = '16_curves_report.ipynb'
 
 def curves_report(runs:list, out:str|Path='reports', work:str|Path='results/curves', probe:str='logreg_cv', evaluate:bool=False,
                   notes:str|None=None, pool:int=20_000, train_size:int=10_000, valid_size:int=5_000, splits:int=5, nbs=None) -> dict:
-    "Run the report notebook with papermill (`mpvae.tables.run_job`): the report in `out`, the executed notebook in `work`."
-    from mpvae.tables import run_job
+    "Run the report notebook with papermill (`mpvae.runner.run_job`): the report in `out`, the executed notebook in `work`."
+    from mpvae.runner import run_job
     params = dict(runs=[str(Path(r).resolve()) for r in runs], report_dir=str(Path(out).resolve()), probe=probe, evaluate=evaluate,
                   notes=str(Path(notes).resolve()) if notes else None, pool=pool, train_size=train_size, valid_size=valid_size, n_splits=splits)
     return run_job(dict(name='curves', table='curves', notebook=CURVES_NOTEBOOK, params=params, preset='curves'), work, nbs=nbs)

@@ -19,7 +19,7 @@ with fastai_quietly():
     from fastai.distributed import DistributedDL, DistributedTrainer
     from fastai.callback.progress import ProgressCallback
 from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines, BetaWarmup
-from .tables import CLIParser
+from .core import CLIParser
 
 # %% auto #0
 __all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'build_learner', 'train', 'main']
@@ -253,7 +253,7 @@ def train(argv=None) -> dict:
                finished=datetime.datetime.now().isoformat(timespec='seconds'), argv=list(argv if argv is not None else sys.argv[1:]))
     learn.save_model(out/'model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
     if is_main_process():
-        from mpvae.experiment import save_fig
+        from mpvae.reports import save_fig
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')
         with atomic_write(out/'run.json', 'w') as f: json.dump(rec, f, indent=1)
     return rec

@@ -162,7 +162,7 @@ def pretrained_table(rows:list) -> str:
 def main(argv=None):
     "`mpvae-pretrained`: list the shipped models, or print one model's training record as JSON."
     import json
-    from mpvae.tables import CLIParser   # the console scripts' parser: every error one line, exit status 2
+    from mpvae.core import CLIParser  # the console scripts' parser: every error one line, exit status 2
     p = CLIParser(prog='mpvae-pretrained', description=main.__doc__.replace('`', ''))
     p.add_argument('name', nargs='?', help='a shipped model (see the list); without it, list them all')
     p.add_argument('--seed', type=int, default=0, help="NAME's representation seed")

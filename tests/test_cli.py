@@ -103,11 +103,11 @@ def test_a_reader_that_has_gone_gets_no_traceback(tmp_path, cmd):
 
 def test_p_values_take_python_literals():
     "`-p figures=False`, the spelling the notebooks use, means false (it was rejected as a string), as JSON's `false` does."
-    from mpvae.tables import _parse_value, check_overrides, notebook_params, find_notebooks
-    assert [_parse_value(v) for v in ('False', 'false', 'None', 'null', '(3, 9)', '[3, 9]', 'logreg_cv')] == \
+    from mpvae.core import parse_value; from mpvae.params import check_overrides, notebook_params, find_notebooks
+    assert [parse_value(v) for v in ('False', 'false', 'None', 'null', '(3, 9)', '[3, 9]', 'logreg_cv')] == \
         [False, False, None, None, [3, 9], [3, 9], 'logreg_cv']
     spec = {'dsprites': notebook_params(find_notebooks()/'10_table_dsprites.ipynb')}
-    assert check_overrides({'figures': _parse_value('False'), 'mpvae_dims': _parse_value('(3, 9)')}, spec)['dsprites'] == \
+    assert check_overrides({'figures': parse_value('False'), 'mpvae_dims': parse_value('(3, 9)')}, spec)['dsprites'] == \
         {'figures': False, 'mpvae_dims': [3, 9]}
 
 
@@ -138,7 +138,7 @@ FUZZ = [
 def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
     "Over 60 malformed values: each refused in under 10 s, exit 2, one line naming the parameter, nothing written."
     import time
-    from mpvae.tables import main
+    from mpvae.cli import main
     assert len(FUZZ) >= 50
     (tmp_path/'a_file.txt').write_text('not a folder')
     cases = [(['-p', kv], name) for kv, name in FUZZ] + [
@@ -166,7 +166,7 @@ def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
 def test_tables_workflow_runs_real_presets_against_matching_reports():
     "tables.yml's mpvae-tables commands name real presets and tables, and each --expect file is a results.json of that preset."
     import json, shlex, yaml
-    from mpvae.tables import PRESETS, TABLE_NOTEBOOKS
+    from mpvae.params import PRESETS, TABLE_NOTEBOOKS
     root = Path(__file__).resolve().parents[1]
     wf = yaml.safe_load((root/'.github/workflows/tables.yml').read_text())
     cmds = [shlex.split(s['run']) for s in wf['jobs']['tables']['steps'] if 'mpvae-tables' in s.get('run', '')]

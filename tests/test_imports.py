@@ -10,7 +10,35 @@ MODULES = sorted(p.stem for p in (ROOT/'mpvae').glob('*.py') if p.stem not in ('
 ENV = {k: v for k, v in os.environ.items() if k not in ('PYTHONWARNINGS',)}
 
 def test_modules_found():
-    assert {'core', 'model', 'train', 'tables', 'experiment', 'distributed'} <= set(MODULES)
+    assert {'core', 'loader', 'model', 'train', 'stats', 'params', 'reports', 'runner', 'stages', 'cli', 'distributed'} <= set(MODULES)
+
+def _imports(p:Path) -> set:
+    "The mpvae modules that module file `p` imports, at its top or inside a function."
+    import ast
+    out = set()
+    for node in ast.walk(ast.parse(p.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('mpvae')):
+            mod = (node.module or '').removeprefix('mpvae').lstrip('.')
+            out |= {mod.split('.')[0]} if mod else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split('.')[1] for a in node.names if a.name.startswith('mpvae.')}
+    return out & set(MODULES)
+
+def test_no_import_circle():
+    "The modules import each other in one direction only: no module reaches itself through its imports."
+    graph = {m: _imports(ROOT/'mpvae'/f'{m}.py') - {m} for m in MODULES}
+    def reach(m, seen):
+        for n in graph[m]:
+            if n not in seen: seen.add(n); reach(n, seen)
+        return seen
+    circles = sorted(m for m in MODULES if m in reach(m, set()))
+    assert not circles, {m: sorted(graph[m]) for m in circles}
+
+@pytest.mark.parametrize('mod', ['mpvae.probe', 'mpvae.disentangle', 'mpvae.stats', 'mpvae.core'])
+def test_probes_and_metrics_import_no_fastai(mod):
+    r = subprocess.run([sys.executable, '-c', f'import sys, {mod}; print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"fastai", "fastcore"}}))'],
+                       capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert r.stdout.strip() == '[]', r.stdout + r.stderr
 
 @pytest.mark.parametrize('mod', ['mpvae'] + [f'mpvae.{m}' for m in MODULES])
 def test_import_writes_nothing_to_stderr(mod):
@@ -19,7 +47,7 @@ def test_import_writes_nothing_to_stderr(mod):
     assert r.stderr == '', f"import {mod} wrote to stderr:\n{r.stderr}"
     assert r.stdout == ''
 
-@pytest.mark.parametrize('script', ['mpvae-tables', 'mpvae-train'])
+@pytest.mark.parametrize('script', ['mpvae-tables', 'mpvae-train', 'mpvae-pretrained', 'mpvae-curves'])
 def test_console_script_help_is_quiet(script):
     r = subprocess.run([str(Path(sys.executable).parent/script), '--help'], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith(f'usage: {script}'), r.stdout + r.stderr

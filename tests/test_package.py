@@ -90,7 +90,7 @@ def test_wheel_runs_the_tables(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split()[:3] == ['name', 'seed', 'images'] and len(lines) > 1, r.stdout
     assert {l.split()[0] for l in lines[1:]} >= {'dsprites_baseline_lr1e-4', 'dsprites_mpvae_lr1e-4'}, r.stdout
-    probe = subprocess.run([str(py), '-c', 'import mpvae, mpvae.tables as t; print(mpvae.__file__); print(t.find_notebooks())'],
+    probe = subprocess.run([str(py), '-c', 'import mpvae, mpvae.params as t; print(mpvae.__file__); print(t.find_notebooks())'],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert probe == [str(site/'mpvae'/'__init__.py'), str(site/'mpvae'/'nbs')], probe      # the wheel's mpvae and its notebooks
     specs = subprocess.run([str(py), '-c', 'from jupyter_client.kernelspec import KernelSpecManager as K; print(*K().find_kernel_specs())'],

@@ -22,7 +22,7 @@ def test_shipped_models_and_records():
     # every training setting ships a baseline and an MPVAE for each of its seeds, under pretrained_name's names
     assert all(r['kind'] in ('baseline', 'mpvae') for r in recs), [r['name'] for r in recs]
     settings = {r['setting'] for r in recs}
-    from mpvae.tables import PRESETS
+    from mpvae.params import PRESETS
     borrowing = {pr['dsprites']['pretrained_setting'] for pr in PRESETS.values() if pr.get('dsprites', {}).get('pretrained_baseline')}
     for st in settings:   # a setting ships both models per seed, unless a preset gives its MPVAEs another setting's baselines
         seeds = {r['seed'] for r in recs if r['setting'] == st}

@@ -8,7 +8,7 @@ results.json itself (e.g. an earlier committed report's .json):
     mpvae-tables --preset pretrained_lr1e-4 --tables dsprites --out results/mlp -p probe=mlp -p metrics=none -p figures=false
     python tools/kinds_report.py 'C = 1=reports/old.json' 'CV=results/cv' 'MLP=results/mlp' --name dsprites_probe_kinds
 
-Every table and sentence comes from `mpvae.tables` (markdown_table, distance_md, probe_md, the claim check): this
+Every table and sentence comes from `mpvae.reports` and `mpvae.stats` (markdown_table, distance_md, probe_md, the claim check): this
 script only reads the runs and writes the file.
 """
 import argparse, json
@@ -33,7 +33,7 @@ def main(argv=None):
     ap.add_argument('--reports', default=str(ROOT/'reports'))
     ap.add_argument('--notes', help='Markdown written by hand, put after the summary')
     a = ap.parse_args(argv)
-    from mpvae.tables import markdown_table, distance_md, probe_md, ordering_holds, paired_t, t_pvalue, PAPER
+    from mpvae.reports import markdown_table, distance_md, probe_md; from mpvae.stats import ordering_holds, paired_t, t_pvalue, PAPER
     from mpvae.core import atomic_write
     runs = [read(s) for s in a.runs]
     seeds = sorted({tuple(r['params']['rep_seeds']) for _, r, _ in runs})

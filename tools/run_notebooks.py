@@ -28,7 +28,7 @@ RECORD = NBS/'outputs.json'
 SKIP = {'index.ipynb'}
 # what `make notebooks` passes to the parameterised table notebooks (as `mpvae-tables -p` would)
 PARAMS = {
-    # the `pretrained` preset (mpvae.tables.PRESETS): the shipped models probed by the paper's protocol, no training,
+    # the `pretrained` preset (mpvae.params.PRESETS): the shipped models probed by the paper's protocol, no training,
     # so the kept table is reports/dsprites_pretrained.md's (tests/test_outputs.py checks it)
     '10_table_dsprites.ipynb': 'pretrained',
     # no CelebA here (it cannot be downloaded by the package): the synthetic CelebA-layout folder, no figures
@@ -157,7 +157,7 @@ def execute(nb_path:Path, timeout:int=1800) -> float:
     d = tempfile.mkdtemp(prefix='mpvae_nb_')
     params = PARAMS.get(nb_path.name)
     if isinstance(params, str):   # a preset's name: its parameters, as `mpvae-tables --preset` passes them
-        from mpvae.tables import PRESETS
+        from mpvae.params import PRESETS
         params = dict(PRESETS[params]['dsprites'], preset=params)
     if params is not None: params = dict(params, out_dir=d)
     cells = [mark(_PRELUDE)]

@@ -30,7 +30,7 @@ def record_line(seed, kind, r:dict) -> str:
 
 def probe_line(res:dict, seeds:list) -> str:
     "The probe protocol and what the ± mean."
-    from mpvae.tables import probe_md   # the one description of each probe kind
+    from mpvae.reports import probe_md  # the one description of each probe kind
     pr = res['probe']
     return (f"Probe protocol: pool {pr['pool']:,}. {probe_md(pr)} ± is the std over the {pr['n_splits'] * pr['n_seeds']} "
             "probe runs" + ('; "seeds ±" the std over the representation seeds, the spread the verdict is tested '
