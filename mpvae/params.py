@@ -1,5 +1,4 @@
-"""One declaration of every parameter of the table notebooks (its type, range, default and help), the rules that
-tie parameters together, and the presets: named sets of overrides of that declaration.
+"""One declaration of every parameter of the table notebooks (its type, range, default and help), the rules that tie parameters together, and the presets: named sets of overrides of that declaration.
 
 Docs: https://mpvae.github.io/mpvae/params.html.md"""
 

@@ -1,5 +1,4 @@
-"""What a table run shows and writes: the Markdown tables beside the paper's, the claim's verdict, the probe's
-protocol, sweeps and summaries, and the figures (reconstructions, traversals per path, ours against the paper).
+"""What a table run shows and writes: the Markdown tables beside the paper's, the claim's verdict, the probe's protocol, sweeps and summaries, and the figures (reconstructions, traversals per path, ours against the paper).
 
 Docs: https://mpvae.github.io/mpvae/reports.html.md"""
 

@@ -1,5 +1,4 @@
-"""The table notebooks run as papermill jobs: one job per table, seed and beta, each in its own folder, with threads
-shared out, progress followed on the terminal, failures named by cell, and sweeps summarised.
+"""The table notebooks run as papermill jobs: one job per table, seed and beta, each in its own folder, with threads shared out, progress followed on the terminal, failures named by cell, and sweeps summarised.
 
 Docs: https://mpvae.github.io/mpvae/runner.html.md"""
 

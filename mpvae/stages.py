@@ -1,5 +1,4 @@
-"""The steps every table notebook runs, as library functions: train (or load) the models, encode, probe, turn the
-probes into the table's rows, and write the results.
+"""The steps every table notebook runs, as library functions: train (or load) the models, encode, probe, turn the probes into the table's rows, and write the results.
 
 Docs: https://mpvae.github.io/mpvae/stages.html.md"""
 

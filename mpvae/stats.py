@@ -1,6 +1,4 @@
-"""The paper's numbers (its Tables 1 and 2) and the statistics every table is made of: aggregates over probe runs and
-representation seeds, the ordering check, the paired t test over seeds, and jobs combined into one table. Pure: no I/O,
-no model.
+"""The paper's numbers (its Tables 1 and 2) and the statistics every table is made of: aggregates over probe runs and representation seeds, the ordering check, the paired t test over seeds, and jobs combined into one table. Pure: no I/O, no model.
 
 Docs: https://mpvae.github.io/mpvae/stats.html.md"""
 
