@@ -6,21 +6,20 @@ Docs: https://mpvae.github.io/mpvae/celeba.html.md"""
 
 # %% ../nbs/02_celeba.ipynb #f273ad79
 from __future__ import annotations
-import os, io, json, hashlib, stat, warnings
+import os
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, UnidentifiedImageError
-from fastprogress.fastprogress import progress_bar
-from .core import atomic_write, atomic_path, data_dir
+from PIL import Image, ImageDraw, ImageFilter
+from .core import atomic_write, data_dir
 from .loader import array_dls
+from .folder import (center_crop_box, u8_to_unit, with_image, decode_images, cache_key, default_cache_dir,
+                          cached_array)
 
 # %% auto #0
 __all__ = ['CELEBA_ATTRS', 'CELEBA_SPLITS', 'CELEBA_SPLIT_SIZES', 'CELEBA_IMAGE_SIZE', 'IMG_DIR', 'ATTR_FILE', 'PARTITION_FILE',
-           'celeba_root', 'read_celeba_attrs', 'read_celeba_partition', 'center_crop_box', 'celeba_preprocess',
-           'decode_celeba_images', 'CelebA', 'load_celeba', 'u8_to_unit', 'celeba_dls', 'attribute_balance',
-           'make_celeba_folder']
+           'celeba_root', 'read_celeba_attrs', 'read_celeba_partition', 'celeba_preprocess', 'decode_celeba_images',
+           'CelebA', 'load_celeba', 'celeba_dls', 'attribute_balance', 'make_celeba_folder']
 
 # %% ../nbs/02_celeba.ipynb #0dc67ada
 CELEBA_ATTRS = (
@@ -127,17 +126,6 @@ def read_celeba_partition(path:str|Path # a `list_eval_partition.txt`
     if not out: raise ValueError(f"{path} is empty; expected one `filename 0|1|2` line per image")
     return out
 
-# %% ../nbs/02_celeba.ipynb #b7324100
-def center_crop_box(w:int, # image width
-                    h:int, # image height
-                    crop:int|None=148 # side of the centred square; None: the largest that fits
-                   )->tuple[int, int, int, int]: # (left, top, right, bottom)
-    "(left, top, right, bottom) of the centred `crop` square, rounded as torchvision's `CenterCrop`."
-    if crop is None: crop = min(w, h)
-    if crop > w or crop > h: raise ValueError(f"a {crop}x{crop} crop does not fit in a {w}x{h} image")
-    left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
-    return left, top, left + crop, top + crop
-
 # %% ../nbs/02_celeba.ipynb #ee320992
 def celeba_preprocess(im:Image.Image, # a PIL image (any mode; converted to RGB)
                       size:int=64, # side of the result
@@ -150,24 +138,18 @@ def celeba_preprocess(im:Image.Image, # a PIL image (any mode; converted to RGB)
 
 # %% ../nbs/02_celeba.ipynb #cb466c19
 def _decode_one(path:Path, size:int, crop:int|None, expect_size) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            if expect_size is not None and tuple(im.size) != tuple(expect_size):
-                raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} (width x height), expected "
-                                 f"{expect_size[0]}x{expect_size[1]}, "
-                                 f"the size of every aligned CelebA image that the {crop} crop assumes; "
-                                 "pass expect_size=None to accept other sizes (each is cropped about its own centre)")
-            c = min(im.size) if crop is None else crop
-            if c > im.size[0] or c > im.size[1]:
-                raise ValueError(f"{path} is {im.size[0]}x{im.size[1]}, smaller than the {c}x{c} centre crop; "
-                                 "use a smaller crop or remove the image (small images are never upscaled)")
-            im.load()
-            out = celeba_preprocess(im, size, crop)
-    except FileNotFoundError: raise FileNotFoundError(f"image {path} is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"could not decode {path} ({type(e).__name__}: {e}); it is not a readable (or complete) JPEG: "
-                         "re-extract it from img_align_celeba.zip") from None
-    return np.asarray(out).transpose(2, 0, 1)
+    def prep(im):
+        if expect_size is not None and tuple(im.size) != tuple(expect_size):
+            raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} (width x height), expected "
+                             f"{expect_size[0]}x{expect_size[1]}, "
+                             f"the size of every aligned CelebA image that the {crop} crop assumes; "
+                             "pass expect_size=None to accept other sizes (each is cropped about its own centre)")
+        c = min(im.size) if crop is None else crop
+        if c > im.size[0] or c > im.size[1]:
+            raise ValueError(f"{path} is {im.size[0]}x{im.size[1]}, smaller than the {c}x{c} centre crop; "
+                             "use a smaller crop or remove the image (small images are never upscaled)")
+        return np.asarray(celeba_preprocess(im, size, crop)).transpose(2, 0, 1)
+    return with_image(path, prep, "re-extract it from img_align_celeba.zip")
 
 def decode_celeba_images(paths:list, # image files
                          size:int=64, # side of the result
@@ -177,22 +159,7 @@ def decode_celeba_images(paths:list, # image files
                          progress:bool=True # show a fastprogress bar
                         )->np.ndarray: # uint8 `(N, 3, size, size)`
     "Decode and preprocess `paths` into a uint8 array (N, 3, size, size), in parallel threads."
-    paths = [Path(p) for p in paths]; n = len(paths)
-    out = np.empty((n, 3, size, size), np.uint8)
-    n_workers = n_workers or min(8, os.cpu_count() or 1)
-    chunk = max(16, min(512, -(-n // (4 * n_workers)) if n else 16))
-    starts = list(range(0, n, chunk))
-    def work(s):
-        for i in range(s, min(s + chunk, n)): out[i] = _decode_one(paths[i], size, crop, expect_size)
-    if n_workers == 1 or len(starts) <= 1:
-        for s in (progress_bar(starts, leave=False) if progress and len(starts) > 1 else starts): work(s)
-        return out
-    ex = ThreadPoolExecutor(n_workers)
-    try:
-        futs = [ex.submit(work, s) for s in starts]
-        for f in (progress_bar(futs, leave=False) if progress else futs): f.result()
-    finally: ex.shutdown(wait=True, cancel_futures=True)
-    return out
+    return decode_images(paths, lambda p: _decode_one(p, size, crop, expect_size), (3, size, size), n_workers, progress)
 
 # %% ../nbs/02_celeba.ipynb #950a9f10
 def _as_rows(idx):
@@ -259,14 +226,10 @@ class CelebA:
 _CACHE_VERSION = 1  # bump when the preprocessing code changes what pixels it produces
 
 def _cache_key(files:list, sizes:list, size, crop, expect_size) -> str:
-    meta = dict(version=_CACHE_VERSION, size=size, crop=crop, expect_size=list(expect_size) if expect_size else None,
-                resample='PIL-bilinear', order='crop-then-resize', files=[[f, s] for f, s in zip(files, sizes)])
-    return hashlib.sha1(json.dumps(meta, separators=(',', ':')).encode()).hexdigest()[:20]
-
-def _default_cache_dir(root:Path) -> Path:
-    "Beside the images if the folder may be written (its mode says so: root ignores it), else under `data_dir()`."
-    writable = os.access(root, os.W_OK) and root.stat().st_mode & stat.S_IWUSR
-    return root/'.mpvae_cache' if writable else data_dir()/'celeba_cache'
+    "The cache's key: the settings, in the order, of before `mpvae.folder` took the cache over (old caches stay valid)."
+    return cache_key(version=_CACHE_VERSION, size=size, crop=crop,
+                     expect_size=list(expect_size) if expect_size else None, resample='PIL-bilinear',
+                     order='crop-then-resize', files=[[f, s] for f, s in zip(files, sizes)])
 
 def _file_sizes(img_dir:Path, files:list, attr_path:Path) -> list[int]:
     "Byte size of each listed image; a clear error for the ones that are missing."
@@ -322,40 +285,19 @@ def load_celeba(root:str|Path|None=None, # the CelebA folder (see `celeba_root`)
     if len(keep) == 0: raise ValueError(f"no images selected from {root} (split={split!r}, max_items={max_items})")
     files = [files[i] for i in keep]; attrs, partition = attrs[keep], partition[keep]
     sizes = _file_sizes(root/IMG_DIR, files, root/ATTR_FILE)
-    cache_path, imgs = None, None
+    cache_path = None
     if cache:
-        cdir = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir(root)
+        cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(root, 'celeba_cache')
         tag = f"{size}px_crop{crop if crop is not None else 'max'}"
         cache_path = cdir/f"celeba_{tag}_{len(files)}_{_cache_key(files, sizes, size, crop, expect_size)}.npy"
-        if cache_path.exists():
-            try:
-                imgs = np.load(cache_path, mmap_mode='c' if mmap else None)
-                if imgs.shape != (len(files), 3, size, size) or imgs.dtype != np.uint8:
-                    raise ValueError(f"holds {imgs.dtype} {imgs.shape}, expected uint8 {(len(files), 3, size, size)}")
-            except Exception as e:
-                warnings.warn(f"ignoring unreadable CelebA cache {cache_path} ({e}); decoding the images again")
-                imgs = None
-    if imgs is None:
-        imgs = decode_celeba_images([root/IMG_DIR/f for f in files], size, crop, expect_size, n_workers, progress)
-        if cache:
-            try:
-                with atomic_path(cache_path) as tmp: np.save(tmp, imgs)
-                with atomic_write(cache_path.with_suffix('.json'), 'w') as fh:
-                    json.dump(dict(root=str(root.resolve()), n=len(files), first=files[0], last=files[-1], size=size,
-                                   crop=crop, expect_size=expect_size, split=split, max_items=max_items,
-                                   version=_CACHE_VERSION), fh, indent=1)
-            except OSError as e:
-                warnings.warn(f"could not write the CelebA cache {cache_path} ({e}); the next load decodes again")
-                cache_path = None
+    info = dict(root=str(root.resolve()), n=len(files), first=files[0], last=files[-1], size=size, crop=crop,
+                expect_size=expect_size, split=split, max_items=max_items, version=_CACHE_VERSION)
+    build = lambda: decode_celeba_images([root/IMG_DIR/f for f in files], size, crop, expect_size, n_workers, progress)
+    imgs, cache_path = cached_array(cache_path, build, (len(files), 3, size, size), info, mmap, what='CelebA')
     return CelebA(torch.from_numpy(imgs), attrs, names, partition, files, root=root, size=size, crop=crop,
                   cache_path=cache_path)
 
 # %% ../nbs/02_celeba.ipynb #d5775e50
-def u8_to_unit(x:torch.Tensor # uint8 images
-              )->torch.Tensor: # float32 in [0, 1]
-    "uint8 images -> float32 in [0, 1] (the loaders' decode step, run on the device)."
-    return x.float().div_(255)
-
 def celeba_dls(ds:CelebA, # the dataset
                split='train', # rows to train on: 'train', 'valid', 'test' or a list of them
                valid_split='valid', # rows to validate on; None for no validation set

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from .core import atomic_path, atomic_write, load_torch_file
 
 # %% auto #0
-__all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'save_model', 'config_diff', 'config_from_dict', 'load_model']
+__all__ = ['MPVAEConfig', 'MPVAEOutput', 'MPVAE', 'check_images', 'save_model', 'config_diff', 'config_from_dict', 'load_model']
 
 # %% ../nbs/03_model.ipynb #ecfeb358
 def _tup(v, name):
@@ -159,6 +159,7 @@ class MPVAE(nn.Module, PyTorchModelHubMixin, library_name='mpvae', tags=['vae', 
         elif isinstance(config, dict): config = MPVAEConfig(**{**config, **kwargs})
         elif kwargs: raise TypeError("pass either a config or keyword arguments, not both")
         self.config = c = config
+        self.meta = {}   # its training record: set by save_model and from_pretrained, written by save_pretrained
         # encoder: one chain of stride-2 convs; path k reads the map after conv taps[k]
         chans = [c.in_channels] + [c.enc_channels(d) for d in range(1, c.taps[-1]+1)]
         self.convs = nn.ModuleList(
@@ -198,18 +199,43 @@ class MPVAE(nn.Module, PyTorchModelHubMixin, library_name='mpvae', tags=['vae', 
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     def extra_repr(self): return f"latent_dims={self.latent_dims}, taps={self.config.taps}"
 
+# %% ../nbs/03_model.ipynb #9a6cb676
+def check_images(x, # a batch of images, as a model reads them: float `(n, c, h, w)` in [0, 1]
+                 channels:int|None=None, # the channels expected (None: any; channels-last is guessed from the shape)
+                 size:int|None=None # the height = width expected (None: any)
+                ):
+    "Fail with one line naming the mistake and its fix unless `x` is a float batch `(n, c, h, w)` in [0, 1]."
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (n, c, h, w), got a {type(x).__name__}: use torch.as_tensor(x)")
+    if x.ndim != 4: raise ValueError(f"images must be a batch (n, c, h, w), got shape {tuple(x.shape)}" +
+                                     ("; for one image, x[None] adds the batch dimension" if x.ndim == 3 else ''))
+    n, c, h, w = x.shape
+    if (w == channels != c) or (channels is None and w in (1, 3, 4) and c == h and c > 4):
+        raise ValueError(f"images of shape {tuple(x.shape)} look channels-last (n, h, w, c); the model reads channels "
+                         "first (n, c, h, w): use x.permute(0, 3, 1, 2)")
+    if not x.is_floating_point(): raise TypeError(
+        f"images are {x.dtype}, but the model reads floats in [0, 1]: use " + ("x.float()" if x.dtype == torch.bool
+        else "x.float() / 255 (pixel values 0..255)" if x.dtype == torch.uint8 else "x.float() scaled to [0, 1]"))
+    if (channels is not None and c != channels) or (size is not None and (h, w) != (size, size)):
+        raise ValueError(f"MPVAE expects images of shape (n, {channels or 'c'}, {size or 'h'}, {size or 'w'}), got "
+                         f"{tuple(x.shape)}; build the model with MPVAEConfig(in_channels=..., img_size=...) matching "
+                         "the data")
+    if x.numel() == 0: return
+    lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()      # one pass, one synchronisation
+    if lo >= -1e-3 and hi <= 1 + 1e-3: return
+    if not torch.isfinite(x).all():
+        raise ValueError(f"images hold {int((~torch.isfinite(x)).sum())} NaN or infinite values: the data is broken "
+                         "before the model (check how it was loaded or normalised)")
+    if hi > 1: raise ValueError(f"image values go up to {hi:.4g}, but the model reads [0, 1]: " +
+                                ("pixel values 0..255? divide by 255" if hi <= 255 else "scale them to [0, 1]"))
+    raise ValueError(f"image values go down to {lo:.4g}, but the model reads [0, 1]: normalised images (mean/std, or "
+                     "[-1, 1])? undo the normalisation")
+
 # %% ../nbs/03_model.ipynb #f6d72f67
 @patch
 def _check_input(self:MPVAE, x):
-    "Fail with the expected shape unless `x` is a batch of images this model reads."
-    c = self.config
-    ok = isinstance(x, torch.Tensor) and x.ndim == 4 and tuple(x.shape[1:]) == (c.in_channels, c.img_size, c.img_size)
-    if not ok:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(
-            f"MPVAE expects images of shape (n, {c.in_channels}, {c.img_size}, {c.img_size}), got {shape}; "
-            "build the model with MPVAEConfig(in_channels=..., img_size=...) matching the data"
-        )
+    "Fail with one line naming the mistake (`check_images`) unless `x` is a batch of images this model reads."
+    check_images(x, self.config.in_channels, self.config.img_size)
 
 @patch
 def _bound(self:MPVAE, raw):
@@ -278,12 +304,13 @@ def sample(self:MPVAE,
 _FORMAT = 'mpvae-model'
 
 def save_model(model:MPVAE, path:str|Path, **meta) -> Path:
-    "Write `model`'s config and weights (plus any plain-python `meta`) to `path`, atomically."
+    "Write `model`'s config and weights (plus plain-python `meta`) to `path`, atomically; `model.meta` becomes `meta`."
     if not isinstance(model, MPVAE): raise TypeError(f"save_model needs an MPVAE, got {type(model).__name__}")
     path = Path(path)
     state = {'format': _FORMAT, 'version': 1, 'config': model.config.to_dict(),
              'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()}, 'meta': meta}
     with atomic_path(path) as tmp: torch.save(state, tmp)
+    model.meta = dict(meta)   # the record it now carries: a later save_pretrained writes the same meta.json
     return path
 
 def config_diff(a:MPVAEConfig|dict, # one configuration (or its `to_dict()`)
@@ -351,15 +378,22 @@ def _hub_file(model_id, name:str, **hub) -> Path|None:
     except EntryNotFoundError: return None
 
 # %% ../nbs/03_model.ipynb #0c6a1c8c
+def _meta_json(meta) -> str|None:
+    "`meta` as the text of `meta.json` (None when empty); an error naming what JSON cannot hold."
+    try: return json.dumps(meta, indent=1) if meta else None
+    except (TypeError, ValueError) as e: raise TypeError(
+        f"model.meta cannot be written as JSON ({e}): keep plain numbers, strings, lists and dicts in it") from None
+
 @patch
 def _save_pretrained(self:MPVAE, save_directory:Path):
     "What `save_pretrained` writes: the weights as safetensors, then `meta.json` (if the model has `meta`), `config.json` last."
-    from safetensors.torch import save_file
-    d = Path(save_directory)
-    with atomic_path(d/_WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata={'format': 'pt'})
-    if getattr(self, 'meta', None):
-        with atomic_write(d/_META, 'w') as f: json.dump(self.meta, f, indent=1)
+    from safetensors.torch import save
+    d, meta = Path(save_directory), _meta_json(getattr(self, 'meta', None))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+    # the bytes through atomic_write: safetensors' own writer would leave the file mode 0600, whatever the umask
+    with atomic_write(d/_WEIGHTS) as f: f.write(save(tensors, metadata={'format': 'pt'}))
+    if meta:
+        with atomic_write(d/_META, 'w') as f: f.write(meta)
     elif (d/_META).exists(): (d/_META).unlink()     # a record left by another model would be read as this one's
     with atomic_write(d/_CONFIG, 'w') as f: json.dump(self.config.to_dict(), f, indent=1)   # last: a folder with a config is complete
 
@@ -390,3 +424,13 @@ def from_pretrained(cls:MPVAE, pretrained_model_name_or_path, # a folder written
     "The model saved in a folder (or Hub repo), in eval mode, its training record in `model.meta`."
     _local(pretrained_model_name_or_path)   # a missing local folder: say so, before huggingface_hub reads it as a repo id
     return super(MPVAE, cls).from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+# %% ../nbs/03_model.ipynb #fe6377d2
+@patch
+def save_pretrained(self:MPVAE, save_directory, # the folder to write (created if needed)
+                    *, meta:dict|None=None, # the training record to write (replaces `model.meta`); None: `model.meta`
+                    **kwargs): # huggingface_hub's options: `push_to_hub`, `repo_id`, `model_card_kwargs`, ...
+    "Write the model as a folder: `model.safetensors`, `config.json`, and `meta.json` when it carries a record."
+    if meta is not None: _meta_json(meta); self.meta = dict(meta)   # a bad record fails before anything is written
+    else: _meta_json(getattr(self, 'meta', None))
+    return super(MPVAE, self).save_pretrained(save_directory, **kwargs)

@@ -130,3 +130,110 @@ def test_output_and_save_load(tmp_path):
     with pytest.raises(ValueError, match='not a model'): load_model(tmp_path/'junk.pt')
     o = m(x)
     assert isinstance(o, MPVAEOutput) and o.logits is o[0] and o.z is o[3]
+
+# ---------------------------------------------------------------- what comes in: one clear line per mistake
+
+from mpvae.model import check_images
+
+def test_floats_in_0_255_fail_instead_of_training():
+    "Issue #39: floats in [0, 255] trained to a NELBO of -13,589,429 (BCE with targets above 1 has no lower bound)."
+    x = torch.randint(0, 256, (8, 1, 64, 64)).float()
+    with pytest.raises(ValueError, match=r'up to 25\d.*divide by 255'): MPVAE()(x)
+    # the same mistake through a learner fails at the first batch, not after an epoch of nonsense
+    from mpvae.loader import array_dls
+    from mpvae.train import mpvae_learner
+    dls = array_dls(x, decode=lambda b: b.float(), valid_pct=0.25, bs=4, device='cpu')
+    learn = mpvae_learner(dls, precision=None, seed=0)
+    with learn.no_bar(), learn.no_logging(), pytest.raises(ValueError, match='divide by 255'): learn.fit(1)
+
+def test_channels_last_names_the_layout():
+    "Issue #39: NHWC used to fail as 'tap depth 5 needs img_size divisible by 2**5' (the learner sized the net from it)."
+    x = torch.rand(2, 64, 64, 3)
+    with pytest.raises(ValueError, match=r'channels-last \(n, h, w, c\).*x\.permute\(0, 3, 1, 2\)'): MPVAE(in_channels=3)(x)
+    with pytest.raises(ValueError, match='channels-last'): check_images(x)          # what a learner can call, no model yet
+    with pytest.raises(ValueError, match='channels-last'): MPVAE()(torch.rand(2, 64, 64, 1))
+    assert MPVAE(in_channels=3)(x.permute(0, 3, 1, 2)).logits.shape == (2, 3, 64, 64)   # the suggested fix works
+
+def test_uint8_names_the_dtype():
+    "Issue #39: a uint8 batch used to fail in the first conv: 'Input type (unsigned char) and bias type (float) ...'."
+    x = torch.randint(0, 256, (2, 1, 64, 64), dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r'torch.uint8.*x\.float\(\) / 255'): MPVAE()(x)
+    with pytest.raises(TypeError, match=r'torch.uint8'): MPVAE().encode(x)
+    assert torch.isfinite(MPVAE()(x.float() / 255).logits).all()
+
+@pytest.mark.parametrize('bad, err, match', [
+    (torch.full((2, 1, 64, 64), float('nan')), ValueError, 'NaN or infinite'),
+    (torch.full((2, 1, 64, 64), float('inf')), ValueError, 'NaN or infinite'),
+    (torch.rand(2, 1, 64, 64) * 2 - 1, ValueError, 'undo the normalisation'),
+    (torch.rand(2, 1, 64, 64) * 1000 + 300, ValueError, 'scale them to'),
+    (torch.rand(1, 64, 64), ValueError, r'x\[None\]'),
+    (torch.rand(2, 1, 64, 64).numpy(), TypeError, 'torch.as_tensor'),
+    (torch.ones(2, 1, 64, 64, dtype=torch.bool), TypeError, r'x\.float\(\)'),
+    (torch.rand(2, 3, 64, 64), ValueError, r'\(n, 1, 64, 64\).*in_channels'),
+])
+def test_other_bad_inputs(bad, err, match):
+    with pytest.raises(err, match=match) as e: MPVAE()(bad)
+    assert '\n' not in str(e.value)       # one line
+
+def test_good_inputs_pass():
+    m = MPVAE()
+    for x in (torch.zeros(2, 1, 64, 64), torch.ones(2, 1, 64, 64), torch.rand(2, 1, 64, 64).double().float(),
+              torch.rand(0, 1, 64, 64), torch.rand(2, 1, 64, 64).half().float()):
+        m(x)
+    check_images(torch.rand(2, 3, 32, 32)); check_images(torch.rand(2, 3, 32, 32).clamp(0, 1) * (1 + 5e-4))  # resampling slack
+
+# ---------------------------------------------------------------- saving: file modes, the training record, the old format
+
+import json, os
+from safetensors.torch import load_file
+
+@pytest.mark.parametrize('mask', [0o022, 0o077, 0o002])
+def test_save_pretrained_files_get_the_umask_mode(tmp_path, mask):
+    m = MPVAE(latent_dims=(2, 3)); m.meta = {'a': 1}
+    old = os.umask(mask)
+    try: m.save_pretrained(tmp_path/'m')
+    finally: os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path/'m').iterdir()}
+    for name in ('model.safetensors', 'config.json', 'meta.json'): assert modes[name] == 0o666 & ~mask, (name, oct(modes[name]))
+
+def test_learners_record_survives_save_pretrained(tmp_path):
+    "A learner's save_model (loss settings, images, record) leaves the record on the model: save_pretrained writes it."
+    from mpvae.loader import array_dls
+    from mpvae.train import mpvae_learner
+    dls = array_dls(torch.rand(16, 1, 32, 32), valid_pct=0.25, bs=4, device='cpu')
+    learn = mpvae_learner(dls, precision=None, seed=0, betas=[2., 1.])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    learn.save_model(tmp_path/'m.pth', train_images=12, record={'images': 12})
+    learn.model.save_pretrained(tmp_path/'hf')
+    meta = json.loads((tmp_path/'hf'/'meta.json').read_text())
+    assert meta['loss_config']['betas'] == [2., 1.] and meta['train_images'] == 12 and meta['record'] == {'images': 12}
+    back = MPVAE.from_pretrained(tmp_path/'hf')
+    assert back.meta == meta == load_model(tmp_path/'m.pth').meta
+    for a, b in zip(learn.model.state_dict().values(), back.state_dict().values()): assert torch.equal(a.cpu(), b)
+
+def test_save_pretrained_meta_argument_and_bad_meta(tmp_path):
+    m = MPVAE(latent_dims=(2,))
+    assert m.meta == {}
+    m.save_pretrained(tmp_path/'a')
+    assert not (tmp_path/'a'/'meta.json').exists()                     # nothing to record: no meta.json
+    m.save_pretrained(tmp_path/'a', meta={'betas': [1, 2], 'images': 5})
+    assert json.loads((tmp_path/'a'/'meta.json').read_text()) == {'betas': [1, 2], 'images': 5} == m.meta
+    before = sorted(p.name for p in (tmp_path/'a').iterdir())
+    with pytest.raises(TypeError, match='cannot be written as JSON'): m.save_pretrained(tmp_path/'a', meta={'x': torch.ones(1)})
+    assert sorted(p.name for p in (tmp_path/'a').iterdir()) == before and m.meta == {'betas': [1, 2], 'images': 5}
+    assert MPVAE.from_pretrained(tmp_path/'a').meta == m.meta          # the folder is as the last good save left it
+
+def test_old_pth_format_still_loads(tmp_path):
+    "A .pth in the format save_model has always written (built here by hand, not by save_model) loads with load_model."
+    torch.manual_seed(3)
+    m = MPVAE(latent_dims=(3, 9)).eval()
+    state = {'format': 'mpvae-model', 'version': 1, 'config': m.config.to_dict(),
+             'state_dict': {k: v.clone() for k, v in m.state_dict().items()}, 'meta': {'epochs': 2}}
+    torch.save(state, tmp_path/'old.pth')
+    m2 = load_model(tmp_path/'old.pth')
+    assert m2.meta == {'epochs': 2} and m2.config == m.config
+    x = torch.rand(2, 1, 64, 64)
+    assert torch.equal(m.reconstruct(x), m2.reconstruct(x))
+    save_model(m2, tmp_path/'again.pth', epochs=2)                     # and the format round-trips unchanged
+    again = torch.load(tmp_path/'again.pth', weights_only=True)
+    assert again.keys() == state.keys() and again['config'] == state['config'] and again['meta'] == state['meta']
