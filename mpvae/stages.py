@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/stages.html.md"""
 
 # %% ../nbs/09_stages.ipynb #359e0080
 from __future__ import annotations
-import json, os
+import json, os, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write
@@ -15,7 +15,8 @@ from .reports import save_fig
 
 # %% auto #0
 __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'train_params', 'train_model', 'meta_record', 'precision_record',
-           'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'table_results', 'write_results']
+           'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'table_results', 'write_results',
+           'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair', 'represent_and_probe', 'table_record']
 
 # %% ../nbs/09_stages.ipynb #bb554d7d
 def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
@@ -199,3 +200,104 @@ def write_results(res:dict, out_dir:str|Path, md:str|None=None) -> Path:
     if md is not None:
         with atomic_write(out_dir/'table.md', 'w') as f: f.write(md)
     return out_dir/'results.json'
+
+# %% ../nbs/09_stages.ipynb #x
+def trained_pair(dls, # the table's DataLoaders (batches (x, x))
+                 seed:int, # representation seed: both models are trained with it
+                 out:str|Path, # where `train_model` writes each model, its log and its loss curves
+                 baseline_dims, mpvae_dims, # latent size of the baseline's one path, and of each MPVAE path
+                 baseline_betas, mpvae_betas, # the betas of each model (a float or one per path)
+                 train_images:int, epochs:int, # the image budget of each model, in `epochs` log points
+                 **kw # more `train_model` arguments (lr, precision, checkpoint, loss_cfg, model_cfg of the MPVAE, ...)
+                )->tuple: # (baseline, mpvae)
+    "Train (or reuse, when trained before with the same parameters) the baseline and the MPVAE of one seed."
+    mp_cfg = kw.pop('model_cfg', None)
+    base = train_model(dls, baseline_dims, baseline_betas, train_images, epochs, seed=seed, out_dir=out, name=f'baseline_seed{seed}', **kw)
+    mp = train_model(dls, mpvae_dims, mpvae_betas, train_images, epochs, seed=seed, out_dir=out, name=f'mpvae_seed{seed}',
+                     model_cfg=mp_cfg, **kw)
+    return base, mp
+
+# %% ../nbs/09_stages.ipynb #x
+def shipped_pair(seed:int, # representation seed
+                 setting:str='', # the MPVAE's shipped setting (`mpvae.pretrained.pretrained_name`)
+                 baseline_setting:str|None=None, # the baseline's setting (None: `setting`)
+                 baseline_dims=None, mpvae_dims=None, # the latent sizes the table expects (checked)
+                 mpvae_taps=None, # the MPVAE's taps the table expects (None: any)
+                 mpvae_betas=None, # the MPVAE's betas the table records (checked: a table must not record betas its models never had)
+                 device=None)->tuple: # (baseline, mpvae), each with its training record in `meta['record']`
+    "The shipped baseline and MPVAE of one seed, refused when they are not the models the table's parameters describe."
+    from mpvae.pretrained import load_pretrained, pretrained_name   # an unknown setting: load_pretrained lists the names
+    bset = setting if baseline_setting is None else baseline_setting
+    base = load_pretrained(pretrained_name('baseline', bset), seed, device=device)
+    mp = load_pretrained(pretrained_name('mpvae', setting), seed, device=device)
+    if baseline_dims is not None and (base.latent_dims, mp.latent_dims) != (tuple(baseline_dims), tuple(mpvae_dims)):
+        raise ValueError(f"the shipped models have latent_dims {base.latent_dims} and {mp.latent_dims}; pretrained=True "
+                         f"needs baseline_dims={list(base.latent_dims)}, mpvae_dims={list(mp.latent_dims)}")
+    if mpvae_taps is not None and tuple(mp.config.taps) != tuple(mpvae_taps):
+        raise ValueError(f"the shipped MPVAE taps its paths at {list(mp.config.taps)}; pretrained=True needs mpvae_taps={list(mp.config.taps)}")
+    shipped = [float(b) for b in (mp.meta.get('loss_config') or {}).get('betas', [])]
+    if mpvae_betas is not None and shipped and shipped != [float(b) for b in mpvae_betas]:
+        raise ValueError(f"the shipped MPVAE was trained with betas {shipped}; pretrained=True needs mpvae_betas={shipped}")
+    return base, mp
+
+# %% ../nbs/09_stages.ipynb #x
+def encode_pair(base, mp, # the seed's baseline and MPVAE
+                images, # idx -> float image batch (e.g. `DSprites.images`, `CelebA.images`)
+                pool, # the rows the probes draw from
+                device=None, # where to encode
+                path_groups:str='consecutive' # the MPVAE's feature sets (`mpvae.probe.feature_sets`)
+               )->tuple: # (feature sets by name: 'baseline', 'z1', 'z2', 'z1+z2', ...; the MPVAE's codes per path)
+    "The posterior means of the pool under both models, as the probes' feature sets."
+    from mpvae.probe import encode_dataset, feature_sets
+    codes_base = encode_dataset(base, images, pool, device=device, progress=False)
+    codes_mp = encode_dataset(mp, images, pool, device=device, progress=False)
+    return {BASELINE: np.concatenate(codes_base, 1), **feature_sets(codes_mp, which=path_groups)}, codes_mp
+
+# %% ../nbs/09_stages.ipynb #x
+def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
+               y, # (n, n_labels) integer classes of the pool
+               labels:list, # the label names
+               seed:int, # representation seed: the probe's classifier seeds are 100 x seed + ...
+               probe:str='logreg_cv', # the probe kind (`mpvae.probe.KINDS`)
+               probe_C:float|None=None, # the fixed C of `probe='logreg'`
+               n_splits:int=5, n_probe_seeds:int=5, # splits, and classifier seeds per split (1 for the deterministic logreg_cv)
+               train_size:int=10_000, valid_size:int=5_000 # rows per split
+              ):
+    "One probe protocol over every feature set of a seed (`mpvae.probe.run_probe`: shared splits and classifier seeds)."
+    from mpvae.probe import run_probe
+    return run_probe(feats, y, list(labels), train_size=train_size, valid_size=valid_size, n_splits=n_splits,
+                     n_seeds=1 if probe == 'logreg_cv' else n_probe_seeds, kind=probe, C=probe_C if probe == 'logreg' else None,
+                     split_seed=0, seed=100*seed, progress='lines' if os.environ.get('MPVAE_PROGRESS_FILE') else False)
+
+# %% ../nbs/09_stages.ipynb #x
+def represent_and_probe(seeds, # representation seeds
+                        make_pair, # seed -> (baseline, mpvae): `trained_pair` or `shipped_pair` with the table's arguments
+                        images, pool, y, labels, # what to encode and probe (`encode_pair`, `probe_pair`)
+                        device=None, path_groups:str='consecutive', **probe_kw # `probe_pair`'s protocol
+                       )->dict: # probe_results (one per seed), models {seed: pair}, codes {seed: MPVAE codes}, times
+    "For each seed: get its two models, encode the pool with both, probe every feature set; a line per seed."
+    out = dict(probe_results=[], models={}, codes={}, times={})
+    for s in seeds:
+        t = time.time(); pair = make_pair(s)
+        out['times'][f'train_seed{s}'] = time.time() - t; t = time.time()
+        feats, out['codes'][s] = encode_pair(*pair, images, pool, device=device, path_groups=path_groups)
+        out['probe_results'].append(probe_pair(feats, y, labels, s, **probe_kw))
+        out['times'][f'probe_seed{s}'] = time.time() - t; out['models'][s] = pair
+        print(f"seed {s}: models and probes done (times in results.json)")
+    return out
+
+# %% ../nbs/09_stages.ipynb #x
+def table_record(table:str, # 'dsprites' or 'celeba'
+                 run:dict, # `represent_and_probe`'s result
+                 feats:dict, # table row -> feature set (e.g. `DSPRITES_FEATS`)
+                 params:dict, # the parameters to print beside the table
+                 trained:bool=True, # the models were trained here (record their precision and images seen)
+                 **extra # more fields of the record: names, preset, data_source, pretrained_records, ...
+                )->dict:
+    "The JSON-ready record of one table from its probes, with the training facts of its models."
+    prs = run['probe_results']
+    res = table_results(table, table_rows(prs, feats), prs, params, times=run['times'], **extra)
+    if trained: res['precision'], res['images_seen'] = precision_record(run['models']), images_record(run['models'])
+    if prs[0].params.get('kind') == 'logreg_cv':   # the C chosen for every row and label, over splits and seeds
+        res['probe_C'] = {row: {l: [c for r in prs for c in r.info['cv'][f][l]['C']] for l in prs[0].labels} for row, f in feats.items()}
+    return res
