@@ -11,8 +11,8 @@ from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from mpvae.probe import (encode_dataset, feature_sets, probe_splits, run_probe, ProbeResult, plot_probe, grid_Cs, kfold,
-                         _lbfgs, _lbfgs_logreg, _lossgrad)
+from mpvae.probe import (encode_dataset, feature_sets, probe_splits, run_probe, ProbeResult, plot_probe, grid_Cs, kfold)
+from mpvae.logreg import _lbfgs, _lossgrad, lbfgs_logreg as _lbfgs_logreg     # the solver's module (05b_logreg)
 
 SMALL = dict(train_size=800, valid_size=400)
 
