@@ -1,4 +1,4 @@
-"""`mpvae-tables`: regenerate the paper's tables from a shell.
+"""The four console commands: `mpvae-tables`, `mpvae-train`, `mpvae-pretrained` and `mpvae-curves`, one `main` each.
 
 Docs: https://mpvae.github.io/mpvae/cli.html.md"""
 
@@ -6,53 +6,222 @@ Docs: https://mpvae.github.io/mpvae/cli.html.md"""
 
 # %% ../nbs/17_cli.ipynb #a0847207
 from __future__ import annotations
-import sys, time
+import re, sys, json, time, argparse
 from pathlib import Path
 from .core import closed_pipe_ok, CLIParser, parse_value
-from .params import PRESETS, TABLE_NOTEBOOKS
+from .params import PRESETS, TABLE_NOTEBOOKS, params_help
 from .runner import run_tables
+from .core import atomic_write
+from .distributed import train
+from .pretrained import list_pretrained, load_pretrained, pretrained_dir, pretrained_table
+from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, compare_md
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['tables_main', 'train_main', 'pretrained_main', 'curves_main']
 
 # %% ../nbs/17_cli.ipynb #08b785c6
 @closed_pipe_ok
-def main(argv=None):
+def tables_main(argv=None):
     "Console script `mpvae-tables`: regenerate the paper's tables with papermill."
-    ap = CLIParser(
-        prog='mpvae-tables',
-        description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.",
-    )
+    ap = CLIParser(prog='mpvae-tables', formatter_class=argparse.RawDescriptionHelpFormatter,
+                   description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.",
+                   epilog='\n\n'.join(f"-p parameters of the {t} table:\n{params_help(t)}" for t in TABLE_NOTEBOOKS))
     ap.add_argument('--preset', default='smoke', choices=sorted(PRESETS), help="parameter preset (default: smoke)")
-    ap.add_argument('--tables', nargs='+', default=['dsprites'], choices=sorted(TABLE_NOTEBOOKS), help="which tables (default: dsprites)")
+    ap.add_argument(
+        '--tables',
+        nargs='+',
+        default=['dsprites'],
+        choices=sorted(TABLE_NOTEBOOKS),
+        help="which tables (default: dsprites)",
+    )
     ap.add_argument('--out', default='results', help="results folder (default: results)")
-    ap.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
-                    help="override a notebook parameter (a JSON value; a bare word is a string); unknown names and values "
-                         "of the wrong type are rejected before anything runs")
+    ap.add_argument(
+        '-p',
+        '--param',
+        action='append',
+        default=[],
+        metavar='NAME=VALUE',
+        help="override a notebook parameter (a JSON value; a bare word is a string); unknown names and values "
+        "of the wrong type are rejected before anything runs",
+    )
     ap.add_argument('--seeds', nargs='+', type=int, help="sweep: one independent job per representation seed")
     ap.add_argument('--betas', nargs='+', type=float, help="sweep: one independent job per beta")
-    ap.add_argument('--workers', type=int, default=1, help="jobs run in parallel (default 1); each gets max(1, cores // workers) "
-                    "CPU threads, at most $OMP_NUM_THREADS if set")
+    ap.add_argument(
+        '--workers',
+        type=int,
+        default=1,
+        help="jobs run in parallel (default 1); each gets max(1, cores // workers) "
+        "CPU threads, at most $OMP_NUM_THREADS if set",
+    )
     ap.add_argument(
         '--nbs', help="folder holding the table notebooks (default: a clone's nbs/, else the copy installed with mpvae)"
     )
     ap.add_argument(
         '--kernel', help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)"
     )
-    ap.add_argument('--expect', metavar='RESULTS_JSON', help="a committed results.json (e.g. reports/dsprites_pretrained.json): "
-                    "after the jobs, exit 1 if any cell differs from it by more than --tol points")
-    ap.add_argument('--tol', type=float, default=0.5, help="accuracy points a cell may differ from --expect's (default 0.5)")
+    ap.add_argument(
+        '--expect',
+        metavar='RESULTS_JSON',
+        help="a committed results.json (e.g. reports/dsprites_pretrained.json): "
+        "after the jobs, exit 1 if any cell differs from it by more than --tol points",
+    )
+    ap.add_argument(
+        '--tol', type=float, default=0.5, help="accuracy points a cell may differ from --expect's (default 0.5)"
+    )
     a = ap.parse_args(argv)
     overrides = {}
     for kv in a.param:
         if '=' not in kv: ap.error(f"-p expects NAME=VALUE, got {kv!r}")
         k, v = kv.split('=', 1); overrides[k.strip()] = parse_value(v)
     t0 = time.time()
-    try: recs = run_tables(a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel, a.expect, a.tol)
-    except (FileNotFoundError, ValueError) as e: print(f"mpvae-tables: {e}", file=sys.stderr); return 2
+    try:
+        recs = run_tables(
+            a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel, a.expect, a.tol
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"mpvae-tables: {e}", file=sys.stderr)
+        return 2
     bad = [r for r in recs if not r['ok']]
     print(
         f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary:"
         f" {Path(a.out)/'summary.md'}"
     )
     return 1 if bad or any(r.get('expect') for r in recs) else 0
+
+# %% ../nbs/17_cli.ipynb #x
+@closed_pipe_ok
+def train_main(argv=None):
+    "Console script `mpvae-train`."
+    try: train(argv)
+    except (ValueError, FileNotFoundError) as e:   # fastai's line naming the callback: dropped
+        msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', str(e))
+        print(f"mpvae-train: {' '.join(msg.split())}", file=sys.stderr); return 2
+    return 0
+
+# %% ../nbs/17_cli.ipynb #x
+@closed_pipe_ok
+def pretrained_main(argv=None):
+    "`mpvae-pretrained`: list the shipped models, or print one model's training record as JSON."
+    p = CLIParser(prog='mpvae-pretrained', description=pretrained_main.__doc__.replace('`', ''))
+    p.add_argument('name', nargs='?', help='a shipped model (see the list); without it, list them all')
+    p.add_argument('--seed', type=int, default=0, help="NAME's representation seed")
+    p.add_argument('--json', action='store_true', help='the list as JSON instead of a table')
+    a = p.parse_args(argv)
+    if a.name is None:
+        rows = list_pretrained()
+        if not rows:
+            p.exit(1, f"mpvae-pretrained: this install has no weights in {pretrained_dir()}: reinstall mpvae\n")
+        print(json.dumps(rows, indent=1) if a.json else pretrained_table(rows)); return
+    try:m = load_pretrained(a.name, a.seed)
+    except ValueError as e: p.error(str(e))
+    out = dict(name=a.name, seed=a.seed, latent_dims=list(m.latent_dims))
+    print(json.dumps({**out, **{k: v for k, v in (m.meta.get('record') or {}).items() if k not in out}}, indent=1))
+
+# %% ../nbs/17_cli.ipynb #x
+def _curves_parser():
+    p = argparse.ArgumentParser(
+        prog='mpvae-curves',
+        description='Learning curves of long dSprites runs: evaluate snapshots, write the report, compare settings.',
+    )
+    sub = p.add_subparsers(dest='cmd', required=True)
+    for name in ('evaluate', 'report'):
+        s = sub.add_parser(
+            name,
+            help=(
+                'probe the snapshot pairs not evaluated yet'
+                if name == 'evaluate'
+                else 'write the report (papermill notebook 16_curves_report)'
+            ),
+        )
+        s.add_argument(
+            '--runs',
+            nargs='+',
+            required=True,
+            help='runs folders (baseline_seed<s>/ or the old vae_seed<s>/, mpvae_seed<s>/), one per training setting',
+        )
+        s.add_argument(
+            '--probe',
+            choices=sorted(EVAL_DIRS),
+            default='logreg_cv',
+            help='logreg_cv: C by cross-validation (eval_cv/); logreg: C = 1 (eval/)',
+        )
+        s.add_argument(
+            '--pool', type=int, default=20_000, help='images in the probe pool (default: the paper preset\'s 20,000)'
+        )
+        s.add_argument('--train-size', type=int, default=10_000)
+        s.add_argument('--valid-size', type=int, default=5_000)
+        s.add_argument('--splits', type=int, default=5)
+        if name == 'evaluate':
+            s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
+            s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+            s.add_argument(
+                '--baseline-evals',
+                help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder",
+            )
+        else:
+            s.add_argument('--out', default='reports', help='the report\'s folder')
+            s.add_argument('--work', default='results/curves', help='where the executed notebook and job.json go')
+            s.add_argument(
+                '--evaluate', action='store_true', help='first evaluate the snapshot pairs not evaluated yet'
+            )
+            s.add_argument('--notes', default=None, help='Markdown appended to the report')
+    c = sub.add_parser('compare', help='training settings side by side at an image budget')
+    c.add_argument('variants', nargs='+', help='runs folders of the other settings')
+    c.add_argument('--reference', required=True, help='the runs the others are compared with')
+    c.add_argument('--reference-name', default='reference'); c.add_argument('--seeds', type=int, nargs='+', default=[0])
+    c.add_argument('--images', type=int, required=True, help='the budget'); c.add_argument('--out', default='reports')
+    c.add_argument('--name', default='dsprites_schedules'); c.add_argument('--notes', default=None)
+    c.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
+    return p
+
+# %% ../nbs/17_cli.ipynb #x
+def _check_cli(a):
+    "The arguments' problems, as one line, before any work."
+    for d in getattr(a, 'runs', None) or []:
+        if not Path(d).is_dir(): return f"--runs {d}: no such folder"
+    for k in ('pool', 'train_size', 'valid_size', 'splits', 'images'):
+        v = getattr(a, k, None)
+        if isinstance(v, int) and v < 1: return f"--{k.replace('_', '-')} {v}: must be >= 1"
+    if getattr(a, 'pool', None) and a.train_size + a.valid_size > a.pool:
+        return f"--train-size {a.train_size} + --valid-size {a.valid_size} exceeds --pool {a.pool}"
+    for k in ('out', 'work'):
+        if (v := getattr(a, k, None)) and Path(v).exists() and not Path(v).is_dir():
+            return f"--{k} {v}: is a file, not a folder"
+    if a.cmd == 'compare':
+        for d in [a.reference, *a.variants]:
+            if not Path(d).is_dir(): return f"{d}: no such runs folder"
+    return None
+
+# %% ../nbs/17_cli.ipynb #x
+@closed_pipe_ok
+def curves_main(argv=None):
+    "Console script `mpvae-curves`."
+    a = _curves_parser().parse_args(argv)
+    if (msg := _check_cli(a)): print(f"mpvae-curves: {msg}", file=sys.stderr); return 2
+    if a.cmd == 'evaluate':
+        sizes = dict(train_size=a.train_size, valid_size=a.valid_size, n_splits=a.splits)
+        for d in a.runs: evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, **sizes)
+        return 0
+    if a.cmd == 'compare':
+        md = compare_md(
+            [(a.reference_name, a.reference)] + [(Path(v).name, v) for v in a.variants],
+            a.images,
+            a.out,
+            a.seeds,
+            a.probe,
+            a.name,
+        )
+        if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
+        with atomic_write(Path(a.out)/f'{a.name}.md', 'w') as f: f.write(md)
+        print(f"wrote {Path(a.out)/a.name}.md"); return 0
+    rec = curves_report(
+        a.runs, a.out, a.work, a.probe, a.evaluate, a.notes, a.pool, a.train_size, a.valid_size, a.splits
+    )
+    if not rec['ok']:
+        print(
+            f"mpvae-curves: the report notebook failed in cell {rec.get('cell')} ({rec.get('cell_source')}): {rec['error']}; "
+            f"see {Path(a.work)/'curves'/CURVES_NOTEBOOK}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote the report into {a.out} (executed notebook: {Path(a.work)/'curves'/CURVES_NOTEBOOK})"); return 0

@@ -136,7 +136,9 @@ def load_torch_file(path:str|Path, # the file to read
                          f"[torch.load: {type(e).__name__}: {why}]") from e
 
 # %% ../nbs/00_core.ipynb #c71bb663
-BASELINE = 'baseline'   # the beta-VAE of the paper's Table 2, first row: its one name in the API and in every file mpvae writes
+BASELINE = (
+    'baseline'  # the beta-VAE of the paper's Table 2, first row: its one name in the API and in every file mpvae writes
+)
 
 def _upgrade(s):
     "'vae' -> 'baseline' and 'vae/<x>' -> 'baseline/<x>'; every other value as it is."
@@ -149,7 +151,9 @@ def upgrade_names(obj):
     out = {}
     for k, v in obj.items():
         if (n := _upgrade(k)) in out:   # two keys, one of them the old name, would be one
-            raise ValueError(f"a mapping holds both {k!r} (the baseline's old name) and {n!r}: which one is the baseline is ambiguous")
+            raise ValueError(
+                f"a mapping holds both {k!r} (the baseline's old name) and {n!r}: which one is the baseline is ambiguous"
+            )
         out[n] = upgrade_names(v)
     return out
 
@@ -186,7 +190,12 @@ class CLIParser(argparse.ArgumentParser):
         )
         opts = [o for o in self._option_string_actions if o.startswith('--')]
         close = [m for b in bad for m in difflib.get_close_matches(b.split('=')[0], opts, n=1)]
-        self.exit(2, f"{self.prog}: {message}" + (f" (did you mean {', '.join(close)}?)" if close else '') + f"; see {self.prog} --help\n")
+        self.exit(
+            2,
+            f"{self.prog}: {message}"
+            + (f" (did you mean {', '.join(close)}?)" if close else '')
+            + f"; see {self.prog} --help\n",
+        )
 
 # %% ../nbs/00_core.ipynb #85421d02
 def is_main_process() -> bool:

@@ -6,18 +6,19 @@ Docs: https://mpvae.github.io/mpvae/curves.html.md"""
 
 # %% ../nbs/15_curves.ipynb #34ca34ee
 from __future__ import annotations
-import argparse, csv, json, re, sys, time
+import csv, json, re, time
 from pathlib import Path
 import numpy as np
-from .core import BASELINE, atomic_write, closed_pipe_ok, load_torch_file, upgrade_names
-from .stages import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results; from mpvae.reports import save_fig
+from .core import BASELINE, atomic_write, load_torch_file, upgrade_names
+from .stages import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results
+from .reports import save_fig
 from .stats import PAPER, paired_t, combine_seeds, t_pvalue
 
 # %% auto #0
 __all__ = ['ACTIVE_NATS', 'EVAL_DIRS', 'PROBE_TEXT', 'CURVES_NOTEBOOK', 'run_seeds', 'run_dir', 'snapshots', 'baseline_pairs',
            'run_history', 'flat_record', 'run_config', 'evaluate_pair', 'evaluate_runs', 'line_name', 'load_evals',
            'over_seeds', 'seed_md', 'mean_diffs', 'plateau_md', 'doublings', 'nelbo_md', 'plot_verdict',
-           'plot_accuracy', 'plot_nelbo_active', 'report_md', 'write_report', 'compare_md', 'curves_report', 'main']
+           'plot_accuracy', 'plot_nelbo_active', 'report_md', 'write_report', 'compare_md', 'curves_report']
 
 # %% ../nbs/15_curves.ipynb #7d092094
 def run_seeds(runs:Path, # a runs folder
@@ -544,52 +545,6 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
                          + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act[f'{BASELINE}/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/15_curves.ipynb #8ef13e23
-def _curves_parser():
-    p = argparse.ArgumentParser(prog='mpvae-curves', description='Learning curves of long dSprites runs: evaluate snapshots, write the report, compare settings.')
-    sub = p.add_subparsers(dest='cmd', required=True)
-    for name in ('evaluate', 'report'):
-        s = sub.add_parser(name, help='probe the snapshot pairs not evaluated yet' if name == 'evaluate' else 'write the report (papermill notebook 16_curves_report)')
-        s.add_argument('--runs', nargs='+', required=True, help='runs folders (baseline_seed<s>/ or the old vae_seed<s>/, mpvae_seed<s>/), one per training setting')
-        s.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv', help='logreg_cv: C by cross-validation (eval_cv/); logreg: C = 1 (eval/)')
-        s.add_argument('--pool', type=int, default=20_000, help='images in the probe pool (default: the paper preset\'s 20,000)')
-        s.add_argument('--train-size', type=int, default=10_000); s.add_argument('--valid-size', type=int, default=5_000)
-        s.add_argument('--splits', type=int, default=5)
-        if name == 'evaluate':
-            s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
-            s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
-            s.add_argument('--baseline-evals', help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder")
-        else:
-            s.add_argument('--out', default='reports', help='the report\'s folder')
-            s.add_argument('--work', default='results/curves', help='where the executed notebook and job.json go')
-            s.add_argument('--evaluate', action='store_true', help='first evaluate the snapshot pairs not evaluated yet')
-            s.add_argument('--notes', default=None, help='Markdown appended to the report')
-    c = sub.add_parser('compare', help='training settings side by side at an image budget')
-    c.add_argument('variants', nargs='+', help='runs folders of the other settings')
-    c.add_argument('--reference', required=True, help='the runs the others are compared with')
-    c.add_argument('--reference-name', default='reference'); c.add_argument('--seeds', type=int, nargs='+', default=[0])
-    c.add_argument('--images', type=int, required=True, help='the budget'); c.add_argument('--out', default='reports')
-    c.add_argument('--name', default='dsprites_schedules'); c.add_argument('--notes', default=None)
-    c.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
-    return p
-
-# %% ../nbs/15_curves.ipynb #6e809156
-def _check_cli(a):
-    "The arguments' problems, as one line, before any work."
-    for d in getattr(a, 'runs', None) or []:
-        if not Path(d).is_dir(): return f"--runs {d}: no such folder"
-    for k in ('pool', 'train_size', 'valid_size', 'splits', 'images'):
-        v = getattr(a, k, None)
-        if isinstance(v, int) and v < 1: return f"--{k.replace('_', '-')} {v}: must be >= 1"
-    if getattr(a, 'pool', None) and a.train_size + a.valid_size > a.pool:
-        return f"--train-size {a.train_size} + --valid-size {a.valid_size} exceeds --pool {a.pool}"
-    for k in ('out', 'work'):
-        if (v := getattr(a, k, None)) and Path(v).exists() and not Path(v).is_dir(): return f"--{k} {v}: is a file, not a folder"
-    if a.cmd == 'compare':
-        for d in [a.reference, *a.variants]:
-            if not Path(d).is_dir(): return f"{d}: no such runs folder"
-    return None
-
 # %% ../nbs/15_curves.ipynb #a7d5850a
 CURVES_NOTEBOOK = '16_curves_report.ipynb'
 
@@ -600,24 +555,3 @@ def curves_report(runs:list, out:str|Path='reports', work:str|Path='results/curv
     params = dict(runs=[str(Path(r).resolve()) for r in runs], report_dir=str(Path(out).resolve()), probe=probe, evaluate=evaluate,
                   notes=str(Path(notes).resolve()) if notes else None, pool=pool, train_size=train_size, valid_size=valid_size, n_splits=splits)
     return run_job(dict(name='curves', table='curves', notebook=CURVES_NOTEBOOK, params=params, preset='curves'), work, nbs=nbs)
-
-# %% ../nbs/15_curves.ipynb #161e8502
-@closed_pipe_ok
-def main(argv=None):
-    "Console script `mpvae-curves`."
-    a = _curves_parser().parse_args(argv)
-    if (msg := _check_cli(a)): print(f"mpvae-curves: {msg}", file=sys.stderr); return 2
-    if a.cmd == 'evaluate':
-        sizes = dict(train_size=a.train_size, valid_size=a.valid_size, n_splits=a.splits)
-        for d in a.runs: evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, **sizes)
-        return 0
-    if a.cmd == 'compare':
-        md = compare_md([(a.reference_name, a.reference)] + [(Path(v).name, v) for v in a.variants], a.images, a.out, a.seeds, a.probe, a.name)
-        if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
-        with atomic_write(Path(a.out)/f'{a.name}.md', 'w') as f: f.write(md)
-        print(f"wrote {Path(a.out)/a.name}.md"); return 0
-    rec = curves_report(a.runs, a.out, a.work, a.probe, a.evaluate, a.notes, a.pool, a.train_size, a.valid_size, a.splits)
-    if not rec['ok']:
-        print(f"mpvae-curves: the report notebook failed in cell {rec.get('cell')} ({rec.get('cell_source')}): {rec['error']}; "
-              f"see {Path(a.work)/'curves'/CURVES_NOTEBOOK}", file=sys.stderr); return 1
-    print(f"wrote the report into {a.out} (executed notebook: {Path(a.work)/'curves'/CURVES_NOTEBOOK})"); return 0

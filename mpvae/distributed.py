@@ -6,23 +6,24 @@ Docs: https://mpvae.github.io/mpvae/distributed.html.md"""
 
 # %% ../nbs/12_distributed.ipynb #a77e46b6
 from __future__ import annotations
-import os, sys, json, time, math, argparse, datetime, re
+import os, sys, json, time, math, datetime
 from pathlib import Path
 import torch
 from torch import nn
 import torch.distributed as dist
-from .core import atomic_write, closed_pipe_ok, is_main_process, fastai_quietly
+from .core import atomic_write, is_main_process, fastai_quietly
 from fastcore.basics import patch
 with fastai_quietly():
     from fastai.torch_core import rank_distrib, num_distrib, to_device
     from fastai.learner import AvgLoss, AvgMetric
     from fastai.distributed import DistributedDL, DistributedTrainer
     from fastai.callback.progress import ProgressCallback
-from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines, BetaWarmup
+from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines
+from .train import BetaWarmup
 from .core import CLIParser
 
 # %% auto #0
-__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'build_learner', 'train', 'main']
+__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'build_learner', 'train']
 
 # %% ../nbs/12_distributed.ipynb #81101e1a
 def _comm_device() -> str:
@@ -45,7 +46,9 @@ class ShardedDL(DistributedDL):
         return t.cpu().tolist()
     def _n_items(self) -> int:
         n = getattr(self.dl, 'n', None)
-        return len(self.dl.dataset) if n is None else n   # `ArrayDataLoader` draws `n` items, in several passes if need be
+        return (
+            len(self.dl.dataset) if n is None else n
+        )  # `ArrayDataLoader` draws `n` items, in several passes if need be
     def __len__(self):
         shard = math.ceil(self._n_items() / self.world_size)    # items per rank after padding
         return shard // self.bs if self.dl.drop_last else math.ceil(shard / self.bs)
@@ -134,48 +137,118 @@ def init_distributed() -> torch.device:
 def _parser():
     ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
                                  "`accelerate launch` / `torchrun` (rank 0 writes every file).")
-    ap.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites')
+    ap.add_argument('--data', choices=['dsprites', 'celeba', 'folder'], default='dsprites',
+                    help="dsprites, celeba, or folder: any folder of PNG/JPEG images (--data-path), your own data")
     ap.add_argument(
         '--data-path',
-        help="official dSprites npz or CelebA folder (default: the mpvae data folder; dSprites is rendered if absent)",
+        help="official dSprites npz, CelebA folder, or the folder of images of --data folder (default: the mpvae data "
+             "folder; dSprites is rendered if absent)",
     )
-    ap.add_argument('--train-images', type=int, default=None, help="images per run, split over the epochs (default: one pass over the training set per epoch)")
-    ap.add_argument('--valid-images', type=int, default=4096, help="dSprites: images held out for validation; CelebA: validate on at most this many (default 4096)")
-    ap.add_argument('--split-seed', type=int, default=0, help="seeds the dSprites train/validation split and the shuffling (default 0, for every model seed)")
+    ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model sees "
+                    "(default 64; a multiple of 32 for the default taps)")
+    ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest centred "
+                    "square then resize (default), or 'squash' the whole image to a square")
+    ap.add_argument(
+        '--train-images',
+        type=int,
+        default=None,
+        help="images per run, split over the epochs (default: one pass over the training set per epoch)",
+    )
+    ap.add_argument(
+        '--valid-images',
+        type=int,
+        default=4096,
+        help="dSprites: images held out for validation; CelebA: validate on at most this many (default 4096)",
+    )
+    ap.add_argument(
+        '--split-seed',
+        type=int,
+        default=0,
+        help="seeds the dSprites train/validation split and the shuffling (default 0, for every model seed)",
+    )
     ap.add_argument('--epochs', type=int, default=1)
-    ap.add_argument('--stop-images', type=int, default=None, help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to continue or extend it")
-    ap.add_argument('--chunk-images', type=int, default=76_800, help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)")
-    ap.add_argument('--snapshots', choices=['log2', 'none'], default='log2', help="long run: save the model after 2^k epochs and at the end (log2), or not")
-    ap.add_argument('--warmup-images', type=int, default=0, help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
+    ap.add_argument(
+        '--stop-images',
+        type=int,
+        default=None,
+        help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to continue or extend it",
+    )
+    ap.add_argument(
+        '--chunk-images',
+        type=int,
+        default=76_800,
+        help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)",
+    )
+    ap.add_argument(
+        '--snapshots',
+        choices=['log2', 'none'],
+        default='log2',
+        help="long run: save the model after 2^k epochs and at the end (log2), or not",
+    )
+    ap.add_argument(
+        '--warmup-images',
+        type=int,
+        default=0,
+        help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)",
+    )
     ap.add_argument('--bs', type=int, default=64, help="batch size PER PROCESS (global batch = bs x processes)")
     ap.add_argument('--lr', type=float, default=1e-3)
-    ap.add_argument('--latent-dims', type=int, nargs='+', default=None, help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)")
-    ap.add_argument('--taps', type=int, nargs='+', default=None, help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)")
+    ap.add_argument(
+        '--latent-dims',
+        type=int,
+        nargs='+',
+        default=None,
+        help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)",
+    )
+    ap.add_argument(
+        '--taps',
+        type=int,
+        nargs='+',
+        default=None,
+        help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)",
+    )
     ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
     ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
-    ap.add_argument('--layout', choices=['auto', 'cl', 'contig'], default='auto', help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else contiguous)")
+    ap.add_argument(
+        '--layout',
+        choices=['auto', 'cl', 'contig'],
+        default='auto',
+        help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else contiguous)",
+    )
     ap.add_argument('--threads', type=int, default=None, help="torch threads per process (default: torch's choice)")
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='runs/mpvae', help="output folder (written by rank 0)")
     ap.add_argument('--checkpoint-every-iters', type=int, default=None)
-    ap.add_argument('--resume', action='store_true', help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)")
+    ap.add_argument(
+        '--resume',
+        action='store_true',
+        help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)",
+    )
     return ap
 
-_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24)}   # the paper's paths for each dataset
+_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}   # the paper's paths for each dataset (CelebA's for a folder)
 
 def _check_args(a, world:int=1):
     "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
-    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images), ('--chunk-images', a.chunk_images)):
+    for opt, v in (
+        ('--bs', a.bs),
+        ('--epochs', a.epochs),
+        ('--valid-images', a.valid_images),
+        ('--chunk-images', a.chunk_images),
+    ):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
         if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
     if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
     if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
-    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas): raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
+        raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
     dims = a.latent_dims or _DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
     if a.taps is not None and len(a.taps) != len(dims):
-        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path")
+        raise ValueError(
+            f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path"
+        )
     if len(a.betas) not in (1, len(dims)):
         raise ValueError(
             f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
@@ -186,13 +259,19 @@ def _check_args(a, world:int=1):
             f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
         )
     if a.stop_images is not None:
-        if a.train_images is not None: raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
+        if a.train_images is not None:
+            raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
         if a.chunk_images % (a.bs * world):
             raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
         if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
-            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}")
+            raise ValueError(
+                f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}"
+            )
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
+    if a.data == 'folder' and a.data_path is None:
+        raise ValueError("--data folder needs --data-path DIR: the folder of PNG/JPEG images to train on")
+    if a.image_size < 1: raise ValueError(f"--image-size must be >= 1, got {a.image_size}")
     if a.data_path is not None and not Path(a.data_path).exists():
         raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
 
@@ -201,8 +280,17 @@ def _data(a, device):
     if a.data == 'dsprites':
         from mpvae.dsprites import load_dsprites, dsprites_dls
         ds = load_dsprites(a.data_path, progress=False)
-        if a.valid_images >= len(ds): raise ValueError(f"--valid-images {a.valid_images} leaves no training images of {len(ds)}")
-        return dsprites_dls(ds, bs=a.bs, valid_pct=a.valid_images/len(ds), seed=a.split_seed, device=device), _DIMS['dsprites']
+        if a.valid_images >= len(ds):
+            raise ValueError(f"--valid-images {a.valid_images} leaves no training images of {len(ds)}")
+        return (
+            dsprites_dls(ds, bs=a.bs, valid_pct=a.valid_images / len(ds), seed=a.split_seed, device=device),
+            _DIMS['dsprites'],
+        )
+    if a.data == 'folder':
+        from mpvae.folder import load_folder, folder_dls
+        ds = load_folder(a.data_path, size=a.image_size, fit=a.fit, progress=False)
+        n_valid = min(a.valid_images, len(ds) // 10)   # at most a tenth of a small folder
+        return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), _DIMS['folder']
     from mpvae.celeba import load_celeba, celeba_dls
     ds = load_celeba(a.data_path)
     dls = celeba_dls(ds, bs=a.bs, seed=a.seed, device=device)
@@ -218,10 +306,21 @@ def build_learner(a, world:int=1, device='cpu'):
     cbs = [ProgressLines(f"{a.data} z={'+'.join(map(str, dims))}", a.seed, job={}, out=sys.stdout)]
     if a.warmup_images: cbs.append(BetaWarmup(iters=a.warmup_images / (a.bs * world)))
     long = a.stop_images is not None
-    learn = mpvae_learner(dls, dict(latent_dims=dims, **({'taps': tuple(a.taps)} if a.taps else {})), betas=betas,
-                          lr=a.lr, precision=a.precision, channels_last={'auto': None, 'cl': True, 'contig': False}[a.layout],
-                          seed=a.seed, path=Path(a.out), csv_log='history.csv', checkpoint=None if long else 'checkpoint.pth',
-                          checkpoint_every_iters=a.checkpoint_every_iters, resume=a.resume, cbs=cbs)
+    learn = mpvae_learner(
+        dls,
+        dict(latent_dims=dims, **({'taps': tuple(a.taps)} if a.taps else {})),
+        betas=betas,
+        lr=a.lr,
+        precision=a.precision,
+        channels_last={'auto': None, 'cl': True, 'contig': False}[a.layout],
+        seed=a.seed,
+        path=Path(a.out),
+        csv_log='history.csv',
+        checkpoint=None if long else 'checkpoint.pth',
+        checkpoint_every_iters=a.checkpoint_every_iters,
+        resume=a.resume,
+        cbs=cbs,
+    )
     spec = dict(data=a.data, split_seed=a.split_seed, valid_images=a.valid_images, warmup_images=a.warmup_images)
     return learn, spec
 
@@ -243,14 +342,23 @@ def train(argv=None) -> dict:
     learn, spec = build_learner(a, world, device)
     t0, it0 = time.time(), None
     with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
-        if a.stop_images is None: learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
+        if a.stop_images is None:learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
         else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec)
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
-    rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,
-               device=str(device), precision=learn.precision, train_seconds=secs,
-               final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
-               finished=datetime.datetime.now().isoformat(timespec='seconds'), argv=list(argv if argv is not None else sys.argv[1:]))
+    rec = dict(
+        world_size=world,
+        bs_per_process=a.bs,
+        global_bs=a.bs * world,
+        epochs=learn.n_epoch,
+        images=n_seen,
+        device=str(device),
+        precision=learn.precision,
+        train_seconds=secs,
+        final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
+        finished=datetime.datetime.now().isoformat(timespec='seconds'),
+        argv=list(argv if argv is not None else sys.argv[1:]),
+    )
     learn.save_model(out/'model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
     if is_main_process():
         from mpvae.reports import save_fig
@@ -258,14 +366,7 @@ def train(argv=None) -> dict:
         with atomic_write(out/'run.json', 'w') as f: json.dump(rec, f, indent=1)
     return rec
 
-@closed_pipe_ok
-def main(argv=None):
-    "Console script `mpvae-train`."
-    try: train(argv)
-    except (ValueError, FileNotFoundError) as e:   # fastai's line naming the callback: dropped
-        msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', str(e))
-        print(f"mpvae-train: {' '.join(msg.split())}", file=sys.stderr); return 2
-    return 0
-
 # %% ../nbs/12_distributed.ipynb #c1533560
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
+if __name__ == '__main__' and '__file__' in globals():   # python -m mpvae.distributed, as accelerate launch runs it
+    from mpvae.cli import train_main
+    sys.exit(train_main())

@@ -132,6 +132,13 @@ def array_dls(x, # raw rows (uint8 images, bit-packed bytes, ...) for the whole 
     if len(train_idx) == 0: raise ValueError("the training split is empty")
     dev = default_device(device)
     # both splits index into the one `x`: no copy of the data
-    trn = ArrayDataLoader(ArraySource(x, decode, rows=train_idx), bs=bs, shuffle=True, drop_last=drop_last and len(train_idx) >= bs, seed=seed, device=dev)
+    trn = ArrayDataLoader(
+        ArraySource(x, decode, rows=train_idx),
+        bs=bs,
+        shuffle=True,
+        drop_last=drop_last and len(train_idx) >= bs,
+        seed=seed,
+        device=dev,
+    )
     val = ArrayDataLoader(ArraySource(x, decode, rows=valid_idx), bs=val_bs or bs, shuffle=False, seed=seed, device=dev)
     return DataLoaders(trn, val, device=dev)

@@ -394,8 +394,10 @@ def _save_pretrained(self:MPVAE, save_directory:Path):
     with atomic_write(d/_WEIGHTS) as f: f.write(save(tensors, metadata={'format': 'pt'}))
     if meta:
         with atomic_write(d/_META, 'w') as f: f.write(meta)
-    elif (d/_META).exists(): (d/_META).unlink()     # a record left by another model would be read as this one's
-    with atomic_write(d/_CONFIG, 'w') as f: json.dump(self.config.to_dict(), f, indent=1)   # last: a folder with a config is complete
+    elif (d / _META).exists():
+        (d / _META).unlink()  # a record left by another model would be read as this one's
+    with atomic_write(d / _CONFIG, 'w') as f:
+        json.dump(self.config.to_dict(), f, indent=1)  # last: a folder with a config is complete
 
 # %% ../nbs/03_model.ipynb #94feaa9c
 @patch(cls_method=True)

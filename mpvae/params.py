@@ -12,46 +12,134 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'find_notebooks', 'plan_jobs', 'Param',
-           'check_params', 'notebook_params', 'check_overrides']
+           'parameters_cell', 'params_help', 'check_params', 'notebook_params', 'check_overrides']
 
 # %% ../nbs/08a_params.ipynb #d26dd700
 PRESETS = {
     'smoke': {
-        'dsprites': dict(train_images=1_024, epochs=2, bs=64, probe_pool=1_500, probe_train=600, probe_valid=300,
-                         rep_seeds=[0], n_splits=2, n_probe_seeds=2, metrics='fast', figures=True),
-        'celeba':   dict(train_images=256, bs=32, probe_pool=None, probe_train=None, probe_valid=None,
-                         rep_seeds=[0], n_splits=2, n_probe_seeds=2, figures=True),
+        'dsprites': dict(
+            train_images=1_024,
+            epochs=2,
+            bs=64,
+            probe_pool=1_500,
+            probe_train=600,
+            probe_valid=300,
+            rep_seeds=[0],
+            n_splits=2,
+            n_probe_seeds=2,
+            metrics='fast',
+            figures=True,
+        ),
+        'celeba': dict(
+            train_images=256,
+            bs=32,
+            probe_pool=None,
+            probe_train=None,
+            probe_valid=None,
+            rep_seeds=[0],
+            n_splits=2,
+            n_probe_seeds=2,
+            figures=True,
+        ),
     },
     'paper': {
-        'dsprites': dict(train_images=450_000, epochs=6, bs=64, lr=1e-4, probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
-                         rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full', figures=True),
-        'celeba':   dict(train_images=1_000_000, bs=64, probe_pool=40_000, probe_train=10_000, probe_valid=5_000,
-                         rep_seeds=[0, 1], n_splits=5, n_probe_seeds=5, probe='logreg_cv', figures=True),
+        'dsprites': dict(
+            train_images=450_000,
+            epochs=6,
+            bs=64,
+            lr=1e-4,
+            probe_pool=20_000,
+            probe_train=10_000,
+            probe_valid=5_000,
+            rep_seeds=[0, 1],
+            n_splits=5,
+            n_probe_seeds=5,
+            probe='logreg_cv',
+            metrics='full',
+            figures=True,
+        ),
+        'celeba': dict(
+            train_images=1_000_000,
+            bs=64,
+            probe_pool=40_000,
+            probe_train=10_000,
+            probe_valid=5_000,
+            rep_seeds=[0, 1],
+            n_splits=5,
+            n_probe_seeds=5,
+            probe='logreg_cv',
+            figures=True,
+        ),
     },
     # no training: the shipped models (mpvae.pretrained), probed and scored as in the paper preset
     'pretrained': {
-        'dsprites': dict(pretrained=True, rep_seeds=[0], probe_pool=20_000, probe_train=10_000, probe_valid=5_000,
-                         n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full', figures=True),
+        'dsprites': dict(
+            pretrained=True,
+            rep_seeds=[0],
+            probe_pool=20_000,
+            probe_train=10_000,
+            probe_valid=5_000,
+            n_splits=5,
+            n_probe_seeds=5,
+            probe='logreg_cv',
+            metrics='full',
+            figures=True,
+        )
     },
     # the same for the models trained at the reference protocol's lr 1e-4, all three shipped seeds
     'pretrained_lr1e-4': {
-        'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4', rep_seeds=[0, 1, 2], probe_pool=20_000,
-                         probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full',
-                         figures=True),
+        'dsprites': dict(
+            pretrained=True,
+            pretrained_setting='lr1e-4',
+            rep_seeds=[0, 1, 2],
+            probe_pool=20_000,
+            probe_train=10_000,
+            probe_valid=5_000,
+            n_splits=5,
+            n_probe_seeds=5,
+            probe='logreg_cv',
+            metrics='full',
+            figures=True,
+        )
     },
     # per-path betas (4 on z1, 1 on z2) at lr 1e-4, 3.07 M images, 3 seeds; the baselines are the lr 1e-4 ones at 3.07 M
     'pretrained_lr1e-4_betas4-1': {
-        'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4_betas4-1', mpvae_betas=[4.0, 1.0], rep_seeds=[0, 1, 2],
-                         probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv',
-                         metrics='full', figures=True),
+        'dsprites': dict(
+            pretrained=True,
+            pretrained_setting='lr1e-4_betas4-1',
+            mpvae_betas=[4.0, 1.0],
+            rep_seeds=[0, 1, 2],
+            probe_pool=20_000,
+            probe_train=10_000,
+            probe_valid=5_000,
+            n_splits=5,
+            n_probe_seeds=5,
+            probe='logreg_cv',
+            metrics='full',
+            figures=True,
+        )
     },
     # beyond the paper: three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta 4, lr 1e-4, 3.07 M images, 3 seeds; every
     # group of paths probed; the baselines are the lr 1e-4 ones of the same length
     'pretrained_three_paths': {
-        'dsprites': dict(pretrained=True, pretrained_setting='lr1e-4_paths3-3-6', pretrained_baseline='lr1e-4_betas4-1',
-                         mpvae_dims=[3, 3, 6], mpvae_taps=[3, 4, 5], path_groups='all', rep_seeds=[0, 1, 2], probe_pool=20_000,
-                         probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv', metrics='full',
-                         metrics_seeds=[0, 1, 2], figures=True),
+        'dsprites': dict(
+            pretrained=True,
+            pretrained_setting='lr1e-4_paths3-3-6',
+            pretrained_baseline='lr1e-4_betas4-1',
+            mpvae_dims=[3, 3, 6],
+            mpvae_taps=[3, 4, 5],
+            path_groups='all',
+            rep_seeds=[0, 1, 2],
+            probe_pool=20_000,
+            probe_train=10_000,
+            probe_valid=5_000,
+            n_splits=5,
+            n_probe_seeds=5,
+            probe='logreg_cv',
+            metrics='full',
+            metrics_seeds=[0, 1, 2],
+            figures=True,
+        )
     },
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
@@ -63,7 +151,17 @@ def find_notebooks(nbs:str|Path|None=None, tables=None, files=None) -> Path:
     want = list(files) if files else [TABLE_NOTEBOOKS[t] for t in (tables or TABLE_NOTEBOOKS)]
     here = globals().get('__file__')
     pkg = here and Path(here).resolve().parent
-    cands = [nbs] if nbs else [os.environ.get('MPVAE_NBS'), pkg and pkg.parent/'nbs', Path.cwd()/'nbs', Path.cwd(), pkg and pkg/'nbs']
+    cands = (
+        [nbs]
+        if nbs
+        else [
+            os.environ.get('MPVAE_NBS'),
+            pkg and pkg.parent / 'nbs',
+            Path.cwd() / 'nbs',
+            Path.cwd(),
+            pkg and pkg / 'nbs',
+        ]
+    )
     for c in cands:
         if c and all((Path(c)/f).exists() for f in want): return Path(c)
     raise FileNotFoundError("table notebooks (" + ', '.join(want) + ") not found" + (f" in {nbs}" if nbs else
@@ -77,6 +175,12 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
     jobs, explicit = [], 'metrics_seeds' in (overrides or {})
     for t in tables:
         if t not in TABLE_NOTEBOOKS: raise ValueError(f"unknown table {t!r}; choose from {sorted(TABLE_NOTEBOOKS)}")
+        if t not in PRESETS[preset]:
+            have = [p for p, ts in PRESETS.items() if t in ts]
+            raise ValueError(
+                f"preset {preset!r} has no {t} table (it has: {', '.join(PRESETS[preset])}); choose --tables "
+                f"{' '.join(PRESETS[preset])}, or a preset with {t}: {', '.join(sorted(have))}"
+            )
         base = {**PRESETS[preset][t], **(overrides or {})}
         for what, v in (('seeds', seeds), ('betas', betas)):
             if v and len(set(map(float, v))) < len(v):
@@ -85,7 +189,9 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
             for b in (betas or [None]):
                 p, name = dict(base), t
                 if s is not None: p['rep_seeds'] = [int(s)]; name += f'-seed{s}'
-                if p.get('metrics_seeds') is not None and (s is not None or not explicit):   # a preset's list follows the job's seeds
+                if p.get('metrics_seeds') is not None and (
+                    s is not None or not explicit
+                ):  # a preset's list follows the job's seeds
                     keep = [m for m in p['metrics_seeds'] if m in p['rep_seeds']]
                     p['metrics_seeds'], p['metrics'] = (keep, p['metrics']) if keep else (None, 'none')
                 if b is not None: p['beta'] = float(b); name += f'-beta{b:g}'
@@ -94,7 +200,7 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
 
 # %% ../nbs/08a_params.ipynb #29bd30f2
 class Param:
-    "One table parameter: its type and valid range, as both the CLI and the notebook check it."
+    "One table parameter: its type, valid range, default and help, as the CLI, the presets and the notebook use them."
     def __init__(self, kind:str, # 'int', 'float', 'bool', 'str', 'ints' or 'floats' (a list of those)
                  lo=None, # the smallest valid value (of each element, for a list)
                  gt:bool=False, # `lo` itself is invalid (lr > 0)
@@ -102,10 +208,12 @@ class Param:
                  choices:tuple|None=None, # the only valid values
                  none:bool=False, # None is valid too
                  unique:bool=False, # a list's elements must differ
-                 empty:bool=False # an empty list is valid
+                 empty:bool=False, # an empty list is valid
+                 default=None, # the notebook's value when nothing overrides it
+                 help:str='' # what it means, in the notebook's parameters cell and `mpvae-tables --help`
                 ):
         self.kind, self.lo, self.gt, self.hi, self.choices = kind, lo, gt, hi, choices
-        self.none, self.unique, self.empty = none, unique, empty
+        self.none, self.unique, self.empty, self.default, self.help = none, unique, empty, default, help
 
 # %% ../nbs/08a_params.ipynb #9d7f09f1
 def _num_ok(v, whole:bool) -> bool:
@@ -151,26 +259,121 @@ def problem(self:Param, v) -> str|None:
     return None
 
 # %% ../nbs/08a_params.ipynb #99321a62
-_SEEDS, _DIMS = Param('ints', lo=0, unique=True), Param('ints', lo=1)
 _PROBES, _PRECISIONS = ('logreg_cv', 'logreg', 'boost', 'mlp'), ('auto', 'fp32', 'bf16', 'fp16')
-_COMMON = dict(out_dir=Param('str'), preset=Param('str'), beta=Param('float', lo=0), train_images=Param('int', lo=1),
-               epochs=Param('int', lo=1), bs=Param('int', lo=1), lr=Param('float', lo=0, gt=True),
-               precision=Param('str', choices=_PRECISIONS), device=Param('str', none=True), rep_seeds=_SEEDS,
-               baseline_dims=_DIMS, mpvae_dims=_DIMS, n_splits=Param('int', lo=1), n_probe_seeds=Param('int', lo=1),
-               probe=Param('str', choices=_PROBES), probe_C=Param('float', lo=0, gt=True), figures=Param('bool'))
 TABLE_PARAMS = {
-    'dsprites': dict(_COMMON, data_path=Param('str', none=True), mpvae_betas=Param('floats', lo=0, none=True),
-                     mpvae_taps=Param('ints', lo=1, none=True), path_groups=Param('str', choices=('consecutive', 'all')),
-                     pretrained=Param('bool'), pretrained_setting=Param('str'), pretrained_baseline=Param('str', none=True),
-                     reference_evals=Param('str', none=True),
-                     probe_pool=Param('int', lo=1, hi=737_280), probe_train=Param('int', lo=10),
-                     probe_valid=Param('int', lo=1), metrics=Param('str', choices=('none', 'fast', 'full')),
-                     metrics_seeds=Param('ints', lo=0, unique=True, none=True)),
-    'celeba': dict(_COMMON, data_root=Param('str', none=True), synthetic_n=Param('int', lo=20),
-                   recon=Param('str', choices=('bernoulli', 'gaussian')),
-                   pool_split=Param('str', choices=('auto', 'heldout', 'all')), probe_pool=Param('int', lo=1, none=True),
-                   probe_train=Param('int', lo=10, none=True), probe_valid=Param('int', lo=1, none=True)),
+    'dsprites': dict(
+        data_path=Param('str', none=True, default=None,
+                        help='official dsprites npz (or its folder); None: $MPVAE_DATA, else the rendered grid'),
+        out_dir=Param('str', default='results/dsprites', help='results folder (mpvae-tables sets it: --out)'),
+        preset=Param('str', default='default',
+                     help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
+        baseline_dims=Param('ints', lo=1, default=[12], help="the beta-VAE's latent size"),
+        mpvae_dims=Param('ints', lo=1, default=[3, 9], help='z1 (shallow), z2 (deep); more paths give more rows'),
+        mpvae_taps=Param('ints', lo=1, none=True, default=None,
+                         help="the conv after which each path is tapped (None: the model's default, 4 and 5 "
+                              'for two paths)'),
+        path_groups=Param('str', choices=('consecutive', 'all'), default='consecutive',
+                          help="the MPVAE's rows: each path and every run of neighbouring paths, or 'all' "
+                               '(every subset)'),
+        beta=Param('float', lo=0, default=4.0, help='beta of every path and of the baseline'),
+        mpvae_betas=Param('floats', lo=0, none=True, default=None,
+                          help='per-path betas of MPVAE (overrides beta), e.g. [4.0, 1.0]'),
+        train_images=Param('int', lo=1, default=1024, help='images seen per model in training'),
+        epochs=Param('int', lo=1, default=2, help='log/checkpoint points over training'),
+        bs=Param('int', lo=1, default=64, help='training batch size'),
+        lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
+        precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                        help="'auto' (the fastest here, measured once), 'fp32', 'bf16' (CPU or CUDA), 'fp16' "
+                             '(CUDA)'),
+        device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
+        rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
+        pretrained=Param('bool', default=False,
+                         help='True: the shipped models of each seed (mpvae.pretrained) instead of training'),
+        pretrained_setting=Param('str', default='',
+                                 help="which shipped models: '' (lr 1e-3) or 'lr1e-4' "
+                                      "(mpvae.pretrained.pretrained_name's setting)"),
+        pretrained_baseline=Param('str', none=True, default=None,
+                                  help="the shipped baseline's setting (None: pretrained_setting's)"),
+        reference_evals=Param('str', none=True, default=None,
+                              help="a long runs' eval folder (mpvae.curves, e.g. runs/long/lr1e-4/eval_cv): "
+                                   'paired tests against its rows'),
+        probe_pool=Param('int', lo=1, hi=737280, default=1500,
+                         help='images encoded for the probes (a seeded random subset of the whole grid)'),
+        probe_train=Param('int', lo=10, default=600, help='per split'),
+        probe_valid=Param('int', lo=1, default=300, help='per split'),
+        n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
+        n_probe_seeds=Param('int', lo=1, default=2,
+                            help='the paper: 5; used where the probe is random: boost, mlp, and the start '
+                                 'point of logreg'),
+        probe=Param('str', choices=('logreg_cv', 'logreg', 'boost', 'mlp'), default='logreg_cv',
+                    help='logreg_cv (C by 5-fold CV, as disentanglement_lib), logreg (C is probe_C), boost or '
+                         'mlp'),
+        probe_C=Param('float', lo=0, gt=True, default=1.0,
+                      help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
+        metrics=Param('str', choices=('none', 'fast', 'full'), default='fast',
+                      help="disentanglement metrics: 'none', 'fast' (small samples), 'full' "
+                           "(disentanglement_lib's sizes)"),
+        metrics_seeds=Param('ints', lo=0, none=True, unique=True, default=None,
+                            help='the representation seeds whose models get the metrics (None: the first of '
+                                 'rep_seeds)'),
+        figures=Param('bool', default=True, help='make, show and save the figures'),
+    ),
+    'celeba': dict(
+        data_root=Param('str', none=True, default=None,
+                        help='CelebA folder (img_align_celeba/, list_attr_celeba.txt, '
+                             'list_eval_partition.txt); None: synthetic'),
+        out_dir=Param('str', default='results/celeba', help='results folder (mpvae-tables sets it: --out)'),
+        preset=Param('str', default='default',
+                     help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
+        synthetic_n=Param('int', lo=20, default=160, help='images of the synthetic folder when data_root is None'),
+        baseline_dims=Param('ints', lo=1, default=[32], help="the VAE's latent size"),
+        mpvae_dims=Param('ints', lo=1, default=[8, 24], help='z1 (shallow), z2 (deep)'),
+        beta=Param('float', lo=0, default=1.0, help='beta of every path and of the VAE (Table 1 says "VAE": 1)'),
+        recon=Param('str', choices=('bernoulli', 'gaussian'), default='bernoulli', help="'bernoulli' or 'gaussian'"),
+        train_images=Param('int', lo=1, default=256, help='images seen per model in training'),
+        epochs=Param('int', lo=1, default=1, help='log/checkpoint points over training'),
+        bs=Param('int', lo=1, default=32, help='training batch size'),
+        lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
+        precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                        help="'auto' (the fastest here, measured once), 'fp32', 'bf16', 'fp16' (CUDA)"),
+        device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
+        rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
+        pool_split=Param('str', choices=('auto', 'heldout', 'all'), default='auto',
+                         help="'heldout' (valid+test partitions), 'all', or 'auto' (heldout for real data, all"
+                              ' for synthetic)'),
+        probe_pool=Param('int', lo=1, none=True, default=None, help='None: the whole pool'),
+        probe_train=Param('int', lo=10, none=True, default=None, help='None: 60% of the pool'),
+        probe_valid=Param('int', lo=1, none=True, default=None, help='None: the rest of the pool'),
+        n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
+        n_probe_seeds=Param('int', lo=1, default=2,
+                            help='the paper: 5; used where the probe is random: boost, mlp, and the start '
+                                 'point of logreg'),
+        probe=Param('str', choices=('logreg_cv', 'logreg', 'boost', 'mlp'), default='logreg_cv',
+                    help='logreg_cv (C by 5-fold CV, as disentanglement_lib), logreg (C is probe_C), boost or '
+                         'mlp'),
+        probe_C=Param('float', lo=0, gt=True, default=1.0,
+                      help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
+        figures=Param('bool', default=True, help='make, show and save the figures'),
+    ),
 }
+
+# %% ../nbs/08a_params.ipynb #3cc3037a
+def parameters_cell(table:str # 'dsprites' or 'celeba'
+                   )->str: # the source of the notebook's cell tagged `parameters`
+    "The table notebook's parameters cell, written from `TABLE_PARAMS`: each name, its default and its help."
+    items = [(f"{k} = {p.default!r}", p.help) for k, p in TABLE_PARAMS[table].items()]
+    w = max(len(a) for a, _ in items if len(a) < 40) + 2
+    return '\n'.join(f"{a:<{w}}# {h}" if len(a) < 40 else f"{a}  # {h}" for a, h in items)
+
+# %% ../nbs/08a_params.ipynb #0c8ccdbd
+def params_help(table:str # 'dsprites' or 'celeba'
+               )->str: # one line per parameter
+    "Every `-p` parameter of `table` with its valid values and default, for `mpvae-tables --help`."
+    return '\n'.join(
+        f"  {k} ({p.describe()}; default {json.dumps(p.default)}): {p.help}"
+        for k, p in TABLE_PARAMS[table].items()
+        if k not in ('out_dir', 'preset')
+    )
 
 # %% ../nbs/08a_params.ipynb #8a3155c6
 def _probe_sizes(p):
@@ -191,14 +394,21 @@ def _paths_and_taps(p):
     if n < 2: return ('mpvae_dims', f"mpvae_dims must give 2 or more paths (z1, z2, ...: the table's rows), not {n}")
     if t is None: return None
     if len(t) != n: return ('mpvae_taps', f"mpvae_taps gives {len(t)} depths for the {n} paths of mpvae_dims")
-    if any(b <= a for a, b in zip(t, t[1:])): return ('mpvae_taps', f"mpvae_taps must be strictly increasing (z_k is tapped deeper than z_(k-1)), not {list(t)}")
+    if any(b <= a for a, b in zip(t, t[1:])):
+        return (
+            'mpvae_taps',
+            f"mpvae_taps must be strictly increasing (z_k is tapped deeper than z_(k-1)), not {list(t)}",
+        )
     if t[-1] > 6: return ('mpvae_taps', f"mpvae_taps {list(t)}: a 64x64 image allows depths up to 6 (a 1x1 map)")
 
 # %% ../nbs/08a_params.ipynb #df855c4e
 def _metrics_seeds(p):
     ms = p.get('metrics_seeds')
     if ms is not None and not set(ms) <= set(p['rep_seeds']):
-        return ('metrics_seeds', f"metrics_seeds {list(ms)} must be among rep_seeds {list(p['rep_seeds'])} (the models the run has)")
+        return (
+            'metrics_seeds',
+            f"metrics_seeds {list(ms)} must be among rep_seeds {list(p['rep_seeds'])} (the models the run has)",
+        )
 
 # %% ../nbs/08a_params.ipynb #204c22f1
 def _one_beta_per_path(p):
@@ -237,11 +447,25 @@ def _shipped(p):
 # %% ../nbs/08a_params.ipynb #c8ada39b
 def _needs_celeba(p):
     if p['preset'] == 'paper' and p['data_root'] is None:
-        return ('data_root', "the paper preset needs the real CelebA folder: -p data_root=/path/to/celeba (CelebA cannot be downloaded)")
+        return (
+            'data_root',
+            "the paper preset needs the real CelebA folder: -p data_root=/path/to/celeba (CelebA cannot be downloaded)",
+        )
 
-TABLE_RULES = {'dsprites': (_probe_sizes, _paths_and_taps, _metrics_seeds, _one_beta_per_path, _one_batch, _path_exists('data_path'),
-                            _path_exists('reference_evals'), _device_name, _shipped),
-               'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba)}
+TABLE_RULES = {
+    'dsprites': (
+        _probe_sizes,
+        _paths_and_taps,
+        _metrics_seeds,
+        _one_beta_per_path,
+        _one_batch,
+        _path_exists('data_path'),
+        _path_exists('reference_evals'),
+        _device_name,
+        _shipped,
+    ),
+    'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba),
+}
 
 # %% ../nbs/08a_params.ipynb #018d7dd9
 def check_params(table:str, # 'dsprites' or 'celeba'

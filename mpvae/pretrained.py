@@ -9,22 +9,24 @@ from __future__ import annotations
 import re, warnings
 from importlib.resources import files
 from pathlib import Path
-from .core import BASELINE, closed_pipe_ok, upgrade_names
+from .core import BASELINE, upgrade_names
 from .model import MPVAE, load_model
 
 # %% auto #0
 __all__ = ['PRETRAINED_NAMES', 'PRETRAINED_KINDS', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'convert_pretrained',
-           'list_pretrained', 'pretrained_seeds', 'pretrained_settings', 'pretrained_table', 'main']
+           'list_pretrained', 'pretrained_seeds', 'pretrained_settings', 'pretrained_table']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
-PRETRAINED_NAMES = {'dsprites_baseline': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
-                    'dsprites_mpvae': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-3',
-                    'dsprites_baseline_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
-                    'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)',
-                    'dsprites_baseline_lr1e-4_betas4-1': 'the lr 1e-4 baseline at 3.07 M images, beside the per-path betas MPVAE of the same length',
-                    'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4',
-                    'dsprites_mpvae_lr1e-4_paths3-3-6': 'beta-MPVAE, three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta = 4 on each, Adam lr 1e-4, '
-                                                        '3.07 M images (its baselines: the lr1e-4_betas4-1 ones, the same length)'}
+PRETRAINED_NAMES = {
+    'dsprites_baseline': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-3',
+    'dsprites_mpvae': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-3',
+    'dsprites_baseline_lr1e-4': 'beta-VAE baseline, z = 12, beta = 4, Adam lr 1e-4 (the reference protocol)',
+    'dsprites_mpvae_lr1e-4': 'beta-MPVAE, paths (3, 9), beta = 4 on both, Adam lr 1e-4 (the reference protocol)',
+    'dsprites_baseline_lr1e-4_betas4-1': 'the lr 1e-4 baseline at 3.07 M images, beside the per-path betas MPVAE of the same length',
+    'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4',
+    'dsprites_mpvae_lr1e-4_paths3-3-6': 'beta-MPVAE, three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta = 4 on each, Adam lr 1e-4, '
+    '3.07 M images (its baselines: the lr1e-4_betas4-1 ones, the same length)',
+}
 
 def pretrained_dir() -> Path:
     "The folder inside the installed package that holds the pretrained weights."
@@ -51,7 +53,9 @@ PRETRAINED_KINDS = (BASELINE, 'mpvae')   # the two kinds of shipped model
 def _kind(kind:str) -> str:
     "`kind` checked; the baseline's old name 'vae' is read as 'baseline', with a DeprecationWarning."
     if kind == 'vae':
-        warnings.warn("the baseline's kind is now called 'baseline' ('vae' is its old name)", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            "the baseline's kind is now called 'baseline' ('vae' is its old name)", DeprecationWarning, stacklevel=3
+        )
         return BASELINE
     if kind not in PRETRAINED_KINDS: raise ValueError(f"kind must be 'baseline' or 'mpvae', not {kind!r}")
     return kind
@@ -61,9 +65,11 @@ def pretrained_name(kind:str, # 'baseline' or 'mpvae'
                    ) -> str:
     "The shipped name of one model of one training setting: ('mpvae', 'lr1e-4') -> 'dsprites_mpvae_lr1e-4'."
     kind = _kind(kind)
-    if not isinstance(setting, str): raise TypeError(f"setting must be a str such as 'lr1e-4' ('' for Adam lr 1e-3), not {setting!r}")
+    if not isinstance(setting, str):
+        raise TypeError(f"setting must be a str such as 'lr1e-4' ('' for Adam lr 1e-3), not {setting!r}")
     if setting.startswith('_'): raise ValueError(f"give the setting without its underscore: {setting.lstrip('_')!r}")
-    if re.search(r'_seed\d', setting): raise ValueError(f"a setting cannot contain '_seed<k>': the file name puts the seed there ({setting!r})")
+    if re.search(r'_seed\d', setting):
+        raise ValueError(f"a setting cannot contain '_seed<k>': the file name puts the seed there ({setting!r})")
     return f'dsprites_{kind}_{setting}' if setting else f'dsprites_{kind}'
 
 def _kind_setting(name:str) -> tuple:
@@ -109,7 +115,9 @@ def convert_pretrained(folder, # holds `<name>_seed<k>.pth` files written by `mp
         m, dest = load_model(p), p.with_suffix('')
         m.save_pretrained(dest)
         back = MPVAE.from_pretrained(dest)
-        if back.meta != m.meta or any(not a.equal(b) for a, b in zip(m.state_dict().values(), back.state_dict().values())):
+        if back.meta != m.meta or any(
+            not a.equal(b) for a, b in zip(m.state_dict().values(), back.state_dict().values())
+        ):
             raise ValueError(f"{dest} does not read back as {p}: kept {p}")
         if remove: p.unlink()
         out.append(dest)
@@ -122,9 +130,32 @@ def list_pretrained(folder=None) -> list:
     for (n, s), p in sorted(_files(folder).items()):
         rec = dict(load_pretrained(n, s, folder=folder).meta.get('record') or {})
         kind, setting = _kind_setting(n)
-        out.append(dict(name=n, seed=s, kind=kind, setting=setting, file=p.name, description=PRETRAINED_NAMES.get(n, ''),
-                        **{k: rec.get(k) for k in ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')},
-                        nelbo=(rec.get('last') or {}).get('nelbo')))
+        out.append(
+            dict(
+                name=n,
+                seed=s,
+                kind=kind,
+                setting=setting,
+                file=p.name,
+                description=PRETRAINED_NAMES.get(n, ''),
+                **{
+                    k: rec.get(k)
+                    for k in (
+                        'images',
+                        'steps',
+                        'bs',
+                        'lr',
+                        'schedule',
+                        'precision',
+                        'cpu',
+                        'train_seconds',
+                        'torch',
+                        'commit',
+                    )
+                },
+                nelbo=(rec.get('last') or {}).get('nelbo')
+            )
+        )
     return out
 
 # %% ../nbs/14_pretrained.ipynb #0cd41bb3
@@ -156,23 +187,3 @@ def pretrained_table(rows:list) -> str:
     body = [head] + [_fmt_row(r) for r in rows]
     w = [max(len(b[k]) for b in body) for k in range(len(head))]
     return '\n'.join('  '.join(c.ljust(w[k]) if k == 0 else c.rjust(w[k]) for k, c in enumerate(b)) for b in body)
-
-# %% ../nbs/14_pretrained.ipynb #a30f2ae8
-@closed_pipe_ok
-def main(argv=None):
-    "`mpvae-pretrained`: list the shipped models, or print one model's training record as JSON."
-    import json
-    from mpvae.core import CLIParser  # the console scripts' parser: every error one line, exit status 2
-    p = CLIParser(prog='mpvae-pretrained', description=main.__doc__.replace('`', ''))
-    p.add_argument('name', nargs='?', help='a shipped model (see the list); without it, list them all')
-    p.add_argument('--seed', type=int, default=0, help="NAME's representation seed")
-    p.add_argument('--json', action='store_true', help='the list as JSON instead of a table')
-    a = p.parse_args(argv)
-    if a.name is None:
-        rows = list_pretrained()
-        if not rows: p.exit(1, f"mpvae-pretrained: this install has no weights in {pretrained_dir()}: reinstall mpvae\n")
-        print(json.dumps(rows, indent=1) if a.json else pretrained_table(rows)); return
-    try: m = load_pretrained(a.name, a.seed)
-    except ValueError as e: p.error(str(e))
-    out = dict(name=a.name, seed=a.seed, latent_dims=list(m.latent_dims))
-    print(json.dumps({**out, **{k: v for k, v in (m.meta.get('record') or {}).items() if k not in out}}, indent=1))

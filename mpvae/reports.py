@@ -83,7 +83,9 @@ def probe_C_md(res:dict # a results.json; its 'probe_C' is row -> label -> every
         if len(set(cs)) == 1: return f"{cs[0]:.3g}"
         return f"{min(cs):.3g} to {max(cs):.3g} (mostly {max(sorted(set(cs)), key=cs.count):.3g})"
     lines = ['| C chosen | ' + ' | '.join(labels) + ' |', '|---|' + '---:|'*len(labels)]
-    return '\n'.join(lines + ['| ' + names.get(r, r) + ' | ' + ' | '.join(f(v[l]) for l in labels) + ' |' for r, v in pc.items()])
+    return '\n'.join(
+        lines + ['| ' + names.get(r, r) + ' | ' + ' | '.join(f(v[l]) for l in labels) + ' |' for r, v in pc.items()]
+    )
 
 # %% ../nbs/08b_reports.ipynb #61228569
 def distance_md(res:dict, # a results.json of a table notebook
@@ -99,7 +101,9 @@ def distance_md(res:dict, # a results.json of a table notebook
     for k, r in rows.items():
         d = [(r['mean'] if l == 'mean' else r['acc'][l])['mean'] - paper['acc'][k][l] for l in labels]
         near += sum(abs(v) <= tol for v in d); n += len(d)
-        lines.append(f"| {names.get(k, k)} | " + ' | '.join(f"**{v:+.2f}**" if abs(v) > tol else f"{v:+.2f}" for v in d) + ' |')
+        lines.append(
+            f"| {names.get(k, k)} | " + ' | '.join(f"**{v:+.2f}**" if abs(v) > tol else f"{v:+.2f}" for v in d) + ' |'
+        )
     return '\n'.join(lines) + f"\n\n{near} of {n} cells within {tol:g} points of the paper's."
 
 # %% ../nbs/08b_reports.ipynb #28aaa30a
@@ -112,13 +116,18 @@ def claim_md(o:dict) -> str:
 def paired_md(comparisons:list # (what, {seed: a}, {seed: b}): mean accuracies in points, keyed by representation seed
              )->str: # a Markdown table, one row per comparison
     "Paired comparisons over representation seeds: both means, a - b per seed, its mean ± paired se, t and two-sided p."
-    lines = ['| comparison | seeds | a | b | a - b per seed | a - b ± se (paired) | t | p |', '|---|---|---:|---:|---|---:|---:|---:|']
+    lines = [
+        '| comparison | seeds | a | b | a - b per seed | a - b ± se (paired) | t | p |',
+        '|---|---|---:|---:|---|---:|---:|---:|',
+    ]
     for what, a, b in comparisons:
         seeds = sorted(set(a) & set(b))
         if not seeds: raise ValueError(f"{what}: no representation seed in both ({sorted(a)} vs {sorted(b)})")
         d = [a[s] - b[s] for s in seeds]; m, se, t = paired_t(d)
-        lines.append(f"| {what} | {', '.join(map(str, seeds))} | {np.mean([a[s] for s in seeds]):.2f} | {np.mean([b[s] for s in seeds]):.2f} | "
-                     f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {se:.2f} | {t:.2f} | {t_pvalue(t, len(d) - 1):.3f} |")
+        lines.append(
+            f"| {what} | {', '.join(map(str, seeds))} | {np.mean([a[s] for s in seeds]):.2f} | {np.mean([b[s] for s in seeds]):.2f} | "
+            f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {se:.2f} | {t:.2f} | {t_pvalue(t, len(d) - 1):.3f} |"
+        )
     return '\n'.join(lines)
 
 # %% ../nbs/08b_reports.ipynb #2fb1a4a6
@@ -151,11 +160,24 @@ def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
             for c in cells:
                 if not c['results']: row.append('FAILED'); continue
                 m = c['results']['rows'][k]['mean']
-                row.append(f"{m['mean']:.2f}" + (f" ± {m['std_seeds']:.2f}" if m['n_seeds'] > 1 else '') + f" (n={m['n_seeds']})")
+                row.append(
+                    f"{m['mean']:.2f}"
+                    + (f" ± {m['std_seeds']:.2f}" if m['n_seeds'] > 1 else '')
+                    + f" (n={m['n_seeds']})"
+                )
             lines.append('| ' + ' | '.join(row) + ' |')
         if any(c['results'] and 'ordering' in c['results'] for c in cells):
-            lines.append('| ' + ' | '.join(['*claim: z1+z2 > baseline*'] + [c['results']['ordering']['verdict'] if c['results'] and 'ordering' in c['results']
-                                                                          else '–' for c in cells]) + ' |')
+            lines.append(
+                '| '
+                + ' | '.join(
+                    ['*claim: z1+z2 > baseline*']
+                    + [
+                        c['results']['ordering']['verdict'] if c['results'] and 'ordering' in c['results'] else '–'
+                        for c in cells
+                    ]
+                )
+                + ' |'
+            )
         parts.append("Mean accuracy over the labels (%), ± the standard deviation over representation seeds, n = seeds "
                      "per cell (one job each).\n\n" + '\n'.join(lines) + '\n')
         if figure: parts.append(f"![mean accuracy against beta]({figure})\n")
@@ -167,11 +189,14 @@ def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
                 if 'ordering' in c['results']: parts.append(claim_md(c['results']['ordering']))
     elif cells[0]['results']:
         c = cells[0]
-        parts.append(f"Combined over n = {n_seeds(c)} representation seeds ({', '.join(map(str, c['results']['params']['rep_seeds']))}; "
-                     f"jobs {', '.join(c['jobs'])}), as one multi-seed run would report it: ± the spread over probe runs, "
-                     "(seeds ± ...) the standard deviation over seeds.\n\n" + markdown_table(c['results']) + '\n')
+        parts.append(
+            f"Combined over n = {n_seeds(c)} representation seeds ({', '.join(map(str, c['results']['params']['rep_seeds']))}; "
+            f"jobs {', '.join(c['jobs'])}), as one multi-seed run would report it: ± the spread over probe runs, "
+            "(seeds ± ...) the standard deviation over seeds.\n\n" + markdown_table(c['results']) + '\n'
+        )
         if 'ordering' in c['results']: parts.append(claim_md(c['results']['ordering']))
-    else: parts.append("No job of this sweep finished: nothing to aggregate.\n")
+    else:
+        parts.append("No job of this sweep finished: nothing to aggregate.\n")
     return '\n'.join(parts)
 
 # %% ../nbs/08b_reports.ipynb #d57782eb
@@ -183,8 +208,20 @@ def plot_sweep(sweep:dict):
     names = _row_names(sweep['table'], cells[0]['results'] if cells else None)
     for k in (cells[0]['results']['rows'] if cells else []):
         m = [c['results']['rows'][k]['mean'] for c in cells]
-        ax.errorbar([c['beta'] for c in cells], [a['mean'] for a in m], yerr=[a['std_seeds'] for a in m], marker='o', capsize=3, label=names.get(k, k))
-    if cells and min(c['beta'] for c in cells) > 0 and max(c['beta'] for c in cells) >= 10*min(c['beta'] for c in cells): ax.set_xscale('log')
+        ax.errorbar(
+            [c['beta'] for c in cells],
+            [a['mean'] for a in m],
+            yerr=[a['std_seeds'] for a in m],
+            marker='o',
+            capsize=3,
+            label=names.get(k, k),
+        )
+    if (
+        cells
+        and min(c['beta'] for c in cells) > 0
+        and max(c['beta'] for c in cells) >= 10 * min(c['beta'] for c in cells)
+    ):
+        ax.set_xscale('log')
     ax.set_xlabel('beta'); ax.set_ylabel('mean accuracy (%)'); ax.set_title(f"{sweep['table']}: accuracy against beta")
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
@@ -299,7 +336,12 @@ def plot_traversals(model:MPVAE, x0:torch.Tensor, n_steps:int=7, span:float=2.5,
     "Figure: one traversal grid per path, side by side; rows labelled with the dimension (and its mean KL if given)."
     grids = [traversal_images(model, x0, p, n_steps, span) for p in range(model.n_paths)]
     rows = max(g.shape[0] for g in grids)
-    fig, axs = plt.subplots(rows, (n_steps+1)*len(grids) - 1, figsize=(0.75*((n_steps+1)*len(grids)), 0.75*rows+0.6), squeeze=False)
+    fig, axs = plt.subplots(
+        rows,
+        (n_steps + 1) * len(grids) - 1,
+        figsize=(0.75 * ((n_steps + 1) * len(grids)), 0.75 * rows + 0.6),
+        squeeze=False,
+    )
     for a in axs.flat: a.set_axis_off()
     for p, g in enumerate(grids):
         c0 = p*(n_steps+1)
@@ -326,11 +368,27 @@ def plot_vs_paper(res:dict, columns:list|None=None, paper:dict|None=None, title:
         row = res['rows'][key]
         ours = [row['mean'] if l == 'mean' else row['acc'].get(l) for l in labels]
         xs = np.arange(len(labels)) + (i - (len(rows)-1)/2)*w
-        ax.bar(xs - w/4, [o['mean'] if o else np.nan for o in ours], w/2, yerr=[o['std_runs'] if o else 0 for o in ours],
-               color=cmap(i), label=f"{names.get(key, key)} (ours)", capsize=2)
+        ax.bar(
+            xs - w / 4,
+            [o['mean'] if o else np.nan for o in ours],
+            w / 2,
+            yerr=[o['std_runs'] if o else 0 for o in ours],
+            color=cmap(i),
+            label=f"{names.get(key, key)} (ours)",
+            capsize=2,
+        )
         pv = [paper.get('acc', {}).get(key, {}).get(l, np.nan) for l in labels]
         if not all(np.isnan(pv)):
-            ax.bar(xs + w/4, pv, w/2, color=cmap(i), alpha=0.35, hatch='//', edgecolor=cmap(i), label=f"{names.get(key, key)} (paper)")
+            ax.bar(
+                xs + w / 4,
+                pv,
+                w / 2,
+                color=cmap(i),
+                alpha=0.35,
+                hatch='//',
+                edgecolor=cmap(i),
+                label=f"{names.get(key, key)} (paper)",
+            )
     ch = res.get('chance')
     if ch:
         for j, l in enumerate(labels):

@@ -11,7 +11,8 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from .core import atomic_write, hms, upgrade_names
-from .params import TABLE_NOTEBOOKS, MODELS_PER_SEED, find_notebooks, plan_jobs, check_params, check_overrides, notebook_params
+from .params import TABLE_NOTEBOOKS, MODELS_PER_SEED, find_notebooks, plan_jobs, check_params, check_overrides
+from .params import notebook_params
 from .reports import summarize, compare_results
 
 # %% auto #0
@@ -34,8 +35,14 @@ def job_threads(workers:int=1, # jobs running at once
 THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 
 # %% ../nbs/08c_runner.ipynb #83f73dd8
-_WORK = ((r'\btrain_model\(', 'training'), (r'\bencode_dataset\(', 'encoding'), (r'\brun_probe\(', 'probes'),
-         (r'\bevaluate_paths\(', 'disentanglement metrics'), (r'\b(plot_\w+|save_fig)\(', 'figures'), (r'\bwrite_results\(', 'results'))
+_WORK = (
+    (r'\btrain_model\(', 'training'),
+    (r'\bencode_dataset\(', 'encoding'),
+    (r'\brun_probe\(', 'probes'),
+    (r'\bevaluate_paths\(', 'disentanglement metrics'),
+    (r'\b(plot_\w+|save_fig)\(', 'figures'),
+    (r'\bwrite_results\(', 'results'),
+)
 
 def cell_work(src:str) -> str:
     "What a notebook cell does, named by the mpvae calls in it (e.g. 'training, encoding, probes'); '' for other cells."
@@ -137,8 +144,18 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
         os.environ.update(env)   # the kernel inherits them
         kw = dict(engine_name=_lines_engine(), follow=follow) if progress else {}
         with (follow or contextlib.nullcontext()):
-            pm.execute_notebook(str(nbs/job['notebook']), str(d/job['notebook']), parameters=params, kernel_name=_kernel_name(kernel),
-                                language='python', cwd=str(d), progress_bar=False, log_output=False, extra_arguments=_KERNEL_ARGS, **kw)
+            pm.execute_notebook(
+                str(nbs / job['notebook']),
+                str(d / job['notebook']),
+                parameters=params,
+                kernel_name=_kernel_name(kernel),
+                language='python',
+                cwd=str(d),
+                progress_bar=False,
+                log_output=False,
+                extra_arguments=_KERNEL_ARGS,
+                **kw,
+            )
         rec.update(ok=True)
     except Exception as e:
         cell = getattr(e, 'exec_count', None)
@@ -147,7 +164,7 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
                    cell=cell, cell_source=src[0] if src else '')
     finally:
         for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
+            if v is None:os.environ.pop(k, None)
             else: os.environ[k] = v
     rec['elapsed_s'] = time.time() - t0
     with atomic_write(d/'job.json', 'w') as f: json.dump(rec, f, indent=1, default=str)

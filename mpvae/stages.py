@@ -22,10 +22,23 @@ __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'train_params', 'tr
 def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
     "Everything that determines what `train_model` trains, as JSON values (the data by split sizes and batch size)."
     plain = lambda o: json.loads(json.dumps(o, default=lambda v: v.to_dict() if hasattr(v, 'to_dict') else str(v)))
-    return plain(dict(latent_dims=list(latent_dims), betas=betas if isinstance(betas, (int, float)) else list(betas),
-                      train_images=int(train_images), epochs=int(epochs), lr=float(lr), precision=precision, seed=int(seed),
-                      model_cfg=model_cfg or {}, loss_cfg=loss_cfg or {}, beta_warmup=beta_warmup, bs=int(dls.train.bs),
-                      n_train=len(dls.train.dataset), n_valid=len(dls.valid.dataset)))
+    return plain(
+        dict(
+            latent_dims=list(latent_dims),
+            betas=betas if isinstance(betas, (int, float)) else list(betas),
+            train_images=int(train_images),
+            epochs=int(epochs),
+            lr=float(lr),
+            precision=precision,
+            seed=int(seed),
+            model_cfg=model_cfg or {},
+            loss_cfg=loss_cfg or {},
+            beta_warmup=beta_warmup,
+            bs=int(dls.train.bs),
+            n_train=len(dls.train.dataset),
+            n_valid=len(dls.valid.dataset),
+        )
+    )
 
 # %% ../nbs/09_stages.ipynb #96b1a969
 def _params_diff(have, want) -> str:
@@ -121,13 +134,18 @@ def meta_record(models:dict, # `{seed: (baseline, mpvae)}`, models carrying thei
                 pick # meta dict -> the value to record (None when absent)
                ) -> dict:
     "One field of each model's meta, by seed and model: `{'0': {'baseline': ..., 'mpvae': ...}}`."
-    return {str(s): {k: pick(getattr(m, 'meta', None) or {}) for k, m in zip((BASELINE, 'mpvae'), pair)} for s, pair in models.items()}
+    return {
+        str(s): {k: pick(getattr(m, 'meta', None) or {}) for k, m in zip((BASELINE, 'mpvae'), pair)}
+        for s, pair in models.items()
+    }
 
 # %% ../nbs/09_stages.ipynb #f9483ed9
 def precision_record(models:dict) -> dict:
     "The precision and layout each trained model ran in (`meta_record` of the precision fields)."
     keep = ('precision', 'channels_last', 'auto')
-    return meta_record(models, lambda meta: {k: v for k, v in (meta.get('precision') or {}).items() if k in keep} or None)
+    return meta_record(
+        models, lambda meta: {k: v for k, v in (meta.get('precision') or {}).items() if k in keep} or None
+    )
 
 # %% ../nbs/09_stages.ipynb #ea96556f
 def images_record(models:dict) -> dict:
@@ -155,15 +173,26 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
     return out
 
 # %% ../nbs/09_stages.ipynb #bab79928
-DSPRITES_LABELS = ['shape', 'scale', 'orientation', 'posX', 'posY']   # Table 2's columns: every factor but colour (always white)
-DSPRITES_FEATS = {BASELINE: BASELINE, 'z1': 'z1', 'z2': 'z2', 'z1+z2': 'z1+z2'}   # Table 2's rows -> the probe's feature sets (the same names)
+DSPRITES_LABELS = [
+    'shape',
+    'scale',
+    'orientation',
+    'posX',
+    'posY',
+]  # Table 2's columns: every factor but colour (always white)
+DSPRITES_FEATS = {
+    BASELINE: BASELINE,
+    'z1': 'z1',
+    'z2': 'z2',
+    'z1+z2': 'z1+z2',
+}  # Table 2's rows -> the probe's feature sets (the same names)
 POOL_SEED = 12345   # the probe pool's seed in every dSprites probe of the package
 
 def dsprites_feats(n_paths:int=2, # the MPVAE's paths
                    which:str='consecutive' # its groups of paths (`mpvae.probe.path_subsets`)
                   )->dict: # row -> feature-set name; `DSPRITES_FEATS` for 2 paths
     "The table's rows for an MPVAE of `n_paths` paths: the baseline, then each group of paths `feature_sets` makes."
-    from mpvae.probe import path_subsets
+    from mpvae.encode import path_subsets
     return {BASELINE: BASELINE, **{(g := '+'.join(f'z{k+1}' for k in s)): g for s in path_subsets(n_paths, which)}}
 
 # %% ../nbs/09_stages.ipynb #d52f9a45
@@ -201,7 +230,7 @@ def write_results(res:dict, out_dir:str|Path, md:str|None=None) -> Path:
         with atomic_write(out_dir/'table.md', 'w') as f: f.write(md)
     return out_dir/'results.json'
 
-# %% ../nbs/09_stages.ipynb #x
+# %% ../nbs/09_stages.ipynb #454431e5
 def trained_pair(dls, # the table's DataLoaders (batches (x, x))
                  seed:int, # representation seed: both models are trained with it
                  out:str|Path, # where `train_model` writes each model, its log and its loss curves
@@ -212,12 +241,32 @@ def trained_pair(dls, # the table's DataLoaders (batches (x, x))
                 )->tuple: # (baseline, mpvae)
     "Train (or reuse, when trained before with the same parameters) the baseline and the MPVAE of one seed."
     mp_cfg = kw.pop('model_cfg', None)
-    base = train_model(dls, baseline_dims, baseline_betas, train_images, epochs, seed=seed, out_dir=out, name=f'baseline_seed{seed}', **kw)
-    mp = train_model(dls, mpvae_dims, mpvae_betas, train_images, epochs, seed=seed, out_dir=out, name=f'mpvae_seed{seed}',
-                     model_cfg=mp_cfg, **kw)
+    base = train_model(
+        dls,
+        baseline_dims,
+        baseline_betas,
+        train_images,
+        epochs,
+        seed=seed,
+        out_dir=out,
+        name=f'baseline_seed{seed}',
+        **kw,
+    )
+    mp = train_model(
+        dls,
+        mpvae_dims,
+        mpvae_betas,
+        train_images,
+        epochs,
+        seed=seed,
+        out_dir=out,
+        name=f'mpvae_seed{seed}',
+        model_cfg=mp_cfg,
+        **kw,
+    )
     return base, mp
 
-# %% ../nbs/09_stages.ipynb #x
+# %% ../nbs/09_stages.ipynb #529bb755
 def shipped_pair(seed:int, # representation seed
                  setting:str='', # the MPVAE's shipped setting (`mpvae.pretrained.pretrained_name`)
                  baseline_setting:str|None=None, # the baseline's setting (None: `setting`)
@@ -226,21 +275,28 @@ def shipped_pair(seed:int, # representation seed
                  mpvae_betas=None, # the MPVAE's betas the table records (checked: a table must not record betas its models never had)
                  device=None)->tuple: # (baseline, mpvae), each with its training record in `meta['record']`
     "The shipped baseline and MPVAE of one seed, refused when they are not the models the table's parameters describe."
-    from mpvae.pretrained import load_pretrained, pretrained_name   # an unknown setting: load_pretrained lists the names
+    from mpvae.pretrained import load_pretrained, pretrained_name  # an unknown setting: load_pretrained lists the names
+
     bset = setting if baseline_setting is None else baseline_setting
     base = load_pretrained(pretrained_name('baseline', bset), seed, device=device)
     mp = load_pretrained(pretrained_name('mpvae', setting), seed, device=device)
     if baseline_dims is not None and (base.latent_dims, mp.latent_dims) != (tuple(baseline_dims), tuple(mpvae_dims)):
-        raise ValueError(f"the shipped models have latent_dims {base.latent_dims} and {mp.latent_dims}; pretrained=True "
-                         f"needs baseline_dims={list(base.latent_dims)}, mpvae_dims={list(mp.latent_dims)}")
+        raise ValueError(
+            f"the shipped models have latent_dims {base.latent_dims} and {mp.latent_dims}; pretrained=True "
+            f"needs baseline_dims={list(base.latent_dims)}, mpvae_dims={list(mp.latent_dims)}"
+        )
     if mpvae_taps is not None and tuple(mp.config.taps) != tuple(mpvae_taps):
-        raise ValueError(f"the shipped MPVAE taps its paths at {list(mp.config.taps)}; pretrained=True needs mpvae_taps={list(mp.config.taps)}")
+        raise ValueError(
+            f"the shipped MPVAE taps its paths at {list(mp.config.taps)}; pretrained=True needs mpvae_taps={list(mp.config.taps)}"
+        )
     shipped = [float(b) for b in (mp.meta.get('loss_config') or {}).get('betas', [])]
     if mpvae_betas is not None and shipped and shipped != [float(b) for b in mpvae_betas]:
-        raise ValueError(f"the shipped MPVAE was trained with betas {shipped}; pretrained=True needs mpvae_betas={shipped}")
+        raise ValueError(
+            f"the shipped MPVAE was trained with betas {shipped}; pretrained=True needs mpvae_betas={shipped}"
+        )
     return base, mp
 
-# %% ../nbs/09_stages.ipynb #x
+# %% ../nbs/09_stages.ipynb #de90da6c
 def encode_pair(base, mp, # the seed's baseline and MPVAE
                 images, # idx -> float image batch (e.g. `DSprites.images`, `CelebA.images`)
                 pool, # the rows the probes draw from
@@ -248,12 +304,12 @@ def encode_pair(base, mp, # the seed's baseline and MPVAE
                 path_groups:str='consecutive' # the MPVAE's feature sets (`mpvae.probe.feature_sets`)
                )->tuple: # (feature sets by name: 'baseline', 'z1', 'z2', 'z1+z2', ...; the MPVAE's codes per path)
     "The posterior means of the pool under both models, as the probes' feature sets."
-    from mpvae.probe import encode_dataset, feature_sets
+    from mpvae.encode import encode_dataset, feature_sets
     codes_base = encode_dataset(base, images, pool, device=device, progress=False)
     codes_mp = encode_dataset(mp, images, pool, device=device, progress=False)
     return {BASELINE: np.concatenate(codes_base, 1), **feature_sets(codes_mp, which=path_groups)}, codes_mp
 
-# %% ../nbs/09_stages.ipynb #x
+# %% ../nbs/09_stages.ipynb #7b5f52e0
 def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
                y, # (n, n_labels) integer classes of the pool
                labels:list, # the label names
@@ -265,11 +321,22 @@ def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
               ):
     "One probe protocol over every feature set of a seed (`mpvae.probe.run_probe`: shared splits and classifier seeds)."
     from mpvae.probe import run_probe
-    return run_probe(feats, y, list(labels), train_size=train_size, valid_size=valid_size, n_splits=n_splits,
-                     n_seeds=1 if probe == 'logreg_cv' else n_probe_seeds, kind=probe, C=probe_C if probe == 'logreg' else None,
-                     split_seed=0, seed=100*seed, progress='lines' if os.environ.get('MPVAE_PROGRESS_FILE') else False)
+    return run_probe(
+        feats,
+        y,
+        list(labels),
+        train_size=train_size,
+        valid_size=valid_size,
+        n_splits=n_splits,
+        n_seeds=1 if probe == 'logreg_cv' else n_probe_seeds,
+        kind=probe,
+        C=probe_C if probe == 'logreg' else None,
+        split_seed=0,
+        seed=100 * seed,
+        progress='lines' if os.environ.get('MPVAE_PROGRESS_FILE') else False,
+    )
 
-# %% ../nbs/09_stages.ipynb #x
+# %% ../nbs/09_stages.ipynb #ff629a02
 def represent_and_probe(seeds, # representation seeds
                         make_pair, # seed -> (baseline, mpvae): `trained_pair` or `shipped_pair` with the table's arguments
                         images, pool, y, labels, # what to encode and probe (`encode_pair`, `probe_pair`)
@@ -286,7 +353,7 @@ def represent_and_probe(seeds, # representation seeds
         print(f"seed {s}: models and probes done (times in results.json)")
     return out
 
-# %% ../nbs/09_stages.ipynb #x
+# %% ../nbs/09_stages.ipynb #e2e0d583
 def table_record(table:str, # 'dsprites' or 'celeba'
                  run:dict, # `represent_and_probe`'s result
                  feats:dict, # table row -> feature set (e.g. `DSPRITES_FEATS`)
@@ -299,5 +366,8 @@ def table_record(table:str, # 'dsprites' or 'celeba'
     res = table_results(table, table_rows(prs, feats), prs, params, times=run['times'], **extra)
     if trained: res['precision'], res['images_seen'] = precision_record(run['models']), images_record(run['models'])
     if prs[0].params.get('kind') == 'logreg_cv':   # the C chosen for every row and label, over splits and seeds
-        res['probe_C'] = {row: {l: [c for r in prs for c in r.info['cv'][f][l]['C']] for l in prs[0].labels} for row, f in feats.items()}
+        res['probe_C'] = {
+            row: {l: [c for r in prs for c in r.info['cv'][f][l]['C']] for l in prs[0].labels}
+            for row, f in feats.items()
+        }
     return res

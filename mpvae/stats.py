@@ -22,13 +22,18 @@ PAPER = {
     },
     'dsprites': {
         'labels': ['shape', 'scale', 'orientation', 'posX', 'posY', 'mean'],
-        'names': {'baseline': 'beta-VAE', 'z1': 'beta-MPVAE (z1=3)', 'z2': 'beta-MPVAE (z2=9)', 'z1+z2': 'beta-MPVAE (z1+z2)'},
+        'names': {
+            'baseline': 'beta-VAE',
+            'z1': 'beta-MPVAE (z1=3)',
+            'z2': 'beta-MPVAE (z2=9)',
+            'z1+z2': 'beta-MPVAE (z1+z2)',
+        },
         'dims': {'baseline': 12, 'z1': 3, 'z2': 9},
         'acc': {
             'baseline': dict(shape=55.19, scale=46.97, orientation=7.37, posX=47.49, posY=38.52, mean=39.11),
-            'z1':       dict(shape=40.75, scale=22.40, orientation=3.37, posX=5.54,  posY=7.24,  mean=15.86),
-            'z2':       dict(shape=60.70, scale=46.73, orientation=8.91, posX=72.07, posY=69.73, mean=51.63),
-            'z1+z2':    dict(shape=63.10, scale=47.02, orientation=8.86, posX=72.37, posY=69.75, mean=52.22),
+            'z1': dict(shape=40.75, scale=22.40, orientation=3.37, posX=5.54, posY=7.24, mean=15.86),
+            'z2': dict(shape=60.70, scale=46.73, orientation=8.91, posX=72.07, posY=69.73, mean=51.63),
+            'z1+z2': dict(shape=63.10, scale=47.02, orientation=8.86, posX=72.37, posY=69.75, mean=52.22),
         },
     },
 }
@@ -114,10 +119,21 @@ def combine_seeds(results:list # `results.json` dicts of one table that differ o
         rows[key]['acc'] = {l: _combine_cells([r['rows'][key]['acc'][l] for r in results]) for l in r0['labels']}
         rows[key]['mean'] = _combine_cells([r['rows'][key]['mean'] for r in results])
     seeds = [s for r in results for s in r.get('params', {}).get('rep_seeds', [])]
-    res = dict(table=r0['table'], labels=list(r0['labels']), rows=rows, names=r0.get('names', {}),
-               chance=r0.get('chance'), majority={l: float(np.mean([r['majority'][l] for r in results])) for l in r0['labels']}
-                                                 if all(r.get('majority') for r in results) else r0.get('majority'),
-               params={**r0.get('params', {}), 'rep_seeds': seeds}, preset=r0.get('preset'), n_jobs=len(results))
+    res = dict(
+        table=r0['table'],
+        labels=list(r0['labels']),
+        rows=rows,
+        names=r0.get('names', {}),
+        chance=r0.get('chance'),
+        majority=(
+            {l: float(np.mean([r['majority'][l] for r in results])) for l in r0['labels']}
+            if all(r.get('majority') for r in results)
+            else r0.get('majority')
+        ),
+        params={**r0.get('params', {}), 'rep_seeds': seeds},
+        preset=r0.get('preset'),
+        n_jobs=len(results),
+    )
     if (hi := all_paths_row(rows)) and 'baseline' in rows: res['ordering'] = ordering_holds(res, hi)
     return res
 
@@ -144,11 +160,33 @@ def aggregate_sweep(jobs:list # `run_job`'s records with `results` (the job's `r
         cells = []
         for b in betas:
             good = [j for j in js if j['params'].get('beta') == b and ok(j)]
-            cells.append(dict(beta=b, jobs=[j['name'] for j in good], results=combine_seeds([j['results'] for j in good]) if good else None,
-                              failed=[j['name'] for j in js if j['params'].get('beta') == b and not ok(j)]))
+            cells.append(
+                dict(
+                    beta=b,
+                    jobs=[j['name'] for j in good],
+                    results=combine_seeds([j['results'] for j in good]) if good else None,
+                    failed=[j['name'] for j in js if j['params'].get('beta') == b and not ok(j)],
+                )
+            )
         seeds = sorted({s for j in js for s in j['params'].get('rep_seeds') or []})
-        sweeps.append(dict(table=js[0]['table'], params={k: v for k, v in js[0]['params'].items() if k not in _SWEPT},
-                           seeds=seeds, betas=betas, jobs=[j['name'] for j in js], cells=cells,
-                           failed=[dict(name=j['name'], error=j.get('error') or 'finished without writing results.json',
-                                        cell=j.get('cell'), cell_source=j.get('cell_source', '')) for j in js if not ok(j)]))
+        sweeps.append(
+            dict(
+                table=js[0]['table'],
+                params={k: v for k, v in js[0]['params'].items() if k not in _SWEPT},
+                seeds=seeds,
+                betas=betas,
+                jobs=[j['name'] for j in js],
+                cells=cells,
+                failed=[
+                    dict(
+                        name=j['name'],
+                        error=j.get('error') or 'finished without writing results.json',
+                        cell=j.get('cell'),
+                        cell_source=j.get('cell_source', ''),
+                    )
+                    for j in js
+                    if not ok(j)
+                ],
+            )
+        )
     return sweeps

@@ -103,7 +103,8 @@ def test_a_reader_that_has_gone_gets_no_traceback(tmp_path, cmd):
 
 def test_p_values_take_python_literals():
     "`-p figures=False`, the spelling the notebooks use, means false (it was rejected as a string), as JSON's `false` does."
-    from mpvae.core import parse_value; from mpvae.params import check_overrides, notebook_params, find_notebooks
+    from mpvae.core import parse_value
+    from mpvae.params import check_overrides, notebook_params, find_notebooks
     assert [parse_value(v) for v in ('False', 'false', 'None', 'null', '(3, 9)', '[3, 9]', 'logreg_cv')] == \
         [False, False, None, None, [3, 9], [3, 9], 'logreg_cv']
     spec = {'dsprites': notebook_params(find_notebooks()/'10_table_dsprites.ipynb')}
@@ -138,7 +139,7 @@ FUZZ = [
 def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
     "Over 60 malformed values: each refused in under 10 s, exit 2, one line naming the parameter, nothing written."
     import time
-    from mpvae.cli import main
+    from mpvae.cli import tables_main as main
     assert len(FUZZ) >= 50
     (tmp_path/'a_file.txt').write_text('not a folder')
     cases = [(['-p', kv], name) for kv, name in FUZZ] + [

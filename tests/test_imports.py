@@ -13,10 +13,13 @@ def test_modules_found():
     assert {'core', 'loader', 'model', 'train', 'stats', 'params', 'reports', 'runner', 'stages', 'cli', 'distributed'} <= set(MODULES)
 
 def _imports(p:Path) -> set:
-    "The mpvae modules that module file `p` imports, at its top or inside a function."
+    "The mpvae modules that module file `p` imports, at its top or inside a function (not under `if __name__ == '__main__'`)."
     import ast
+    tree = ast.parse(p.read_text())
+    script = lambda n: isinstance(n, ast.If) and "__name__ == '__main__'" in ast.unparse(n.test)
+    tree.body = [n for n in tree.body if not script(n)]   # what runs as `python -m mpvae.<module>` only, never on import
     out = set()
-    for node in ast.walk(ast.parse(p.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('mpvae')):
             mod = (node.module or '').removeprefix('mpvae').lstrip('.')
             out |= {mod.split('.')[0]} if mod else {a.name for a in node.names}

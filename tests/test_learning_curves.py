@@ -6,6 +6,7 @@ import numpy as np, pytest, torch
 
 ROOT = Path(__file__).resolve().parents[1]
 import mpvae.curves as lc
+import mpvae.cli as cli
 
 def _eval(seed, images, means):
     "An evaluation as `evaluate` writes it, with feature set k's mean accuracy `means[k]` (25 probe runs)."
@@ -111,7 +112,7 @@ def test_compare_lists_every_seed_and_names_the_precision(tmp_path):
                 w = csv.DictWriter(f, fieldnames=list(hist(0)[0])); w.writeheader(); w.writerows(hist(100. + seed))
             (d/'config.json').write_text(json.dumps(dict(model='vae', seed=seed, beta=4.0, bs=64, lr=1e-4, schedule='const',
                                                          precision=prec, chunk_images=640)))
-    lc.main(['compare', str(tmp_path/'bf16'), '--reference', str(tmp_path/'ref'), '--reference-name', 'ref',
+    cli.curves_main(['compare', str(tmp_path/'bf16'), '--reference', str(tmp_path/'ref'), '--reference-name', 'ref',
              '--seeds', '0', '1', '--images', '1280', '--out', str(tmp_path/'out'), '--notes', '', '--name', 'prec'])
     md = (tmp_path/'out'/'prec.md').read_text()
     assert '![](prec_nelbo.png)' in md and (tmp_path/'out'/'prec_nelbo.png').exists()
@@ -140,7 +141,7 @@ def test_compare_over_a_long_budget_keeps_the_doublings(tmp_path):
     with open(d/'history.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
     (d/'config.json').write_text(json.dumps(dict(model='vae', seed=0, beta=4.0, bs=64, lr=1e-4, schedule='const', precision='fp32')))
-    lc.main(['compare', '--reference', str(tmp_path/'ref'), '--reference-name', 'ref', str(tmp_path/'ref'),
+    cli.curves_main(['compare', '--reference', str(tmp_path/'ref'), '--reference-name', 'ref', str(tmp_path/'ref'),
              '--images', str(640*9), '--out', str(tmp_path/'out'), '--notes', '', '--name', 'long'])
     md = (tmp_path/'out'/'long.md').read_text()
     assert '| NELBO at 640 | NELBO at 1,280 | NELBO at 2,560 | NELBO at 5,120 | NELBO at 5,760 | recon at end |' in md

@@ -33,7 +33,8 @@ def main(argv=None):
     ap.add_argument('--reports', default=str(ROOT/'reports'))
     ap.add_argument('--notes', help='Markdown written by hand, put after the summary')
     a = ap.parse_args(argv)
-    from mpvae.reports import markdown_table, distance_md, probe_md; from mpvae.stats import ordering_holds, paired_t, t_pvalue, PAPER
+    from mpvae.reports import markdown_table, distance_md, probe_md
+    from mpvae.stats import ordering_holds, paired_t, t_pvalue, PAPER
     from mpvae.core import atomic_write
     runs = [read(s) for s in a.runs]
     seeds = sorted({tuple(r['params']['rep_seeds']) for _, r, _ in runs})
