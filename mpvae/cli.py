@@ -88,7 +88,7 @@ def tables_main(argv=None):
     )
     return 1 if bad or any(r.get('expect') for r in recs) else 0
 
-# %% ../nbs/17_cli.ipynb #x
+# %% ../nbs/17_cli.ipynb #3f6f6f80
 @closed_pipe_ok
 def train_main(argv=None):
     "Console script `mpvae-train`."
@@ -98,7 +98,7 @@ def train_main(argv=None):
         print(f"mpvae-train: {' '.join(msg.split())}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/17_cli.ipynb #x
+# %% ../nbs/17_cli.ipynb #0e515c8c
 @closed_pipe_ok
 def pretrained_main(argv=None):
     "`mpvae-pretrained`: list the shipped models, or print one model's training record as JSON."
@@ -117,7 +117,7 @@ def pretrained_main(argv=None):
     out = dict(name=a.name, seed=a.seed, latent_dims=list(m.latent_dims))
     print(json.dumps({**out, **{k: v for k, v in (m.meta.get('record') or {}).items() if k not in out}}, indent=1))
 
-# %% ../nbs/17_cli.ipynb #x
+# %% ../nbs/17_cli.ipynb #d4b2a145
 def _curves_parser():
     p = argparse.ArgumentParser(
         prog='mpvae-curves',
@@ -174,7 +174,7 @@ def _curves_parser():
     c.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
     return p
 
-# %% ../nbs/17_cli.ipynb #x
+# %% ../nbs/17_cli.ipynb #b42e2155
 def _check_cli(a):
     "The arguments' problems, as one line, before any work."
     for d in getattr(a, 'runs', None) or []:
@@ -192,7 +192,7 @@ def _check_cli(a):
             if not Path(d).is_dir(): return f"{d}: no such runs folder"
     return None
 
-# %% ../nbs/17_cli.ipynb #x
+# %% ../nbs/17_cli.ipynb #3277d644
 @closed_pipe_ok
 def curves_main(argv=None):
     "Console script `mpvae-curves`."

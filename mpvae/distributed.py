@@ -359,7 +359,7 @@ def train(argv=None) -> dict:
         finished=datetime.datetime.now().isoformat(timespec='seconds'),
         argv=list(argv if argv is not None else sys.argv[1:]),
     )
-    learn.save_model(out/'model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
+    learn.save_model('model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)   # under learn.path = out
     if is_main_process():
         from mpvae.reports import save_fig
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from .model import MPVAEOutput
 
 # %% auto #0
@@ -44,6 +45,7 @@ def recon_nll(logits:torch.Tensor, # decoder output, `(n, c, h, w)`
 
 # %% ../nbs/04_loss.ipynb #f63226cf
 def _per_path(v, n, name):
+    "`v` as one float per path (`n` paths); a number is repeated; None stays None; the wrong count is named."
     if v is None: return None
     if isinstance(v, (int, float)): return [float(v)]*n
     v = [float(o) for o in v]
@@ -52,6 +54,7 @@ def _per_path(v, n, name):
                          "give one per path (or a single number)")
     return v
 
+# %% ../nbs/04_loss.ipynb #28c944a3
 @dataclass
 class LossConfig:
     "Settings of `MPVAELoss` (plain python, saved with checkpoints)."
@@ -72,6 +75,11 @@ class LossConfig:
         "Plain python values (tuples as lists), as saved in checkpoints and results."
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
+    def path_betas(self, n_paths:int # the model's number of paths
+                  ) -> list:
+        "One beta per path, as configured (None: 1 for every path)."
+        return _per_path(self.betas, n_paths, 'betas') or [1.]*n_paths
+
 # %% ../nbs/04_loss.ipynb #c04266d6
 class MPVAELoss(nn.Module):
     "Negative ELBO with one beta per path (paper eq. 6): recon summed over pixels + sum_k beta_k KL_k, batch mean."
@@ -88,35 +96,35 @@ class MPVAELoss(nn.Module):
         else: self.register_buffer('log_sigma', ls)
         self.beta_weight, self.capacity, self.gamma = 1.0, None, 1000.0
         self.last = {}
-
     def betas(self,
               n_paths:int # the model's number of paths
              )->list: # one float per path
         "The effective beta of each path (configured betas times `beta_weight`)."
-        b = _per_path(self.config.betas, n_paths, 'betas') or [1.]*n_paths
-        return [self.beta_weight * o for o in b]
-
-    def forward(self,
-                out:MPVAEOutput, # the model's output for a batch
-                target:torch.Tensor # the batch's images, the reconstruction target
-               )->torch.Tensor: # the scalar loss to minimise; every term is kept in `self.last`
-        "The batch-mean loss: reconstruction plus each path's weighted KL (or capacity) term."
-        if not isinstance(out, MPVAEOutput):
-            raise TypeError(f"MPVAELoss needs the MPVAEOutput of an MPVAE, got {type(out).__name__}")
-        n = len(out.mu)
-        recon = recon_nll(out.logits, target, self.config.recon, self.log_sigma).mean()
-        kls = [kl_normal(m, lv).mean() for m, lv in zip(out.mu, out.logvar)]
-        if self.capacity is None: reg = [b * kl for b, kl in zip(self.betas(n), kls)]
-        else:
-            caps = _per_path(self.capacity, n, 'capacity')
-            reg = [self.gamma * (kl - c).abs() for kl, c in zip(kls, caps)]
-        loss = recon + sum(reg)
-        kl_total = sum(kls)
-        self.last = {'recon': recon.detach(), 'kl': [k.detach() for k in kls], 'kl_total': kl_total.detach(),
-                     'nelbo': (recon + kl_total).detach(), 'loss': loss.detach()}
-        return loss
+        return [self.beta_weight * o for o in self.config.path_betas(n_paths)]
 
     @property
     def sigma(self) -> float:
         "The Gaussian std in use (learned or fixed)."
         return float(self.log_sigma.exp())
+
+# %% ../nbs/04_loss.ipynb #17eab152
+@patch
+def forward(self:MPVAELoss,
+            out:MPVAEOutput, # the model's output for a batch
+            target:torch.Tensor # the batch's images, the reconstruction target
+           )->torch.Tensor: # the scalar loss to minimise; every term is kept in `self.last`
+    "The batch-mean loss: reconstruction plus each path's weighted KL (or capacity) term."
+    if not isinstance(out, MPVAEOutput):
+        raise TypeError(f"MPVAELoss needs the MPVAEOutput of an MPVAE, got {type(out).__name__}")
+    n = len(out.mu)
+    recon = recon_nll(out.logits, target, self.config.recon, self.log_sigma).mean()
+    kls = [kl_normal(m, lv).mean() for m, lv in zip(out.mu, out.logvar)]
+    if self.capacity is None: reg = [b * kl for b, kl in zip(self.betas(n), kls)]
+    else:
+        caps = _per_path(self.capacity, n, 'capacity')
+        reg = [self.gamma * (kl - c).abs() for kl, c in zip(kls, caps)]
+    loss = recon + sum(reg)
+    kl_total = sum(kls)
+    self.last = {'recon': recon.detach(), 'kl': [k.detach() for k in kls], 'kl_total': kl_total.detach(),
+                 'nelbo': (recon + kl_total).detach(), 'loss': loss.detach()}
+    return loss

@@ -58,6 +58,7 @@ def denormals_flushed() -> float:
     n = max(1 << 22, torch.get_num_threads() * (1 << 19))   # big enough that every thread takes a share
     return float(((torch.full((n,), 1e-36) / 1e4) == 0).float().mean())
 
+# %% ../nbs/04a_speed.ipynb #466a8bc0
 def flush_denormals(on:bool=True # True: flush denormals to zero; False: back to IEEE behaviour
                    ) -> bool:
     "Set flush-to-zero on this thread and every torch worker thread; False where the CPU has no such mode (not x86)."
@@ -81,6 +82,7 @@ def native_bf16() -> bool:
     except OSError: return True   # unknown (not Linux): let the measurement decide
     return any(f in flags for f in ('avx512_bf16', 'amx_bf16')) or platform.machine() not in ('x86_64', 'AMD64')
 
+# %% ../nbs/04a_speed.ipynb #9f995f50
 def cpu_candidates() -> tuple:
     "The candidates worth timing on this CPU: bf16 ones only where bfloat16 is native."
     return CANDIDATES if native_bf16() else tuple(c for c in CANDIDATES if c[0] == 'fp32')
@@ -124,6 +126,7 @@ def cpu_name() -> str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
+# %% ../nbs/04a_speed.ipynb #9867f3f9
 def _speed_key(cfg, bs, dev) -> str:
     hw = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu_name()
     return json.dumps(dict(hw=hw, torch=torch.__version__, threads=torch.get_num_threads(), device=dev.type,
@@ -192,6 +195,7 @@ class ChannelsLast(Callback):
             for x in self.xb
         )
 
+# %% ../nbs/04a_speed.ipynb #b41c0fdf
 class FlushDenormals(Callback):
     "Flush denormal floats to zero on every torch thread when training starts (see `flush_denormals`)."
     order = 0

@@ -119,7 +119,7 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
     seen = learn.train_iter * dls.train.bs   # what was trained on, not what was asked (whole batches per epoch)
     if seen != train_images: progress_line(f"{name} seed {seed} | asked {train_images:,} images, trained on {seen:,} "
                                            f"({epochs} epochs of {len(dls.train):,} whole batches of {dls.train.bs})")
-    learn.save_model(pth, betas=betas, train_images=seen, seed=seed, train_params=want,
+    learn.save_model(pth.name, betas=betas, train_images=seen, seed=seed, train_params=want,   # under learn.path = out_dir
                      precision=getattr(learn, 'precision', None))
     if checkpoint and ckpt.exists():
         ckpt.unlink()

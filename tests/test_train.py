@@ -2,7 +2,7 @@
 
 Runs use a small net on 32x32 toy images so the whole file stays well under a minute on one CPU thread.
 """
-import csv, os
+import csv, json, os, warnings
 from pathlib import Path
 import numpy as np
 import pytest
@@ -12,7 +12,8 @@ from mpvae.loader import array_dls
 from mpvae.model import MPVAE, load_model
 from mpvae.loss import MPVAELoss
 from mpvae.train import (mpvae_learner, Checkpoint, NonFiniteError, BetaWarmup, CapacitySchedule, ReconTracker,
-                         Autocast, plot_loss_curves, load_checkpoint_model, MPVAELearner)
+                         Autocast, plot_loss_curves, load_checkpoint_model, MPVAELearner, PosteriorCollapseWarning,
+                         ProgressLines)
 
 SMALL = dict(img_size=32, latent_dims=(2, 3), taps=(3, 4), trunk_channels=(8, 8, 16), extra_channels=16, merge_channels=(16, 16))
 
@@ -110,7 +111,8 @@ def test_nan_guard_names_batch_and_term(tmp_path):
         def before_batch(self):
             if self.training and self.iter == 2: self.learn.xb = (self.xb[0].clone().fill_(float('nan')),)
     learn = mpvae_learner(dls(), SMALL, seed=0, path=tmp_path, cbs=[Poison()])
-    with pytest.raises(NonFiniteError, match=r'training batch 2 .*recon=nan.*the input batch'): quiet_fit(learn, 1)
+    # the model refuses a NaN input itself (mpvae.model.check_images, #39), before the loss the guard would see
+    with pytest.raises(ValueError, match=r'images hold 16384 NaN or infinite values'): quiet_fit(learn, 1)
 
     learn = mpvae_learner(dls(), SMALL, seed=0, path=tmp_path)
     learn.model.merge[0].weight.register_hook(lambda g: g * float('nan'))
@@ -214,3 +216,87 @@ def test_checkpoint_holds_only_callbacks_with_their_own_state(tmp_path):
     "fastai callbacks forward unknown attributes to the learner: `state_dict` must be the callback's own, not the model's."
     l = quiet_fit(mpvae_learner(dls(), SMALL, seed=7, checkpoint='c.pth', csv_log='log.csv', path=tmp_path, precision=None), 1)
     assert sorted(torch.load(tmp_path/'c.pth', weights_only=True)['cbs']) == ['CSVLog']
+
+
+# issue #39: the data is checked before the model is sized from it
+def _dls_of(x, decode): return array_dls(x, decode=decode, valid_pct=0.2, bs=8, device='cpu')
+
+def test_channels_last_data_gets_the_layout_error_not_the_tap_depth_one():
+    x = torch.rand(40, 32, 32, 3)             # NHWC: the learner used to build a net for img_size=3
+    with pytest.raises(ValueError, match=r'channels-last \(n, h, w, c\).*x\.permute\(0, 3, 1, 2\)') as e:
+        mpvae_learner(_dls_of(x, None))           # sized from the data, as the paper's net
+    assert 'tap depth' not in str(e.value)
+    with pytest.raises(ValueError, match='channels-last'):   # not square, channels known from the config
+        mpvae_learner(_dls_of(torch.rand(40, 48, 32, 3), None), dict(latent_dims=(2,), in_channels=3))
+
+def test_floats_in_0_255_are_refused_before_any_training_step():
+    x = torch.randint(0, 256, (40, 1, 32, 32), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r'up to 25\d.*divide by 255'): mpvae_learner(_dls_of(x, lambda r: r.float()), SMALL)
+    learn = mpvae_learner(_dls_of(x, lambda r: r.float() / 255), SMALL, seed=0)   # the fix the message names
+    assert learn.model.config.img_size == 32
+
+def test_uint8_batch_gets_the_dtype_message():
+    x = torch.randint(0, 2, (40, 1, 32, 32), dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r'images are torch\.uint8.*x\.float\(\) / 255'):
+        mpvae_learner(_dls_of(x, lambda r: r), SMALL)
+
+
+# issue #39: saving, one story
+def test_save_model_relative_path_is_under_learn_path(tmp_path, monkeypatch):
+    run, elsewhere = tmp_path/'run', tmp_path/'cwd'
+    elsewhere.mkdir(); monkeypatch.chdir(elsewhere)
+    learn = quiet_fit(mpvae_learner(dls(), SMALL, betas=(1., 2.), seed=0, path=run, csv_log='h.csv'), 1)
+    p = learn.save_model('m.pth')
+    assert p == run/'m.pth' and p.exists() and (run/'h.csv').exists() and list(elsewhere.iterdir()) == []
+    m = load_model(run/'m.pth')
+    x = X[:4].float()
+    for a, b in zip(learn.model.eval().encode(x), m.encode(x)): assert torch.equal(a, b)
+    assert learn.save_model(tmp_path/'abs.pth') == tmp_path/'abs.pth' and (tmp_path/'abs.pth').exists()   # unchanged
+
+def test_model_meta_after_fit_and_through_save_pretrained(tmp_path):
+    learn = mpvae_learner(dls(), SMALL, betas=(1., 2.), seed=3, path=tmp_path, precision=None)
+    assert learn.model.meta == {}
+    quiet_fit(learn, 2)
+    meta = learn.model.meta
+    assert meta['train_images'] == 2 * 8 * 16            # 2 epochs of 8 batches of 16 images, one process
+    assert meta['betas'] == [1., 2.] and meta['loss_config']['betas'] == [1., 2.] and meta['seed'] == 3
+    assert meta['precision']['precision'] == 'fp32'
+    learn.model.save_pretrained(tmp_path/'folder')
+    assert json.loads((tmp_path/'folder'/'meta.json').read_text()) == meta
+    back = MPVAE.from_pretrained(tmp_path/'folder')
+    assert back.meta == meta
+    x = X[:4].float()
+    for a, b in zip(learn.model.eval().encode(x), back.encode(x)): assert torch.equal(a, b)
+    assert load_model(learn.save_model('m.pth', note='x')).meta == dict(meta, note='x')   # the .pth keeps it too
+
+
+# issue #39: posterior collapse, said out loud
+def _collapse_fit(betas, n, tmp_path=None):
+    out = tmp_path/'lines.txt' if tmp_path else None
+    cbs = [ProgressLines('m', out=out)] if out else None
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        learn = quiet_fit(mpvae_learner(dls(), SMALL, betas=betas, seed=0, precision=None, cbs=cbs), n)
+    return learn, [str(w.message) for w in ws if issubclass(w.category, PosteriorCollapseWarning)], out
+
+def test_collapsed_path_is_named_once_per_fit(tmp_path):
+    learn, msgs, out = _collapse_fit((1., 500.), 2, tmp_path)   # beta 500 on path 2: it carries nothing
+    kl1, kl2 = learn.recorder.values[-1][3:5]
+    assert kl2 < 0.01 < kl1
+    assert len(msgs) == 1, msgs                                  # one warning, not one per epoch
+    assert msgs[0].startswith("path z2 carries < 0.01 nats: posterior collapse (try: more training, a smaller beta "
+                              "for that path, or a beta warm-up)")
+    assert out.read_text().splitlines()[-1].endswith(' | collapse: z2 < 0.01 nats')
+    with warnings.catch_warnings(record=True) as ws:             # a second fit: its own warning
+        warnings.simplefilter('always'); quiet_fit(learn, 1)
+    assert [issubclass(w.category, PosteriorCollapseWarning) for w in ws].count(True) == 1
+
+def test_healthy_paths_give_no_collapse_warning(tmp_path):
+    learn, msgs, out = _collapse_fit((1., 1.), 2, tmp_path)
+    assert min(learn.recorder.values[-1][3:5]) > 0.1 and msgs == []
+    assert 'collapse' not in out.read_text()
+    learn = mpvae_learner(dls(), SMALL, betas=(1., 500.), seed=0, precision=None, collapse_nats=None)
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always'); quiet_fit(learn, 1)
+    assert not [w for w in ws if issubclass(w.category, PosteriorCollapseWarning)]   # turned off
+
