@@ -131,3 +131,15 @@ def test_readme_is_a_front_door():
     text = (Path(__file__).resolve().parents[1]/'README.md').read_text()
     assert len(text.encode()) <= 9000, len(text.encode())   # room for own images and Table 1 (issue 39)
     assert 0 < text.index('## Quick look') < 2500
+
+def test_subtitles_render_and_api_has_a_module_index(site):
+    "A page's subtitle renders its `code` spans (no literal backticks), code wraps, and the API page opens on a module index."
+    out, res, pages = site
+    subs = {n: s.find('p', class_='subtitle') for n, s in pages.items()}
+    assert not [n for n, p in subs.items() if p is not None and '`' in p.get_text()]
+    assert subs['cli.html'].find('code') is not None
+    assert 'white-space:pre-wrap' in (out / 'style.css').read_text()
+    toc = pages['api.html'].find('ul', class_='api-toc')
+    linked = {a['href'] for a in toc.find_all('a')}
+    assert {'#mpvae.core', '#mpvae.stages', '#mpvae.cli'} <= linked
+    assert all(pages['api.html'].find(id=h[1:]) for h in linked)   # each entry leads to its module's section

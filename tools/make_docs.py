@@ -206,7 +206,7 @@ def process_notebook(nb_path: Path, problems: list) -> tuple[nbformat.NotebookNo
                 rest = [l for l in lines[1:] if l.strip()]
                 if rest and rest[0].startswith('>'):
                     subtitle = rest[0].lstrip('> ').strip(); rest = rest[1:]
-                cells.append(nbformat.v4.new_markdown_cell(f'<p class="subtitle">{html.escape(subtitle)}</p>' if subtitle else ''))
+                cells.append(nbformat.v4.new_markdown_cell(f'<p class="subtitle">{_md_inline(subtitle)}</p>' if subtitle else ''))
                 if rest: cells.append(nbformat.v4.new_markdown_cell(_embed_local_images('\n'.join(rest), nb_path.parent)))
                 titled = True
                 continue
@@ -269,7 +269,9 @@ nav{position:fixed;top:0;left:0;bottom:0;width:14rem;overflow:auto;padding:1rem;
 nav a{display:block;color:#0969da;text-decoration:none;padding:.1rem 0} nav a.here{font-weight:bold}
 main{margin-left:16rem;padding:1rem 2rem;max-width:60rem}
 .subtitle{font-size:1.15rem;color:#555;margin-top:-.5rem}
-pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.85rem} code{font-size:.9em}
+pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.85rem;white-space:pre-wrap;overflow-wrap:anywhere}
+code{font-size:.9em;overflow-wrap:anywhere} .doc-sig{white-space:pre-wrap;overflow-wrap:anywhere}
+.api-toc{columns:2;font-size:.95rem} .api-toc li{break-inside:avoid}
 .jp-OutputArea pre{background:#fff;border-left:3px solid #ddd}
 img{max-width:100%} table{border-collapse:collapse;font-size:.9rem} td,th{border:1px solid #ddd;padding:.2rem .5rem}
 .doc{border-top:1px solid #ccc;margin:1.2rem 0;padding-top:.3rem} .doc-name{margin:.2rem 0} .doc-sig{background:#eef3fb}
@@ -314,6 +316,9 @@ def public_methods(cls) -> list[str]:
 def api_page(doc_anchors: dict) -> tuple[str, list[str]]:
     "The body of api.html and the qualified names it documents."
     parts, names = [], []
+    toc = [f'<li><a href="#{m.__name__}"><code>{m.__name__}</code></a>: {_md_inline((m.__doc__ or "").strip().splitlines()[0] if m.__doc__ else "")}</li>'
+           for m in lib_modules()]
+    parts.append('<p>One section per module, in the order of the notebooks:</p><ul class="api-toc">' + ''.join(toc) + '</ul>')
     for m in lib_modules():
         first = (m.__doc__ or '').strip().splitlines()
         parts.append(f'<h2 id="{m.__name__}">{m.__name__}</h2>')
