@@ -328,50 +328,9 @@ def attribute_balance(ds:CelebA, # the dataset
     return pd.Series(a.mean(0), index=ds.attr_names, name='positive_rate')
 
 # %% ../nbs/02_celeba.ipynb #ce4794cc
-_APPROX_RATES = np.array(
-    [
-        0.111,
-        0.267,
-        0.513,
-        0.205,
-        0.022,
-        0.152,
-        0.241,
-        0.235,
-        0.239,
-        0.148,
-        0.051,
-        0.205,
-        0.142,
-        0.058,
-        0.047,
-        0.065,
-        0.063,
-        0.042,
-        0.387,
-        0.455,
-        0.417,
-        0.483,
-        0.042,
-        0.115,
-        0.835,
-        0.284,
-        0.043,
-        0.277,
-        0.080,
-        0.066,
-        0.057,
-        0.482,
-        0.208,
-        0.320,
-        0.189,
-        0.048,
-        0.472,
-        0.123,
-        0.073,
-        0.774,
-    ]
-)
+_APPROX_RATES = np.array([0.111, 0.267, 0.513, 0.205, 0.022, 0.152, 0.241, 0.235, 0.239, 0.148, 0.051, 0.205, 0.142, 0.058,
+                          0.047, 0.065, 0.063, 0.042, 0.387, 0.455, 0.417, 0.483, 0.042, 0.115, 0.835, 0.284, 0.043, 0.277,
+                          0.080, 0.066, 0.057, 0.482, 0.208, 0.320, 0.189, 0.048, 0.472, 0.123, 0.073, 0.774])
 
 def _draw_face(a:dict, rng:np.random.Generator, w:int, h:int) -> Image.Image:
     "A cartoon face in CelebA's aligned framing (eyes near row 0.5h), with the drawable attributes of `a` visible."

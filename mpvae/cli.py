@@ -154,6 +154,9 @@ def _curves_parser():
         if name == 'evaluate':
             s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
             s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+            s.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites',
+                           help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)")
+            s.add_argument('--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)")
             s.add_argument(
                 '--baseline-evals',
                 help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder",
@@ -200,7 +203,9 @@ def curves_main(argv=None):
     if (msg := _check_cli(a)): print(f"mpvae-curves: {msg}", file=sys.stderr); return 2
     if a.cmd == 'evaluate':
         sizes = dict(train_size=a.train_size, valid_size=a.valid_size, n_splits=a.splits)
-        for d in a.runs: evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, **sizes)
+        for d in a.runs:
+            evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data, data_path=a.data_path,
+                          **sizes)
         return 0
     if a.cmd == 'compare':
         md = compare_md(

@@ -16,8 +16,8 @@ from .stats import PAPER, paired_t, combine_seeds, t_pvalue
 
 # %% auto #0
 __all__ = ['ACTIVE_NATS', 'EVAL_DIRS', 'PROBE_TEXT', 'CURVES_NOTEBOOK', 'run_seeds', 'run_dir', 'snapshots', 'baseline_pairs',
-           'run_history', 'flat_record', 'run_config', 'evaluate_pair', 'evaluate_runs', 'line_name', 'load_evals',
-           'over_seeds', 'seed_md', 'mean_diffs', 'plateau_md', 'doublings', 'nelbo_md', 'plot_verdict',
+           'run_history', 'flat_record', 'run_config', 'curve_data', 'evaluate_pair', 'evaluate_runs', 'line_name',
+           'load_evals', 'over_seeds', 'seed_md', 'mean_diffs', 'plateau_md', 'doublings', 'nelbo_md', 'plot_verdict',
            'plot_accuracy', 'plot_nelbo_active', 'report_md', 'write_report', 'compare_md', 'curves_report']
 
 # %% ../nbs/15_curves.ipynb #7d092094
@@ -116,20 +116,37 @@ def run_config(run:Path # one run's folder
 ACTIVE_NATS = 0.01   # a latent dimension is active when its mean KL over the pool exceeds this
 EVAL_DIRS = {'logreg': 'eval', 'logreg_cv': 'eval_cv'}   # one folder of evaluations per probe kind
 
-def _encode_kl(m, ds, pool, name:str, bs:int=512) -> tuple[list, dict]:
+def _encode_kl(m, images, pool, name:str, bs:int=512) -> tuple[list, dict]:
     "One pass over the pool: `m`'s posterior means per path (the probe's features) and mean KL per dimension, keyed 'baseline/z' or 'mpvae/z<k>'."
     from mpvae.disentangle import kl_per_dim
     from mpvae.probe import encode_dataset
-    mu, lv = encode_dataset(m, ds.images, pool, bs=bs, progress=False, logvar=True)
+    mu, lv = encode_dataset(m, images, pool, bs=bs, progress=False, logvar=True)
     return mu, {f"{name}/{'z' if name == BASELINE else f'z{k+1}'}": kl_per_dim(mu[k], lv[k]) for k in range(m.n_paths)}
+
+# %% ../nbs/15_curves.ipynb #f502bba6
+def curve_data(data:str='dsprites', # 'dsprites' (Table 2) or 'celeba' (Table 1)
+               data_path=None, # the official dSprites file or the CelebA folder; None: the package's usual lookup
+               pool_size:int=20_000 # dSprites: images in the probe pool (CelebA: every heldout face)
+              )->dict: # table, images (idx -> float batch), pool, y (n, labels), labels
+    "The data a table's probes read: Table 2's dSprites pool and factors, or Table 1's heldout CelebA faces and attributes."
+    if data == 'dsprites':
+        from mpvae.dsprites import load_dsprites
+        ds = load_dsprites(data_path, progress=False); pool = pool_indices(len(ds), pool_size)
+        return dict(table='dsprites', images=ds.images, pool=pool, y=np.stack([ds.labels(l)[pool] for l in LABELS], 1),
+                    labels=list(LABELS))
+    if data == 'celeba':
+        from mpvae.celeba import load_celeba
+        ds = load_celeba(data_path, progress=False)
+        pool = np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
+        return dict(table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool], labels=list(ds.attr_names))
+    raise ValueError(f"data={data!r}: the learning curves probe 'dsprites' or 'celeba'")
 
 # %% ../nbs/15_curves.ipynb #531c5d98
 def evaluate_pair(seed:int, # the representation seed
                   images:int, # images both snapshots were trained on
                   baseline_p:Path|None, # the baseline's snapshot; None: take its rows from `base`
                   mp_p:Path, # the MPVAE's snapshot
-                  ds, # the dSprites dataset (`load_dsprites`)
-                  pool, # image indices to probe (`pool_indices`)
+                  data:dict, # what to probe (`curve_data`): images, pool, labels, table
                   base:dict|None=None, # the baseline's earlier evaluation at this seed and length (with `baseline_p=None`)
                   probe:str='logreg_cv', # `run_probe`'s kind
                   train_size:int=10_000, valid_size:int=5_000, n_splits:int=5, # the probe's splits
@@ -138,22 +155,22 @@ def evaluate_pair(seed:int, # the representation seed
     "Probe one snapshot pair as the table notebook probes its models, and record the run's log and active dimensions at that point."
     from mpvae.model import load_model
     from mpvae.probe import feature_sets, run_probe
-    y = np.stack([ds.labels(l)[pool] for l in LABELS], 1)
+    pool, y, labels = data['pool'], data['y'], data['labels']
     t = time.time()
     base_m, mp = (load_model(baseline_p) if base is None else None), load_model(mp_p)
     kl = {k: v for k, v in (base or {}).get('kl_per_dim', {}).items() if k.startswith(f'{BASELINE}/')}
-    enc = {name: _encode_kl(m, ds, pool, name) for name, m in ((BASELINE, base_m), ('mpvae', mp)) if m is not None}   # each model once
+    enc = {name: _encode_kl(m, data['images'], pool, name) for name, m in ((BASELINE, base_m), ('mpvae', mp)) if m is not None}   # each model once
     for _, k in enc.values(): kl.update({n: [round(float(x), 4) for x in v] for n, v in k.items()})
     feats = feature_sets(enc['mpvae'][0])
     if base is None: feats = {BASELINE: np.concatenate(enc[BASELINE][0], 1), **feats}
     if n_seeds is None: n_seeds = 1 if probe in ('logreg', 'logreg_cv') else 5
-    pr = run_probe(feats, y, LABELS, train_size=train_size, valid_size=valid_size, n_splits=n_splits, n_seeds=n_seeds,
+    pr = run_probe(feats, y, labels, train_size=train_size, valid_size=valid_size, n_splits=n_splits, n_seeds=n_seeds,
                    kind=probe, split_seed=0, seed=100*seed)
     rows = table_rows([pr], {k: f for k, f in FEATS.items() if f in feats})
     if base is not None: rows = {'baseline': base['rows']['baseline'], **rows}
-    res = table_results('dsprites', rows, [pr], dict(seed=seed, images=images))
+    res = table_results(data['table'], rows, [pr], dict(seed=seed, images=images))
     at = lambda p: next((r for r in run_history(p.parent) if r['images'] == images), {})
-    out = dict(seed=seed, images=images, rows=rows, ordering=res['ordering'], chance=res['chance'], majority=res['majority'],
+    out = dict(table=data['table'], seed=seed, images=images, rows=rows, ordering=res['ordering'], chance=res['chance'], majority=res['majority'],
                active={k: int((np.array(v) > ACTIVE_NATS).sum()) for k, v in kl.items()}, kl_per_dim=kl,
                history={BASELINE: at(baseline_p) if base is None else base['history'][BASELINE], 'mpvae': at(mp_p)},
                records={BASELINE: upgrade_names(base_m.meta.get('record')) if base is None else base['records'][BASELINE], 'mpvae': mp.meta.get('record')},
@@ -166,12 +183,13 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
                   images:list|None=None, # only the snapshots after these many images
                   force:bool=False, # re-evaluate pairs already evaluated
                   baseline_evals:Path|None=None, # probe MPVAE snapshots only; the baseline's rows from this eval folder
-                  pool_size:int=20_000, # the probe pool (the paper preset's)
+                  pool_size:int=20_000, # the probe pool (the paper preset's; CelebA: every heldout face)
+                  data:str='dsprites', # 'dsprites' or 'celeba' (`curve_data`)
+                  data_path=None, # the dataset's file or folder; None: the package's usual lookup
                   progress:bool=True, # a line per pair, with elapsed time and ETA
                   **kw # `evaluate_pair`'s probe sizes
                  )->list: # the evaluations written
     "Evaluate every snapshot pair under `runs` not evaluated yet; each goes to `runs/<eval dir>/seed<s>_<images>.json`."
-    from mpvae.dsprites import load_dsprites
     from mpvae.core import hms
     runs = Path(runs)
     if probe not in EVAL_DIRS: raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
@@ -183,13 +201,13 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
     todo = {k: v for k, v in pairs.items() if (force or not (ev/f'seed{k[0]}_{k[1]}.json').exists()) and (not images or k[1] in images)}
     if progress: print(f"{runs}: {len(pairs)} snapshot pairs, {len(todo)} to evaluate", flush=True)
     if not todo: return []
-    ds = load_dsprites(progress=False); pool = pool_indices(len(ds), pool_size)
+    d = curve_data(data, data_path, pool_size)
     t0, done = time.time(), []
     for i, ((s, n), (vp, mp)) in enumerate(todo.items()):
         base = None
         if baseline_evals is not None:
             f = Path(baseline_evals)/f'seed{s}_{n}.json'; base = {**upgrade_names(json.loads(f.read_text())), 'source': str(f)}
-        r = evaluate_pair(s, n, vp, mp, ds, pool, base, probe, **kw)
+        r = evaluate_pair(s, n, vp, mp, d, base, probe, **kw)
         ev.mkdir(parents=True, exist_ok=True)
         with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
         done.append(r)

@@ -141,114 +141,65 @@ def _parser():
                     help="dsprites, celeba, or folder: any folder of PNG/JPEG images (--data-path), your own data")
     ap.add_argument(
         '--data-path',
-        help="official dSprites npz, CelebA folder, or the folder of images of --data folder (default: the mpvae data "
-             "folder; dSprites is rendered if absent)",
+        help="official dSprites npz, CelebA folder, or the image folder of --data folder (default: the mpvae data folder; "
+             "dSprites is rendered if absent)",
     )
     ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model sees "
                     "(default 64; a multiple of 32 for the default taps)")
     ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest centred "
                     "square then resize (default), or 'squash' the whole image to a square")
-    ap.add_argument(
-        '--train-images',
-        type=int,
-        default=None,
-        help="images per run, split over the epochs (default: one pass over the training set per epoch)",
-    )
-    ap.add_argument(
-        '--valid-images',
-        type=int,
-        default=4096,
-        help="dSprites: images held out for validation; CelebA: validate on at most this many (default 4096)",
-    )
-    ap.add_argument(
-        '--split-seed',
-        type=int,
-        default=0,
-        help="seeds the dSprites train/validation split and the shuffling (default 0, for every model seed)",
-    )
+    ap.add_argument('--train-images', type=int, default=None,
+                    help="images per run, split over the epochs (default: one pass over the training set per epoch)")
+    ap.add_argument('--valid-images', type=int, default=4096,
+                    help="dSprites: images held out for validation; CelebA: validate on at most this many (default "
+                         "4096)")
+    ap.add_argument('--split-seed', type=int, default=0,
+                    help="seeds the dSprites train/validation split and the shuffling (default 0, for every model "
+                         "seed)")
     ap.add_argument('--epochs', type=int, default=1)
-    ap.add_argument(
-        '--stop-images',
-        type=int,
-        default=None,
-        help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to continue or extend it",
-    )
-    ap.add_argument(
-        '--chunk-images',
-        type=int,
-        default=76_800,
-        help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)",
-    )
-    ap.add_argument(
-        '--snapshots',
-        choices=['log2', 'none'],
-        default='log2',
-        help="long run: save the model after 2^k epochs and at the end (log2), or not",
-    )
-    ap.add_argument(
-        '--warmup-images',
-        type=int,
-        default=0,
-        help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)",
-    )
+    ap.add_argument('--stop-images', type=int, default=None,
+                    help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to "
+                         "continue or extend it")
+    ap.add_argument('--chunk-images', type=int, default=76_800,
+                    help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)")
+    ap.add_argument('--snapshots', choices=['log2', 'none'], default='log2',
+                    help="long run: save the model after 2^k epochs and at the end (log2), or not")
+    ap.add_argument('--warmup-images', type=int, default=0,
+                    help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
     ap.add_argument('--bs', type=int, default=64, help="batch size PER PROCESS (global batch = bs x processes)")
     ap.add_argument('--lr', type=float, default=1e-3)
-    ap.add_argument(
-        '--latent-dims',
-        type=int,
-        nargs='+',
-        default=None,
-        help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)",
-    )
-    ap.add_argument(
-        '--taps',
-        type=int,
-        nargs='+',
-        default=None,
-        help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)",
-    )
+    ap.add_argument('--latent-dims', type=int, nargs='+', default=None,
+                    help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)")
+    ap.add_argument('--taps', type=int, nargs='+', default=None,
+                    help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)")
     ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
     ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
-    ap.add_argument(
-        '--layout',
-        choices=['auto', 'cl', 'contig'],
-        default='auto',
-        help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else contiguous)",
-    )
+    ap.add_argument('--layout', choices=['auto', 'cl', 'contig'], default='auto',
+                    help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else "
+                         "contiguous)")
     ap.add_argument('--threads', type=int, default=None, help="torch threads per process (default: torch's choice)")
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='runs/mpvae', help="output folder (written by rank 0)")
     ap.add_argument('--checkpoint-every-iters', type=int, default=None)
-    ap.add_argument(
-        '--resume',
-        action='store_true',
-        help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)",
-    )
+    ap.add_argument('--resume', action='store_true',
+                    help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)")
     return ap
 
 _DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}   # the paper's paths for each dataset (CelebA's for a folder)
 
 def _check_args(a, world:int=1):
     "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
-    for opt, v in (
-        ('--bs', a.bs),
-        ('--epochs', a.epochs),
-        ('--valid-images', a.valid_images),
-        ('--chunk-images', a.chunk_images),
-    ):
+    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images), ('--chunk-images', a.chunk_images)):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
         if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
     if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
     if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
-    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
-        raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas): raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
     dims = a.latent_dims or _DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
     if a.taps is not None and len(a.taps) != len(dims):
-        raise ValueError(
-            f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path"
-        )
+        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path")
     if len(a.betas) not in (1, len(dims)):
         raise ValueError(
             f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
@@ -259,14 +210,11 @@ def _check_args(a, world:int=1):
             f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
         )
     if a.stop_images is not None:
-        if a.train_images is not None:
-            raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
+        if a.train_images is not None: raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
         if a.chunk_images % (a.bs * world):
             raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
         if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
-            raise ValueError(
-                f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}"
-            )
+            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.data == 'folder' and a.data_path is None:

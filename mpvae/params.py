@@ -15,132 +15,30 @@ __all__ = ['PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TAB
            'parameters_cell', 'params_help', 'check_params', 'notebook_params', 'check_overrides']
 
 # %% ../nbs/08a_params.ipynb #d26dd700
+_PAPER_PROBE = dict(probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv')
+_SHIPPED = dict(_PAPER_PROBE, pretrained=True, rep_seeds=[0, 1, 2], metrics='full', figures=True)   # no training
 PRESETS = {
-    'smoke': {
-        'dsprites': dict(
-            train_images=1_024,
-            epochs=2,
-            bs=64,
-            probe_pool=1_500,
-            probe_train=600,
-            probe_valid=300,
-            rep_seeds=[0],
-            n_splits=2,
-            n_probe_seeds=2,
-            metrics='fast',
-            figures=True,
-        ),
-        'celeba': dict(
-            train_images=256,
-            bs=32,
-            probe_pool=None,
-            probe_train=None,
-            probe_valid=None,
-            rep_seeds=[0],
-            n_splits=2,
-            n_probe_seeds=2,
-            figures=True,
-        ),
+    'smoke': {   # the notebooks' defaults: tiny training and probes, CelebA on a synthetic folder
+        'dsprites': dict(train_images=1_024, epochs=2, bs=64, probe_pool=1_500, probe_train=600, probe_valid=300,
+                         rep_seeds=[0], n_splits=2, n_probe_seeds=2, metrics='fast', figures=True),
+        'celeba':   dict(train_images=256, bs=32, probe_pool=None, probe_train=None, probe_valid=None,
+                         rep_seeds=[0], n_splits=2, n_probe_seeds=2, figures=True),
     },
     'paper': {
-        'dsprites': dict(
-            train_images=450_000,
-            epochs=6,
-            bs=64,
-            lr=1e-4,
-            probe_pool=20_000,
-            probe_train=10_000,
-            probe_valid=5_000,
-            rep_seeds=[0, 1],
-            n_splits=5,
-            n_probe_seeds=5,
-            probe='logreg_cv',
-            metrics='full',
-            figures=True,
-        ),
-        'celeba': dict(
-            train_images=1_000_000,
-            bs=64,
-            probe_pool=40_000,
-            probe_train=10_000,
-            probe_valid=5_000,
-            rep_seeds=[0, 1],
-            n_splits=5,
-            n_probe_seeds=5,
-            probe='logreg_cv',
-            figures=True,
-        ),
+        'dsprites': dict(_PAPER_PROBE, train_images=450_000, epochs=6, bs=64, lr=1e-4, rep_seeds=[0, 1], metrics='full',
+                         figures=True),
+        'celeba':   dict(_PAPER_PROBE, train_images=1_000_000, bs=64, probe_pool=40_000, rep_seeds=[0, 1], figures=True),
     },
-    # no training: the shipped models (mpvae.pretrained), probed and scored as in the paper preset
-    'pretrained': {
-        'dsprites': dict(
-            pretrained=True,
-            rep_seeds=[0],
-            probe_pool=20_000,
-            probe_train=10_000,
-            probe_valid=5_000,
-            n_splits=5,
-            n_probe_seeds=5,
-            probe='logreg_cv',
-            metrics='full',
-            figures=True,
-        )
-    },
-    # the same for the models trained at the reference protocol's lr 1e-4, all three shipped seeds
-    'pretrained_lr1e-4': {
-        'dsprites': dict(
-            pretrained=True,
-            pretrained_setting='lr1e-4',
-            rep_seeds=[0, 1, 2],
-            probe_pool=20_000,
-            probe_train=10_000,
-            probe_valid=5_000,
-            n_splits=5,
-            n_probe_seeds=5,
-            probe='logreg_cv',
-            metrics='full',
-            figures=True,
-        )
-    },
-    # per-path betas (4 on z1, 1 on z2) at lr 1e-4, 3.07 M images, 3 seeds; the baselines are the lr 1e-4 ones at 3.07 M
-    'pretrained_lr1e-4_betas4-1': {
-        'dsprites': dict(
-            pretrained=True,
-            pretrained_setting='lr1e-4_betas4-1',
-            mpvae_betas=[4.0, 1.0],
-            rep_seeds=[0, 1, 2],
-            probe_pool=20_000,
-            probe_train=10_000,
-            probe_valid=5_000,
-            n_splits=5,
-            n_probe_seeds=5,
-            probe='logreg_cv',
-            metrics='full',
-            figures=True,
-        )
-    },
-    # beyond the paper: three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta 4, lr 1e-4, 3.07 M images, 3 seeds; every
-    # group of paths probed; the baselines are the lr 1e-4 ones of the same length
-    'pretrained_three_paths': {
-        'dsprites': dict(
-            pretrained=True,
-            pretrained_setting='lr1e-4_paths3-3-6',
-            pretrained_baseline='lr1e-4_betas4-1',
-            mpvae_dims=[3, 3, 6],
-            mpvae_taps=[3, 4, 5],
-            path_groups='all',
-            rep_seeds=[0, 1, 2],
-            probe_pool=20_000,
-            probe_train=10_000,
-            probe_valid=5_000,
-            n_splits=5,
-            n_probe_seeds=5,
-            probe='logreg_cv',
-            metrics='full',
-            metrics_seeds=[0, 1, 2],
-            figures=True,
-        )
-    },
+    # the shipped lr 1e-3 models (mpvae.pretrained), seed 0, probed and scored as in the paper preset
+    'pretrained': {'dsprites': dict(_SHIPPED, rep_seeds=[0])},
+    # the models trained at the reference protocol's lr 1e-4, all three shipped seeds
+    'pretrained_lr1e-4': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4')},
+    # per-path betas (4 on z1, 1 on z2) at lr 1e-4, 3.07 M images; the baselines are the lr 1e-4 ones at 3.07 M
+    'pretrained_lr1e-4_betas4-1': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4_betas4-1', mpvae_betas=[4.0, 1.0])},
+    # beyond the paper: three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta 4, lr 1e-4, 3.07 M images; every group of
+    # paths probed; the baselines are the lr 1e-4 ones of the same length
+    'pretrained_three_paths': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4_paths3-3-6', pretrained_baseline='lr1e-4_betas4-1',
+                                                mpvae_dims=[3, 3, 6], mpvae_taps=[3, 4, 5], path_groups='all', metrics_seeds=[0, 1, 2])},
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)

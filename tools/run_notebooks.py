@@ -18,7 +18,7 @@ whose outputs are older than the library.
     python tools/run_notebooks.py nbs/03_model.ipynb
     python tools/run_notebooks.py --check         # exit 1 and name the stale notebooks (what the test does)
 """
-import argparse, ast, hashlib, json, os, re, shutil, sys, tempfile, time
+import argparse, ast, functools, hashlib, json, os, re, shutil, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,12 @@ del _r, _np, _t, _mpl"""
 
 def _module_tree(path:Path) -> str:
     "A module's syntax tree without line numbers: the same for any formatting of the same code."
-    return ast.dump(ast.parse(path.read_text()), include_attributes=False)
+    return _tree_of(path.read_text())
+
+@functools.lru_cache(maxsize=None)
+def _tree_of(src:str) -> str:
+    "The tree dump of one module's source, parsed once per process (a check reads every module once per notebook)."
+    return ast.dump(ast.parse(src), include_attributes=False)
 
 def _imports(tree:ast.AST, pkg:str='mpvae') -> set:
     "Modules of `pkg` that the code in `tree` imports (`from .x import`, `from mpvae.x import`, `import mpvae.x`)."
@@ -67,7 +72,12 @@ def _imports(tree:ast.AST, pkg:str='mpvae') -> set:
 def library_modules() -> dict:
     "Each module of the library (but the generated index `_modidx`) -> the library modules it imports."
     mods = {p.stem: p for p in LIB.glob('*.py') if p.stem != '_modidx'}
-    return {m: {i for i in _imports(ast.parse(p.read_text())) if i in mods or i == '*'} for m, p in mods.items()}
+    return {m: {i for i in _module_imports(p.read_text()) if i in mods or i == '*'} for m, p in mods.items()}
+
+@functools.lru_cache(maxsize=None)
+def _module_imports(src:str) -> frozenset:
+    "The package modules one module's source imports, parsed once per process."
+    return frozenset(_imports(ast.parse(src)))
 
 def _code(nb:dict) -> str:
     "The notebook's code cells as one Python source (magics and shell lines dropped)."
