@@ -154,9 +154,15 @@ def _curves_parser():
         if name == 'evaluate':
             s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
             s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
-            s.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites',
-                           help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)")
-            s.add_argument('--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)")
+            s.add_argument(
+                '--data',
+                choices=['dsprites', 'celeba'],
+                default='dsprites',
+                help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)",
+            )
+            s.add_argument(
+                '--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)"
+            )
             s.add_argument(
                 '--baseline-evals',
                 help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder",

@@ -156,7 +156,7 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
         return dict(precision=p, channels_last=False, source='cuda default', img_per_s=None)
     path = None if cache is False else Path(cache) if cache else data_dir()/'speed_cache.json'
     key = _speed_key(cfg, bs, dev)
-    try: store = json.loads(path.read_text()) if path and path.exists() else {}
+    try:store = json.loads(path.read_text()) if path and path.exists() else {}
     except (OSError, ValueError): store = {}   # an unreadable cache is re-measured and rewritten
     busy, cached = machine_busy(), store.get(key)
     if cached and not (cached.get('busy') and busy is None):   # a choice made on a busy machine is redone once idle
@@ -165,20 +165,31 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
         rates = time_candidates(cfg, bs, dev, seconds=seconds, candidates=cpu_candidates())
         best = max(rates, key=rates.get)
         if rates[best] < margin * rates[('fp32', False)]: best = ('fp32', False)
-        res = dict(precision=best[0], channels_last=best[1], img_per_s={f"{p}{'+cl' if cl else ''}": round(v, 1) for (p, cl), v in rates.items()},
-                   measured=time.strftime('%Y-%m-%d %H:%M:%S'), busy=busy,
-                   source='measured again: the cached choice was made on a busy machine' if cached else 'measured')
+        res = dict(
+            precision=best[0],
+            channels_last=best[1],
+            img_per_s={f"{p}{'+cl' if cl else ''}": round(v, 1) for (p, cl), v in rates.items()},
+            measured=time.strftime('%Y-%m-%d %H:%M:%S'),
+            busy=busy,
+            source='measured again: the cached choice was made on a busy machine' if cached else 'measured',
+        )
         if path:
             store[key] = {k: v for k, v in res.items() if k != 'source'}
             try:
                 with atomic_write(path, 'w') as f: json.dump(store, f, indent=1)
-            except OSError: pass
+            except OSError:
+                pass
     if verbose:
         speeds = ', '.join(f"{k} {v:,.0f}" for k, v in (res.get('img_per_s') or {}).items())
-        print(f"precision='auto': {res['precision']}{' + channels-last' if res['channels_last'] else ''} "
-              f"({res['source']}{'; img/s: ' + speeds if speeds else ''})"
-              + (f"; measured at load {res['busy']:.1f} on {_cores()} cores, so measured again when a run finds the machine idle"
-                 if res.get('busy') else ''))
+        print(
+            f"precision='auto': {res['precision']}{' + channels-last' if res['channels_last'] else ''} "
+            f"({res['source']}{'; img/s: ' + speeds if speeds else ''})"
+            + (
+                f"; measured at load {res['busy']:.1f} on {_cores()} cores, so measured again when a run finds the machine idle"
+                if res.get('busy')
+                else ''
+            )
+        )
     return res
 
 # %% ../nbs/04a_speed.ipynb #5b077e51
