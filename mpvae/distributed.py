@@ -142,22 +142,12 @@ def _parser():
     ap.add_argument(
         '--data-path',
         help="official dSprites npz, CelebA folder, or the image folder of --data folder (default: the mpvae data folder; "
-        "dSprites is rendered if absent)",
+             "dSprites is rendered if absent)",
     )
-    ap.add_argument(
-        '--image-size',
-        type=int,
-        default=64,
-        help="--data folder: side of the square images the model sees "
-        "(default 64; a multiple of 32 for the default taps)",
-    )
-    ap.add_argument(
-        '--fit',
-        choices=['crop', 'squash'],
-        default='crop',
-        help="--data folder: 'crop' the largest centred "
-        "square then resize (default), or 'squash' the whole image to a square",
-    )
+    ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model sees "
+                    "(default 64; a multiple of 32 for the default taps)")
+    ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest centred "
+                    "square then resize (default), or 'squash' the whole image to a square")
     ap.add_argument('--train-images', type=int, default=None,
                     help="images per run, split over the epochs (default: one pass over the training set per epoch)")
     ap.add_argument('--valid-images', type=int, default=4096,
@@ -195,33 +185,21 @@ def _parser():
                     help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)")
     return ap
 
-_DIMS = {
-    'dsprites': (3, 9),
-    'celeba': (8, 24),
-    'folder': (8, 24),
-}  # the paper's paths for each dataset (CelebA's for a folder)
+_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}   # the paper's paths for each dataset (CelebA's for a folder)
 
 def _check_args(a, world:int=1):
     "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
-    for opt, v in (
-        ('--bs', a.bs),
-        ('--epochs', a.epochs),
-        ('--valid-images', a.valid_images),
-        ('--chunk-images', a.chunk_images),
-    ):
+    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images), ('--chunk-images', a.chunk_images)):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
         if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
     if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
     if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
-    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
-        raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas): raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
     dims = a.latent_dims or _DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
     if a.taps is not None and len(a.taps) != len(dims):
-        raise ValueError(
-            f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path"
-        )
+        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path")
     if len(a.betas) not in (1, len(dims)):
         raise ValueError(
             f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
@@ -232,14 +210,11 @@ def _check_args(a, world:int=1):
             f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
         )
     if a.stop_images is not None:
-        if a.train_images is not None:
-            raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
+        if a.train_images is not None: raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
         if a.chunk_images % (a.bs * world):
             raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
         if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
-            raise ValueError(
-                f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}"
-            )
+            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.data == 'folder' and a.data_path is None:
