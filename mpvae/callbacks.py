@@ -18,8 +18,8 @@ with fastai_quietly():
 from .model import MPVAE, MPVAEOutput
 
 # %% auto #0
-__all__ = ['unwrap', 'rank_world', 'LossTerm', 'loss_metrics', 'BetaWarmup', 'CapacitySchedule', 'Autocast', 'NonFiniteError',
-           'NaNGuard', 'PosteriorCollapseWarning', 'CollapseWatch']
+__all__ = ['unwrap', 'rank_world', 'InFit', 'LossTerm', 'loss_metrics', 'Ramp', 'BetaWarmup', 'CapacitySchedule', 'Autocast',
+           'NonFiniteError', 'NaNGuard', 'PosteriorCollapseWarning', 'CollapseWatch']
 
 # %% ../nbs/04b_callbacks.ipynb #016d3f31
 def unwrap(model:nn.Module) -> nn.Module:
@@ -33,7 +33,7 @@ def rank_world() -> tuple:
     return 0, 1
 
 # %% ../nbs/04b_callbacks.ipynb #34374e11
-class _InFit(Callback):
+class InFit(Callback):
     "A callback that acts only inside `fit` (fastai also fires epoch events in `validate` and `get_preds`)."
     _in_fit = False
     def before_fit(self): self._in_fit = True
@@ -68,7 +68,7 @@ def loss_metrics(n_paths:int, nelbo:bool=True) -> list:
     return [LossTerm('recon')] + [LossTerm('kl', k) for k in range(n_paths)] + ([LossTerm('nelbo')] if nelbo else [])
 
 # %% ../nbs/04b_callbacks.ipynb #60177b80
-class _Ramp(Callback):
+class Ramp(Callback):
     "A linear ramp over `iters` training batches (or the first `pct` of training): the base of the KL schedules."
     order = 5
     def __init__(self, iters, pct, done=0):
@@ -90,7 +90,7 @@ class _Ramp(Callback):
         return min(1., t)
 
 # %% ../nbs/04b_callbacks.ipynb #7e1db410
-class BetaWarmup(_Ramp):
+class BetaWarmup(Ramp):
     "Scale every beta by a weight going linearly from `start` to 1 over `iters` batches (or `pct` of training)."
     def __init__(self,
                  iters:float|None=None, # warm-up length in training batches, may be fractional (give this or `pct`)
@@ -104,7 +104,7 @@ class BetaWarmup(_Ramp):
         if self.training: self.learn.loss_func.beta_weight = self.weight()
 
 # %% ../nbs/04b_callbacks.ipynb #718c65a0
-class CapacitySchedule(_Ramp):
+class CapacitySchedule(Ramp):
     "Burgess et al.'s `gamma*|KL_k - C_k|`, `C_k` rising linearly from 0 to `c_max` over `iters` batches (or `pct`)."
     def __init__(self,
                  c_max:float|list=25., # final capacity in nats: one for every path, or one per path
@@ -225,7 +225,7 @@ class PosteriorCollapseWarning(UserWarning):
     "A path's KL ended a fit below `CollapseWatch`'s threshold: its latent carries (almost) no information."
 
 # %% ../nbs/04b_callbacks.ipynb #1f62a772
-class CollapseWatch(_InFit):
+class CollapseWatch(InFit):
     "Note the paths whose KL (the `kl1`, `kl2`, ... metrics) is below `nats`; warn once per path at the end of `fit`."
     order = Recorder.order + 1   # after the epoch's metrics are final, before the lines and files that report them
     def __init__(self, nats:float=0.01 # a path whose validation KL per image is below this is called collapsed

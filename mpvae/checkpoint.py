@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from .core import atomic_path, load_torch_file, is_main_process
-from .callbacks import _InFit, _Ramp, unwrap, rank_world
+from .callbacks import InFit, Ramp, unwrap, rank_world
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
@@ -23,7 +23,8 @@ from .loss import MPVAELoss
 from .speed import cpu_name
 
 # %% auto #0
-__all__ = ['convert_checkpoint', 'Checkpoint', 'load_checkpoint_model', 'RunSpec', 'source_commit', 'log2_epochs', 'Snapshots']
+__all__ = ['read_checkpoint', 'convert_checkpoint', 'Checkpoint', 'load_checkpoint_model', 'RunSpec', 'source_commit',
+           'log2_epochs', 'Snapshots']
 
 # %% ../nbs/04d_checkpoint.ipynb #2c2e89a0
 _CKPT = 'mpvae-checkpoint'
@@ -66,7 +67,7 @@ def _load_state_file(path:Path, what:str, device) -> tuple:
         return load_torch_file(path, what, map_location=device), True
 
 # %% ../nbs/04d_checkpoint.ipynb #b010d816
-def _read_checkpoint(path:Path, device, fix:str='') -> dict:
+def read_checkpoint(path:Path, device, fix:str='') -> dict:
     "The dict of the training checkpoint at `path`, or an error naming the file, what it is and (`fix`) what to do."
     what = "an mpvae training checkpoint (written by mpvae.train.Checkpoint)"
     try: st, legacy = _load_state_file(path, what, device)
@@ -113,7 +114,7 @@ def convert_checkpoint(path:str|Path) -> Path:
     "Rewrite a version-1 checkpoint in place (atomically) as version 2: only tensors, numbers, strings and containers."
     path = Path(path)
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); st = _read_checkpoint(path, 'cpu')
+        warnings.simplefilter('ignore'); st = read_checkpoint(path, 'cpu')
     if st.get('version', 1) >= 2: return path
     st['rng'] = _convert_rng(st['rng'])
     if 'rng_ranks' in st: st['rng_ranks'] = [_convert_rng(r) for r in st['rng_ranks']]
@@ -131,7 +132,7 @@ def _precision_of(learn) -> dict|None:
 def _prec_str(p:dict) -> str: return p['precision'] + (' channels-last' if p['channels_last'] else ' contiguous')
 
 # %% ../nbs/04d_checkpoint.ipynb #3017227a
-class Checkpoint(_InFit):
+class Checkpoint(InFit):
     "Save the training state every `every_epochs` epochs and/or `every_iters` steps to `fname`; resume if `resume`."
     order = 90   # after TrainEvalCallback, Recorder, ParamScheduler and the metrics
     def __init__(self,
@@ -197,7 +198,7 @@ def _extend_blocker(learn, st) -> str|None:
     if st['sched_hps'] or any(isinstance(c, ParamScheduler) for c in learn.cbs):
         return ("its hyper-parameter schedule (fit_one_cycle, fit_flat_cos, ...) is defined over the whole fit, so a "
                 "fit of another length is another run")
-    ramps = [type(c).__name__ for c in learn.cbs if isinstance(c, _Ramp) and c.pct is not None]
+    ramps = [type(c).__name__ for c in learn.cbs if isinstance(c, Ramp) and c.pct is not None]
     if ramps: return f"its {ramps[0]} is a fraction of the fit (pct): give its length in batches (iters) instead"
     return None
 
@@ -248,7 +249,7 @@ def before_fit(self:Checkpoint):
     self._pending = None
     if not self.resume or not self.path.exists(): return
     dev = next(self.model.parameters()).device
-    st = _read_checkpoint(self.path, dev, "delete it (or pass resume=False) to train from the start")
+    st = read_checkpoint(self.path, dev, "delete it (or pass resume=False) to train from the start")
     self._check_resumable(st)
     model = unwrap(self.model)
     cbs = self._stateful()
@@ -305,7 +306,7 @@ def after_fit(self:Checkpoint):
 def load_checkpoint_model(path:str|Path, device='cpu') -> MPVAE:
     "The `MPVAE` stored in a training checkpoint (config and weights only), in eval mode."
     path = Path(path)
-    st = _read_checkpoint(path, 'cpu')
+    st = read_checkpoint(path, 'cpu')
     if not st.get('model_config'):
         raise ValueError(
             f"{path} is a training checkpoint of a model that is not an MPVAE: load its 'model' state dict yourself"

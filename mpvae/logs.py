@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import atomic_write, is_main_process, hms, progress_line
-from .callbacks import _InFit, unwrap, rank_world, CollapseWatch
+from .callbacks import InFit, unwrap, rank_world, CollapseWatch
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import find_bs
 from fastcore.basics import patch
@@ -21,7 +21,7 @@ from .model import MPVAE
 __all__ = ['CSVLog', 'show_image_rows', 'show_reconstructions', 'ReconTracker', 'plot_loss_curves', 'ProgressLines']
 
 # %% ../nbs/04c_logs.ipynb #41a1a3ba
-class CSVLog(_InFit):
+class CSVLog(InFit):
     "Write every epoch's losses and metrics to `fname` (under `learn.path`), the whole file atomically each epoch."
     order = Recorder.order + 5
     def __init__(self, fname:str|Path='history.csv' # the CSV file, relative to `learn.path`
@@ -61,7 +61,7 @@ def show_reconstructions(model:MPVAE, x:torch.Tensor, n:int=8):
     return show_image_rows([('input', x[:n].cpu()), ('recon', model.reconstruct(x[:n].to(dev)).cpu())], n=n)
 
 # %% ../nbs/04c_logs.ipynb #fc881851
-class ReconTracker(_InFit):
+class ReconTracker(InFit):
     "Reconstructions of the fixed images `x` (posterior means), before training and after every `every` epochs."
     order = Recorder.order + 6
     def __init__(self,
@@ -124,7 +124,7 @@ def _env_job():
     except json.JSONDecodeError: return None
 
 # %% ../nbs/04c_logs.ipynb #8f49a396
-class ProgressLines(_InFit):
+class ProgressLines(InFit):
     "One plain line per epoch: model, seed, epoch, images, train/valid loss, images/s, elapsed and ETA (model and job)."
     order = 99   # last: after Checkpoint and Snapshots, so a printed line means its epoch is on disk
     def __init__(self, name:str='model', # the model's name in the lines

@@ -36,9 +36,10 @@ THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 
 # %% ../nbs/08c_runner.ipynb #83f73dd8
 _WORK = (
-    (r'\btrain_model\(', 'training'),
-    (r'\bencode_dataset\(', 'encoding'),
-    (r'\brun_probe\(', 'probes'),
+    (r'\b(train_model|trained_pair|shipped_pair)\(', 'training'),   # shipped models: their loading, in its place
+    (r'\b(encode_dataset|encode_pair)\(', 'encoding'),
+    (r'\b(run_probe|probe_pair)\(', 'probes'),
+    (r'\brepresent_and_probe\(', 'training, encoding, probes'),   # the stages of mpvae.stages, one call per seed
     (r'\bevaluate_paths\(', 'disentanglement metrics'),
     (r'\b(plot_\w+|save_fig)\(', 'figures'),
     (r'\bwrite_results\(', 'results'),
@@ -46,7 +47,8 @@ _WORK = (
 
 def cell_work(src:str) -> str:
     "What a notebook cell does, named by the mpvae calls in it (e.g. 'training, encoding, probes'); '' for other cells."
-    return ', '.join(w for call, w in _WORK if re.search(call, src))
+    words = [x for call, w in _WORK if re.search(call, src) for x in w.split(', ')]
+    return ', '.join(dict.fromkeys(words))   # each once, in the order of a table's stages
 
 # %% ../nbs/08c_runner.ipynb #529121e9
 class _Follow:

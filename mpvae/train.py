@@ -23,10 +23,10 @@ from .loss import MPVAELoss, LossConfig
 from .speed import auto_precision, ChannelsLast, FlushDenormals
 # what a learner trains with, in their own modules since #38; importable from here as before
 from .callbacks import (unwrap, rank_world, LossTerm, loss_metrics, BetaWarmup, CapacitySchedule, Autocast,
-                             NonFiniteError, NaNGuard, PosteriorCollapseWarning, CollapseWatch, _InFit, _Ramp)
+                             NonFiniteError, NaNGuard, PosteriorCollapseWarning, CollapseWatch, InFit, Ramp)
 from .logs import CSVLog, ReconTracker, show_image_rows, show_reconstructions, plot_loss_curves, ProgressLines
 from .checkpoint import (Checkpoint, RunSpec, Snapshots, load_checkpoint_model, convert_checkpoint, source_commit,
-                              log2_epochs, _CKPT, _read_checkpoint, _rng_state, _set_rng_state, _legacy_globals)
+                              log2_epochs, read_checkpoint)
 
 # %% auto #0
 __all__ = ['MPVAELearner', 'mpvae_learner']
@@ -89,7 +89,7 @@ def save_model(self:MPVAELearner, path:str|Path, # the file; relative: under `le
 def _resumed_precision(ckpt:Path|None) -> dict|None:
     "The precision of the checkpoint a fit will resume, so that 'auto' does not measure again and switch mid-run."
     if ckpt is None or not ckpt.exists(): return None
-    saved = _read_checkpoint(ckpt, 'cpu', "delete it (or pass resume=False) to train from the start").get('precision')
+    saved = read_checkpoint(ckpt, 'cpu', "delete it (or pass resume=False) to train from the start").get('precision')
     return saved and dict(saved, source=f'the checkpoint being resumed ({ckpt.name})', img_per_s=None)
 
 # %% ../nbs/05_train.ipynb #983dc6f2

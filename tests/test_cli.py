@@ -20,7 +20,7 @@ def one_line(err):
     return lines[0]
 
 @pytest.mark.parametrize('args, says', [
-    (['-p', 'nosuchparam=3'], ["nosuchparam: no such parameter in dsprites", "train_images=1_024", "rep_seeds=[0]", "data_path=None"]),
+    (['-p', 'nosuchparam=3'], ["nosuchparam: no such parameter in dsprites", "train_images=1024", "rep_seeds=[0]", "data_path=None"]),
     (['-p', 'train_image=3000000'], ["did you mean train_images?"]),
     (['-p', 'train_images=3e6'], ["train_images", "must be a whole number >= 1", "write 3000000"]),
     (['-p', 'rep_seeds=3'], ["-p rep_seeds=3:", "must be a non-empty list of distinct whole numbers >= 0"]),
