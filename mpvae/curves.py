@@ -72,10 +72,7 @@ def _secs(t:str) -> float:
 # %% ../nbs/15_curves.ipynb #69da57b6
 def _read_csv(p:Path) -> list:
     with open(p) as f:
-        rows = [
-            {k: (_num(v) if k not in ('layout', 'time') and v != '' else v) for k, v in r.items()}
-            for r in csv.DictReader(f)
-        ]
+        rows = [{k: (_num(v) if k not in ('layout', 'time') and v != '' else v) for k, v in r.items()} for r in csv.DictReader(f)]
     prev = 0
     for r in rows:
         r['images'] = int(r['images']); r['chunk'] = int(r['chunk']) if 'chunk' in r else int(r['epoch']) + 1
@@ -88,8 +85,7 @@ def run_history(run:Path # one run's folder
                )->list: # one dict per logged chunk
     "The rows a run logged, one per chunk, with `images`, `chunk`, `img_per_s` and `layout` filled in."
     run = Path(run)
-    if not (run / 'history.csv').exists():
-        raise FileNotFoundError(f"{run}/history.csv not found: is {run} a run folder of mpvae-train --stop-images?")
+    if not (run/'history.csv').exists(): raise FileNotFoundError(f"{run}/history.csv not found: is {run} a run folder of mpvae-train --stop-images?")
     rows = _read_csv(run/'history.csv')
     if (run/'run.json').exists():
         cl = (json.loads((run/'run.json').read_text()).get('precision') or {}).get('channels_last')
@@ -114,11 +110,7 @@ def run_config(run:Path # one run's folder
     "A run's settings: `config.json` if it has one, else the training record of its last snapshot."
     if (p := Path(run)/'config.json').exists(): return upgrade_names(json.loads(p.read_text()))
     snaps = sorted(Path(run).glob('snap_*.pth'), key=_snap_images)
-    return (
-        upgrade_names(flat_record(load_torch_file(snaps[-1], 'a snapshot written by save_model')['meta']['record']))
-        if snaps
-        else {}
-    )
+    return upgrade_names(flat_record(load_torch_file(snaps[-1], 'a snapshot written by save_model')['meta']['record'])) if snaps else {}
 
 # %% ../nbs/15_curves.ipynb #8b6de473
 ACTIVE_NATS = 0.01   # a latent dimension is active when its mean KL over the pool exceeds this
@@ -146,9 +138,7 @@ def curve_data(data:str='dsprites', # 'dsprites' (Table 2) or 'celeba' (Table 1)
         from mpvae.celeba import load_celeba
         ds = load_celeba(data_path, progress=False)
         pool = np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
-        return dict(
-            table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool], labels=list(ds.attr_names)
-        )
+        return dict(table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool], labels=list(ds.attr_names))
     raise ValueError(f"data={data!r}: the learning curves probe 'dsprites' or 'celeba'")
 
 # %% ../nbs/15_curves.ipynb #531c5d98
@@ -202,20 +192,13 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
     "Evaluate every snapshot pair under `runs` not evaluated yet; each goes to `runs/<eval dir>/seed<s>_<images>.json`."
     from mpvae.core import hms
     runs = Path(runs)
-    if probe not in EVAL_DIRS:
-        raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
+    if probe not in EVAL_DIRS: raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
     if not runs.is_dir(): raise FileNotFoundError(f"runs folder {runs} not found")
     if baseline_evals is not None and not Path(baseline_evals).is_dir():
-        raise FileNotFoundError(
-            f"baseline evaluations {baseline_evals}: no such folder (give the {EVAL_DIRS[probe]}/ folder of the baseline's runs)"
-        )
+        raise FileNotFoundError(f"baseline evaluations {baseline_evals}: no such folder (give the {EVAL_DIRS[probe]}/ folder of the baseline's runs)")
     ev = runs/EVAL_DIRS[probe]
     pairs = snapshots(runs) if baseline_evals is None else baseline_pairs(runs, baseline_evals)
-    todo = {
-        k: v
-        for k, v in pairs.items()
-        if (force or not (ev / f'seed{k[0]}_{k[1]}.json').exists()) and (not images or k[1] in images)
-    }
+    todo = {k: v for k, v in pairs.items() if (force or not (ev/f'seed{k[0]}_{k[1]}.json').exists()) and (not images or k[1] in images)}
     if progress: print(f"{runs}: {len(pairs)} snapshot pairs, {len(todo)} to evaluate", flush=True)
     if not todo: return []
     d = curve_data(data, data_path, pool_size)
@@ -223,20 +206,15 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
     for i, ((s, n), (vp, mp)) in enumerate(todo.items()):
         base = None
         if baseline_evals is not None:
-            f = Path(baseline_evals) / f'seed{s}_{n}.json'
-            base = {**upgrade_names(json.loads(f.read_text())), 'source': str(f)}
+            f = Path(baseline_evals)/f'seed{s}_{n}.json'; base = {**upgrade_names(json.loads(f.read_text())), 'source': str(f)}
         r = evaluate_pair(s, n, vp, mp, d, base, probe, **kw)
         ev.mkdir(parents=True, exist_ok=True)
         with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
         done.append(r)
         if progress:
             el = time.time() - t0; m = {k: r['rows'][k]['mean']['mean'] for k in FEATS}; o = r['ordering']
-            print(
-                f"{time.strftime('%H:%M:%S')} pair {i+1}/{len(todo)} seed {s}, {n:,} images: "
-                + '  '.join(f"{k} {v:.2f}" for k, v in m.items())
-                + f"  -> {o['verdict']} ({o['diff']:+.2f} +- {o['se']:.2f}) | {hms(el)} elapsed, ETA {hms(el/(i+1)*(len(todo)-i-1))}",
-                flush=True,
-            )
+            print(f"{time.strftime('%H:%M:%S')} pair {i+1}/{len(todo)} seed {s}, {n:,} images: " + '  '.join(f"{k} {v:.2f}" for k, v in m.items())
+                  + f"  -> {o['verdict']} ({o['diff']:+.2f} +- {o['se']:.2f}) | {hms(el)} elapsed, ETA {hms(el/(i+1)*(len(todo)-i-1))}", flush=True)
     return done
 
 # %% ../nbs/15_curves.ipynb #a380750a
@@ -281,29 +259,22 @@ def seed_md(evals:list # evaluations (`load_evals`)
     "The verdict against the spread over representation seeds: one row per line and length with two or more seeds."
     comb = over_seeds(evals)
     if not comb: return []
-    lines = [
-        '',
-        '## Over representation seeds',
-        '',
-        'Each seed trains its own baseline and MPVAE. Mean ± std over the seeds of each feature set\'s mean accuracy; the '
-        'verdict\'s standard error is now over seeds (sqrt(s_a^2/n + s_b^2/n)), the spread that matters for the claim. '
-        'z1+z2 - baseline is also taken seed by seed ("per seed"); its column gives the mean difference ± the unpaired '
-        'standard error (the verdict\'s) / the paired one, and the paired t statistic on n - 1 degrees of freedom with its '
-        'two-sided p.',
-        '',
-        '| setting | images | seeds | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline ± se unpaired / paired (t, p) | per seed | verdict |',
-        '|---|---:|---|---:|---:|---:|---:|---:|---|---|',
-    ]
+    lines = ['', '## Over representation seeds', '',
+             'Each seed trains its own baseline and MPVAE. Mean ± std over the seeds of each feature set\'s mean accuracy; the '
+             'verdict\'s standard error is now over seeds (sqrt(s_a^2/n + s_b^2/n)), the spread that matters for the claim. '
+             'z1+z2 - baseline is also taken seed by seed ("per seed"); its column gives the mean difference ± the unpaired '
+             'standard error (the verdict\'s) / the paired one, and the paired t statistic on n - 1 degrees of freedom with its '
+             'two-sided p.', '',
+             '| setting | images | seeds | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline ± se unpaired / paired (t, p) | per seed | verdict |',
+             '|---|---:|---|---:|---:|---:|---:|---:|---|---|']
     for (ln, n), c in sorted(comb.items()):
         m = {k: c['rows'][k]['mean'] for k in FEATS}; o = c['ordering']
         paired = [a - b for a, b in zip(m['z1+z2']['per_seed'], m['baseline']['per_seed'])]
         _, pse, t = paired_t(paired)
-        lines.append(
-            f"| {ln} | {n:,} | {', '.join(map(str, c['params']['rep_seeds']))} | "
-            + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_seeds']:.2f}" for k in FEATS)
-            + f" | {o['diff']:+.2f} ± {o['se']:.2f} / {pse:.2f} (t {t:.2f}, p {t_pvalue(t, len(paired) - 1):.3f}) | "
-            + f"{', '.join(f'{d:+.2f}' for d in paired)} | {o['verdict']} |"
-        )
+        lines.append(f"| {ln} | {n:,} | {', '.join(map(str, c['params']['rep_seeds']))} | "
+                     + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_seeds']:.2f}" for k in FEATS)
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} / {pse:.2f} (t {t:.2f}, p {t_pvalue(t, len(paired) - 1):.3f}) | "
+                     + f"{', '.join(f'{d:+.2f}' for d in paired)} | {o['verdict']} |")
     return lines
 
 # %% ../nbs/15_curves.ipynb #db3db765
@@ -329,23 +300,15 @@ def plateau_md(evals:list # evaluations (`load_evals`)
         if last is None: continue
         a, b = rs[last // 2], rs[last]
         d = b['rows']['baseline']['mean']['mean'] - a['rows']['baseline']['mean']['mean']
-        dn = {
-            m: b['history'][m].get('nelbo', float('nan')) - a['history'][m].get('nelbo', float('nan'))
-            for m in (BASELINE, 'mpvae')
-        }
+        dn = {m: b['history'][m].get('nelbo', float('nan')) - a['history'][m].get('nelbo', float('nan')) for m in (BASELINE, 'mpvae')}
         rows.append(f"| {ln} | {seed} | {last//2:,} -> {last:,} | {d:+.2f} | {'met' if abs(d) < 1 else 'not met'} | "
                     f"{dn[BASELINE]:+.2f} / {dn['mpvae']:+.2f} |")
     if not rows: return []
-    return [
-        '',
-        '## Plateau: the latest doubling of each run',
-        '',
-        'The stopping criterion of these runs: doubling the images moves the baseline\'s mean probe accuracy by less than 1 point. '
-        'Each row is the longest doubling probed for that seed.',
-        '',
-        '| setting | seed | images | baseline mean accuracy change | criterion | NELBO change baseline / MPVAE (nats) |',
-        '|---|---:|---|---:|---|---|',
-    ] + rows
+    return ['', '## Plateau: the latest doubling of each run', '',
+            'The stopping criterion of these runs: doubling the images moves the baseline\'s mean probe accuracy by less than 1 point. '
+            'Each row is the longest doubling probed for that seed.', '',
+            '| setting | seed | images | baseline mean accuracy change | criterion | NELBO change baseline / MPVAE (nats) |',
+            '|---|---:|---|---:|---|---|'] + rows
 
 # %% ../nbs/15_curves.ipynb #b523d2f3
 def doublings(rows:list, # a run's history (`run_history`)
@@ -355,9 +318,7 @@ def doublings(rows:list, # a run's history (`run_history`)
              )->list: # (n, 2n, change)
     "The change of `key` over each doubling of images from `start` that the run reached; each value the mean of the `window` chunks ending there."
     n = np.array([r['images'] for r in rows]); y = np.array([r.get(key, np.nan) for r in rows], float)
-    at = lambda x: (
-        y[max(0, i - window + 1) : i + 1].mean() if (i := int(np.searchsorted(n, x))) < len(n) and n[i] == x else np.nan
-    )
+    at = lambda x: y[max(0, i - window + 1):i + 1].mean() if (i := int(np.searchsorted(n, x))) < len(n) and n[i] == x else np.nan
     out, x = [], start
     while 2*x <= n.max(initial=0): out.append((x, 2*x, float(at(2*x) - at(x)))); x *= 2
     return out
@@ -372,24 +333,14 @@ def nelbo_md(runs:list # runs folders
             for m, name in ((BASELINE, 'baseline'), ('mpvae', 'MPVAE')):
                 if not (run_dir(d, m, s)/'history.csv').exists(): continue
                 h = run_history(run_dir(d, m, s)); dd = doublings(h)
-                if dd:
-                    rows.append(
-                        f"| {_lr(run_config(run_dir(d, m, s)).get('lr', 1e-3))} | {name} | {s} | {h[-1]['images']:,} | "
-                        + ', '.join(f"{x:+.1f}" for *_, x in dd)
-                        + " |"
-                    )
+                if dd: rows.append(f"| {_lr(run_config(run_dir(d, m, s)).get('lr', 1e-3))} | {name} | {s} | {h[-1]['images']:,} | "
+                                   + ', '.join(f"{x:+.1f}" for *_, x in dd) + " |")
     if not rows: return []
-    return [
-        '',
-        '## NELBO: how fast it still falls',
-        '',
-        'Validation NELBO (nats, the mean of the last 3 logged chunks at each point) change over each doubling of images from '
-        '307,200 (0.3 -> 0.6 M, 0.6 -> 1.2 M, ...), from the runs\' logs (every logged point, not only the probed snapshots). '
-        'A plateau shows as falls shrinking towards 0.',
-        '',
-        '| setting | model | seed | images | change per doubling |',
-        '|---|---|---:|---:|---|',
-    ] + rows
+    return ['', '## NELBO: how fast it still falls', '',
+            'Validation NELBO (nats, the mean of the last 3 logged chunks at each point) change over each doubling of images from '
+            '307,200 (0.3 -> 0.6 M, 0.6 -> 1.2 M, ...), from the runs\' logs (every logged point, not only the probed snapshots). '
+            'A plateau shows as falls shrinking towards 0.', '',
+            '| setting | model | seed | images | change per doubling |', '|---|---|---:|---:|---|'] + rows
 
 # %% ../nbs/15_curves.ipynb #da7688dd
 def plot_verdict(evals:list, # evaluations (`load_evals`)
@@ -427,26 +378,15 @@ def plot_accuracy(evals:list, # evaluations (`load_evals`)
     "Probe accuracy against images, per label and the mean over labels; the paper's values dotted, chance dashed."
     import matplotlib.pyplot as plt
     lines_ = sorted({r['line'] for r in evals}); styles = styles or dict(zip(lines_, ['-', '--', ':', '-.']*4))
-    series = sorted({(r['line'], r['seed']) for r in evals})
-    cols = {'baseline': 'C0', 'z1': 'C1', 'z2': 'C2', 'z1+z2': 'C3'}
+    series = sorted({(r['line'], r['seed']) for r in evals}); cols = {'baseline': 'C0', 'z1': 'C1', 'z2': 'C2', 'z1+z2': 'C3'}
     fig, axs = plt.subplots(1, 6, figsize=(20, 3.4), sharex=True)
     for ax, lab in zip(axs, LABELS + ['mean']):
         for key, c in cols.items():
             for ln, s in series:
                 rs = [r for r in evals if (r['line'], r['seed']) == (ln, s)]
                 cell = lambda r: r['rows'][key]['mean'] if lab == 'mean' else r['rows'][key]['acc'][lab]
-                ax.errorbar(
-                    [r['images'] for r in rs],
-                    [cell(r)['mean'] for r in rs],
-                    yerr=[cell(r)['std_runs'] for r in rs],
-                    color=c,
-                    marker='o',
-                    ms=3,
-                    lw=1,
-                    ls=styles[ln],
-                    capsize=2,
-                    label=f'{key} ({ln})' if s == series[0][1] else None,
-                )
+                ax.errorbar([r['images'] for r in rs], [cell(r)['mean'] for r in rs], yerr=[cell(r)['std_runs'] for r in rs], color=c,
+                            marker='o', ms=3, lw=1, ls=styles[ln], capsize=2, label=f'{key} ({ln})' if s == series[0][1] else None)
             if (p := PAPER['dsprites']['acc'][key].get(lab)) is not None: ax.axhline(p, color=c, ls=':', lw=1)
         ch = np.mean(list(evals[0]['chance'].values())) if lab == 'mean' else evals[0]['chance'][lab]
         ax.axhline(100*ch, color='k', ls='--', lw=0.8)
@@ -502,56 +442,34 @@ def report_md(evals:list, # evaluations (`load_evals`)
              )->str: # Markdown
     "The learning-curves report: protocol, figures, one row per line, seed and length, the verdict over seeds, plateaus, per-label accuracies."
     seeds = sorted({r['seed'] for r in evals}); lines_ = sorted({r['line'] for r in evals})
-    lines = [
-        "# dSprites learning curves: does the paper's Table 2 ordering appear as the models train longer?",
-        '',
-        'Generated by `mpvae-curves report` (the notebook `16_curves_report.ipynb`) from long runs of `mpvae-train --stop-images`. '
-        'Models: the beta-VAE baseline (z = 12) and the beta-MPVAE with paths (3, 9), beta = 4 for every path unless the '
-        'setting says otherwise, Bernoulli likelihood, batch 64, Adam: '
-        + ' and '.join(lines_)
-        + ', representation seeds '
-        + ', '.join(map(str, seeds))
-        + '. '
-        + _probe_text(evals)
-        + ' ± is the std over the probe runs of one representation seed; the verdict compares z1+z2 with the baseline on the '
-        'mean over the five labels and says "holds" only if z1+z2 is ahead by more than two standard errors. The reference '
-        'protocol of the field (disentanglement_lib) trains 300,000 steps at batch 64 = 19.2 M images.',
-        '',
-    ]
+    lines = ["# dSprites learning curves: does the paper's Table 2 ordering appear as the models train longer?", '',
+             'Generated by `mpvae-curves report` (the notebook `16_curves_report.ipynb`) from long runs of `mpvae-train --stop-images`. '
+             'Models: the beta-VAE baseline (z = 12) and the beta-MPVAE with paths (3, 9), beta = 4 for every path unless the '
+             'setting says otherwise, Bernoulli likelihood, batch 64, Adam: ' + ' and '.join(lines_)
+             + ', representation seeds ' + ', '.join(map(str, seeds)) + '. ' + _probe_text(evals)
+             + ' ± is the std over the probe runs of one representation seed; the verdict compares z1+z2 with the baseline on the '
+             'mean over the five labels and says "holds" only if z1+z2 is ahead by more than two standard errors. The reference '
+             'protocol of the field (disentanglement_lib) trains 300,000 steps at batch 64 = 19.2 M images.', '']
     for f in figs: lines += [f'![]({Path(f).name})', '']
-    lines += [
-        '| setting | seed | images | steps (bs 64) | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | verdict | active dims (baseline / z1 / z2) | NELBO baseline / MPVAE |',
-        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|',
-    ]
+    lines += ['| setting | seed | images | steps (bs 64) | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | verdict | active dims (baseline / z1 / z2) | NELBO baseline / MPVAE |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|']
     for r in evals:
         m = {k: r['rows'][k]['mean'] for k in FEATS}; o, a, h = r['ordering'], r['active'], r['history']
-        lines.append(
-            f"| {r['line']} | {r['seed']} | {r['images']:,} | {r['images']//64:,} | "
-            + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
-            + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a[f'{BASELINE}/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
-            f"{h[BASELINE].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |"
-        )
+        lines.append(f"| {r['line']} | {r['seed']} | {r['images']:,} | {r['images']//64:,} | " + ' | '.join(f"{m[k]['mean']:.2f} ± {m[k]['std_runs']:.2f}" for k in FEATS)
+                     + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a[f'{BASELINE}/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
+                     f"{h[BASELINE].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
     lines += seed_md(evals) + plateau_md(evals) + nelbo_md(runs)
     p = PAPER['dsprites']['acc']
-    lines += [
-        '',
-        f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
-        f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).",
-        '',
-        '## Per label at the longest length of each seed',
-        '',
-        '| setting | images | seed | features | ' + ' | '.join(LABELS) + ' | mean |',
-        '|---|---:|---:|---|' + '---:|' * (len(LABELS) + 1),
-    ]
+    lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
+              f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).", '',
+              '## Per label at the longest length of each seed', '',
+              '| setting | images | seed | features | ' + ' | '.join(LABELS) + ' | mean |', '|---|---:|---:|---|' + '---:|'*(len(LABELS)+1)]
     for ln, seed in sorted({(r['line'], r['seed']) for r in evals}):
         r = max((r for r in evals if (r['line'], r['seed']) == (ln, seed)), key=lambda r: r['images'])
         for k in FEATS:
             row = r['rows'][k]
-            lines.append(
-                f"| {ln} | {r['images']:,} | {seed} | {k} | "
-                + ' | '.join(f"{row['acc'][l]['mean']:.2f}" for l in LABELS)
-                + f" | {row['mean']['mean']:.2f} |"
-            )
+            lines.append(f"| {ln} | {r['images']:,} | {seed} | {k} | " + ' | '.join(f"{row['acc'][l]['mean']:.2f}" for l in LABELS)
+                         + f" | {row['mean']['mean']:.2f} |")
     return '\n'.join(lines) + '\n'
 
 # %% ../nbs/15_curves.ipynb #5f3b2577
@@ -562,14 +480,10 @@ def write_report(runs:list, # runs folders, one per training setting
                  name:str|None=None # the report is OUT/NAME.md; default dsprites_learning_curves[_cv]
                 )->Path: # the report
     "Write the learning-curves report of `runs` and its three figures into `out`."
-    if probe not in EVAL_DIRS:
-        raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
+    if probe not in EVAL_DIRS: raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
     evals = load_evals(*runs, sub=EVAL_DIRS[probe])
-    if not evals:
-        raise FileNotFoundError(
-            f"no evaluations under {', '.join(map(str, runs))} (*/{EVAL_DIRS[probe]}/): evaluate the snapshots first "
-            "(`evaluate_runs`, or `mpvae-curves report --evaluate`)"
-        )
+    if not evals: raise FileNotFoundError(f"no evaluations under {', '.join(map(str, runs))} (*/{EVAL_DIRS[probe]}/): evaluate the snapshots first "
+                                          "(`evaluate_runs`, or `mpvae-curves report --evaluate`)")
     out = Path(out); prefix = 'dsprites_lc' if probe == 'logreg' else 'dsprites_lc_cv'
     name = name or 'dsprites_learning_curves' + ('' if probe == 'logreg' else '_cv')
     styles = dict(zip(sorted({r['line'] for r in evals}), ['-', '--', ':', '-.']*4))
@@ -609,75 +523,44 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
                 if not r.is_dir() or r.is_symlink() or not (r/'history.csv').exists(): continue
                 rows = [h for h in run_history(r) if h['images'] <= images]
                 if rows: runs[(vn, m, seed)] = (run_config(r), rows)
-    if not runs:
-        raise FileNotFoundError(
-            f"no runs with a history.csv under {', '.join(str(d) for _, d in variants)} for seeds {list(seeds)}"
-        )
+    if not runs: raise FileNotFoundError(f"no runs with a history.csv under {', '.join(str(d) for _, d in variants)} for seeds {list(seeds)}")
     fig, axs = plt.subplots(1, 2, figsize=(12, 3.6)); names = list(dict.fromkeys(k[0] for k in runs))
     for ax, m in zip(axs, (BASELINE, 'mpvae')):
         for (vn, mm, seed), (c, rows) in ((k, v) for k, v in runs.items() if k[1] == m):
-            ax.plot(
-                [h['images'] for h in rows],
-                [h['nelbo'] for h in rows],
-                marker='o',
-                ms=3,
-                color=f'C{names.index(vn)}',
-                ls=['-', '--', ':', '-.'][list(seeds).index(seed) % 4],
-                label=f'{vn}: {_setting(c)}' + (f', seed {seed}' if len(seeds) > 1 else ''),
-            )
+            ax.plot([h['images'] for h in rows], [h['nelbo'] for h in rows], marker='o', ms=3, color=f'C{names.index(vn)}',
+                    ls=['-', '--', ':', '-.'][list(seeds).index(seed) % 4], label=f'{vn}: {_setting(c)}' + (f', seed {seed}' if len(seeds) > 1 else ''))
         ax.set_title(f"{'baseline (z = 12)' if m == BASELINE else 'MPVAE (3, 9)'}: validation NELBO", fontsize=9)
         ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_ylabel('nats / image'); ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=6)
     fig.tight_layout(); fig_p = save_fig(fig, Path(out)/f'{name}_nelbo.png')
     chunks = sorted({h['images'] for _, rows in runs.values() for h in rows})
-    if len(chunks) > 6:
-        chunks = [
-            c for c in chunks if (c // chunks[0]) & (c // chunks[0] - 1) == 0 and c % chunks[0] == 0 or c == chunks[-1]
-        ]
-    lines = [
-        f'# dSprites: training settings (schedule, loss, precision) compared at {images:,} images',
-        '',
-        'Generated by `mpvae-curves compare` from long runs of `mpvae-train --stop-images` (representation seed'
-        f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, float32 unless the setting says bfloat16, one thread per run). "
-        "Validation NELBO (nats per image, beta = 1, on the runs' held-out 1% of dSprites) after each chunk of training; the one-cycle runs "
-        'are comparable only at the end of their cycle. Throughput is the median over chunks of a run, two runs sharing the 2 cores; '
-        'it depends on the machine and on what ran beside it, so compare it only between runs with the same layout that ran together.',
-        '',
-        f'![]({Path(fig_p).name})',
-        '',
-        '| run | model | seed | setting | layout | '
-        + ' | '.join(f'NELBO at {c:,}' for c in chunks)
-        + ' | recon at end | KL per path at end | median img/s |',
-        '|---|---|---:|---|---|' + '---:|' * len(chunks) + '---:|---|---:|',
-    ]
+    if len(chunks) > 6: chunks = [c for c in chunks if (c // chunks[0]) & (c // chunks[0] - 1) == 0 and c % chunks[0] == 0 or c == chunks[-1]]
+    lines = [f'# dSprites: training settings (schedule, loss, precision) compared at {images:,} images', '',
+             'Generated by `mpvae-curves compare` from long runs of `mpvae-train --stop-images` (representation seed'
+             f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, float32 unless the setting says bfloat16, one thread per run). "
+             "Validation NELBO (nats per image, beta = 1, on the runs' held-out 1% of dSprites) after each chunk of training; the one-cycle runs "
+             'are comparable only at the end of their cycle. Throughput is the median over chunks of a run, two runs sharing the 2 cores; '
+             'it depends on the machine and on what ran beside it, so compare it only between runs with the same layout that ran together.', '',
+             f'![]({Path(fig_p).name})', '',
+             '| run | model | seed | setting | layout | ' + ' | '.join(f'NELBO at {c:,}' for c in chunks) + ' | recon at end | KL per path at end | median img/s |',
+             '|---|---|---:|---|---|' + '---:|'*len(chunks) + '---:|---|---:|']
     for (vn, m, seed), (c, rows) in runs.items():
         by = {h['images']: h for h in rows}; last = rows[-1]
         kls = ' / '.join(f"{last[k]:.2f}" for k in sorted(last) if k.startswith('kl') and k[2:].isdigit())
         lines.append(f"| {vn} | {m} | {seed} | {_setting(c)} | {last.get('layout') or 'contig'} | "
                      + ' | '.join(f"{by[i]['nelbo']:.2f}" if i in by else '' for i in chunks)
                      + f" | {last['recon']:.2f} | {kls} | {np.median([h['img_per_s'] for h in rows]):.0f} |")
-    lines += [
-        '',
-        f"## Probes at {images:,} images (paper preset protocol, logistic regression with "
-        f"{'C = 1' if probe == 'logreg' else 'C chosen by 5-fold cross-validation'})",
-        '',
-        '| run | seed | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | active dims (baseline / z1 / z2) |',
-        '|---|---:|---:|---:|---:|---:|---:|---|',
-    ]
+    lines += ['', f"## Probes at {images:,} images (paper preset protocol, logistic regression with "
+              f"{'C = 1' if probe == 'logreg' else 'C chosen by 5-fold cross-validation'})", '',
+              '| run | seed | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | active dims (baseline / z1 / z2) |', '|---|---:|---:|---:|---:|---:|---:|---|']
     for vn, d in variants:
         for seed in seeds:
             if not any(k[0] == vn and k[2] == seed for k in runs): continue
             e = Path(d)/EVAL_DIRS[probe]/f'seed{seed}_{images}.json'
             if not e.exists(): lines.append(f'| {vn} | {seed} | not evaluated |||||| '); continue
-            r = upgrade_names(json.loads(e.read_text()))
-            mm = {k: r['rows'][k]['mean'] for k in FEATS}
-            o = r['ordering']
-            act = r['active']
-            lines.append(
-                f"| {vn} | {seed} | "
-                + ' | '.join(f"{mm[k]['mean']:.2f} ± {mm[k]['std_runs']:.2f}" for k in FEATS)
-                + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act[f'{BASELINE}/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |"
-            )
+            r = upgrade_names(json.loads(e.read_text())); mm = {k: r['rows'][k]['mean'] for k in FEATS}; o = r['ordering']; act = r['active']
+            lines.append(f"| {vn} | {seed} | " + ' | '.join(f"{mm[k]['mean']:.2f} ± {mm[k]['std_runs']:.2f}" for k in FEATS)
+                         + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {act[f'{BASELINE}/z']} / {act['mpvae/z1']} / {act['mpvae/z2']} |")
     return '\n'.join(lines) + '\n'
 
 # %% ../nbs/15_curves.ipynb #a7d5850a
@@ -687,17 +570,6 @@ def curves_report(runs:list, out:str|Path='reports', work:str|Path='results/curv
                   notes:str|None=None, pool:int=20_000, train_size:int=10_000, valid_size:int=5_000, splits:int=5, nbs=None) -> dict:
     "Run the report notebook with papermill (`mpvae.runner.run_job`): the report in `out`, the executed notebook in `work`."
     from mpvae.runner import run_job
-    params = dict(
-        runs=[str(Path(r).resolve()) for r in runs],
-        report_dir=str(Path(out).resolve()),
-        probe=probe,
-        evaluate=evaluate,
-        notes=str(Path(notes).resolve()) if notes else None,
-        pool=pool,
-        train_size=train_size,
-        valid_size=valid_size,
-        n_splits=splits,
-    )
-    return run_job(
-        dict(name='curves', table='curves', notebook=CURVES_NOTEBOOK, params=params, preset='curves'), work, nbs=nbs
-    )
+    params = dict(runs=[str(Path(r).resolve()) for r in runs], report_dir=str(Path(out).resolve()), probe=probe, evaluate=evaluate,
+                  notes=str(Path(notes).resolve()) if notes else None, pool=pool, train_size=train_size, valid_size=valid_size, n_splits=splits)
+    return run_job(dict(name='curves', table='curves', notebook=CURVES_NOTEBOOK, params=params, preset='curves'), work, nbs=nbs)
