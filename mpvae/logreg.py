@@ -142,15 +142,18 @@ def lbfgs_logreg(X:torch.Tensor, # inputs `(S, n, D)` per split, the last column
 # %% ../nbs/05b_logreg.ipynb #8f0c6ce6
 def count_hits(X:torch.Tensor, # inputs `(S, m, D)`
                W:torch.Tensor, # weights `(S, D, P, C)`
-               Y:torch.Tensor # classes `(S, m, P)`
-              )->torch.Tensor: # correct predictions `(S, P)`
-    "Correct predictions per problem: X (S, m, D), W (S, D, P, C), Y (S, m, P) -> (S, P)."
-    S, D, P, C = W.shape; out = torch.zeros(S, P, device=W.device)
+               Y:torch.Tensor, # classes `(S, m, P)`
+               per_class:bool=False # count the hits of each true class apart: `(S, P, C)` (for class recalls)
+              )->torch.Tensor: # correct predictions `(S, P)`, or `(S, P, C)` by true class
+    "Correct predictions per problem: X (S, m, D), W (S, D, P, C), Y (S, m, P) -> (S, P), or (S, P, C) by true class."
+    S, D, P, C = W.shape; out = torch.zeros(S, P, C, device=W.device)
     ch = chunk_rows(P*C, 2**18)
     for i in range(0, X.shape[1], ch):
         lo = torch.bmm(X[:, i:i+ch], W.reshape(S, D, -1)).view(S, -1, P, C)
-        out += (lo.argmax(-1) == Y[:, i:i+ch]).sum(1)
-    return out
+        y = Y[:, i:i+ch]
+        hit = (lo.argmax(-1) == y).to(out.dtype)                          # (S, c, P)
+        out.scatter_add_(2, y.transpose(1, 2), hit.transpose(1, 2))      # each hit counted under its true class
+    return out if per_class else out.sum(-1)
 
 # %% ../nbs/05b_logreg.ipynb #d4d4449c
 def grid_Cs(Cs=10 # an int n: n values log-spaced from 1e-4 to 1e4 (scikit-learn's grid); or the values themselves
@@ -194,7 +197,8 @@ def logreg_cv(Xtr:torch.Tensor, # training inputs `(S, n, D)` per split (last co
               cv:int, # folds
               max_iter:int, # L-BFGS iterations at most, per C
               tol:float, # gradient tolerance
-              seed:int|None=None # seeds the folds' permutation (`kfold`)
+              seed:int|None=None, # seeds the folds' permutation (`kfold`)
+              per_class:bool=False # the validation hits by true class, `(S, Lg, C)` (`count_hits`)
              ): # `(hits (S, Lg), record)`
     "Per (split, label): C by k-fold CV on the training rows, refit on all of them; validation hits and the record."
     S, n, D = Xtr.shape; Lg = Ytr.shape[2]; C = int(max(Ytr.max(), Yva.max())) + 1; dev = Xtr.device
@@ -216,4 +220,4 @@ def logreg_cv(Xtr:torch.Tensor, # training inputs `(S, n, D)` per split (last co
     W, it, st = _lbfgs(Xtr, Ytr, W0, l2, None, max_iter, tol)
     rec = dict(C=np.asarray(Cs)[best], fold_acc=fold_acc.mean(1), path_iterations=torch.stack(its).cpu().numpy(),
                path_status=torch.stack(status).cpu().numpy(), iterations=it.cpu().numpy(), status=st.cpu().numpy())
-    return count_hits(Xva, W, Yva), rec
+    return count_hits(Xva, W, Yva, per_class), rec

@@ -116,6 +116,24 @@ def _majority(y, tr, va, ncls):
             maj[j, k] = np.mean(y[va[k], j] == c)
     return maj
 
+# %% ../nbs/06_probe.ipynb #5b567086
+def _class_hits(pred:torch.Tensor, y:torch.Tensor, C:int) -> torch.Tensor:
+    "Correct predictions by true class: `pred`, `y` `(..., B)` -> `(..., C)`."
+    out = torch.zeros(*y.shape[:-1], C, device=y.device)
+    return out.scatter_add_(-1, y, (pred == y).to(out.dtype))
+
+# %% ../nbs/06_probe.ipynb #33a24d62
+def _balanced(hits:torch.Tensor, # correct predictions by true class `(S, ..., C)`
+              y:torch.Tensor, # the validation classes `(S, m, Lg)` they were counted on
+              C:int # classes
+             )->torch.Tensor: # `(S, ..., Lg)`: the mean over present classes of hits / rows of the class
+    "Balanced accuracy from hits by true class `(S, E, Lg, C)` and the validation classes `(S, m, Lg)`: `(S, E, Lg)`."
+    yt = y.transpose(1, 2)                                               # (S, Lg, m)
+    n = torch.zeros(*yt.shape[:2], C, device=y.device).scatter_add_(-1, yt, torch.ones_like(yt, dtype=torch.float))
+    n = n[:, None]                                                       # (S, 1, Lg, C): rows of each class
+    present = n > 0
+    return torch.where(present, hits/n.clamp_min(1), 0).sum(-1)/present.sum(-1)
+
 # %% ../nbs/06_probe.ipynb #a35db0f7
 def _gen(*key):
     "A torch generator seeded from a tuple of ints (run seeds do not depend on which other runs are batched with them)."
@@ -160,22 +178,23 @@ def _train_mlp(Xtr, Ytr, C, inits, perm_gens, hidden=64, l2=1e-4, epochs=30, bs=
 
 # %% ../nbs/06_probe.ipynb #d3de4b24
 def _fit_mlp(Xtr, Ytr, Xva, Yva, ls, NC, o):
-    "Validation hits `(S, E, Lg)` of the MLP probes of the labels `ls` (`NC` classes each), settings `o`."
+    "Validation hits by true class `(S, E, Lg, NC)` of the MLP probes of the labels `ls` (`NC` classes each), settings `o`."
     S, d = Xtr.shape[0], Xtr.shape[2]; E, Lg = o.E, len(ls)
     inits = [[_mlp_init(d, o.hidden, NC, _gen(o.seed+e, j, 1)) for j in ls] for e in range(E)]
     P = _train_mlp(Xtr, Ytr, NC, inits, [_gen(o.seed+e, 2) for e in range(E)], hidden=o.hidden, l2=o.l2,
                    epochs=o.epochs, bs=o.bs, lr=o.lr)
     with torch.no_grad():
-        hit = torch.zeros(S, E, Lg, device=Xtr.device)
+        hit = torch.zeros(S, E, Lg, NC, device=Xtr.device)
         ch = chunk_rows(S*E*Lg*max(o.hidden, NC), 2**20)
         for i in range(0, Xva.shape[1], ch):
             xb = Xva[:, None, i:i+ch].expand(-1, E, -1, -1)
-            hit += (_mlp_logits(xb, P).argmax(-1) == Yva[:, None, i:i+ch].permute(0, 1, 3, 2)).sum(-1)
+            yb = Yva[:, None, i:i+ch].permute(0, 1, 3, 2).expand(-1, E, -1, -1)
+            hit += _class_hits(_mlp_logits(xb, P).argmax(-1), yb, NC)
     return hit
 
 # %% ../nbs/06_probe.ipynb #efce96a8
 def _fit_logreg(Xtr1, Xva1, Ytr, Yva, ls, NC, o):
-    "Validation hits `(S, E, Lg)`, iterations and convergence of the fixed-C probes (inputs with the bias column)."
+    "Validation hits by true class `(S, E, Lg, NC)`, iterations and convergence of the fixed-C probes (inputs with bias column)."
     S, d1 = Xtr1.shape[0], Xtr1.shape[2]; E, Lg, dev = o.E, len(ls), Xtr1.device
     # (E, Lg, D, C)
     W0 = torch.stack([torch.stack([torch.randn(d1, NC, generator=_gen(o.seed+e, j))*0.01 for j in ls])
@@ -184,20 +203,22 @@ def _fit_logreg(Xtr1, Xva1, Ytr, Yva, ls, NC, o):
     W0 = W0.permute(2, 0, 1, 3)[None].expand(S, -1, -1, -1, -1).contiguous().to(dev)
     W, its, conv = lbfgs_logreg(Xtr1, Ytr, W0, l2=o.l2, max_iter=o.max_iter, tol=o.tol)
     Yva_e = Yva[:, :, None, :].expand(-1, -1, E, -1).reshape(S, o.valid_size, E*Lg)
-    hit = count_hits(Xva1, W.reshape(S, d1, E*Lg, NC), Yva_e).view(S, E, Lg)
+    hit = count_hits(Xva1, W.reshape(S, d1, E*Lg, NC), Yva_e, per_class=True).view(S, E, Lg, NC)
     return hit, its, conv
 
 # %% ../nbs/06_probe.ipynb #2a2de617
 def _boost(Xtr, Ytr, Xva, Yva, seeds, kw):
-    "scikit-learn's HistGradientBoostingClassifier per (split, seed, label); validation hits (S, E, Lg)."
+    "scikit-learn's HistGradientBoostingClassifier per (split, seed, label); validation hits by true class (S, E, Lg, C)."
     from sklearn.ensemble import HistGradientBoostingClassifier
     Xtr, Ytr, Xva, Yva = (t.cpu().numpy() for t in (Xtr, Ytr, Xva, Yva))
-    S, E, Lg = Xtr.shape[0], len(seeds), Ytr.shape[2]; hits = np.zeros((S, E, Lg))
+    S, E, Lg = Xtr.shape[0], len(seeds), Ytr.shape[2]; C = int(max(Ytr.max(), Yva.max())) + 1
+    hits = np.zeros((S, E, Lg, C))
     for s in range(S):
         for e, sd in enumerate(seeds):
             for l in range(Lg):
                 m = HistGradientBoostingClassifier(**{'early_stopping': True, **kw, 'random_state': int(sd)})
-                hits[s, e, l] = (m.fit(Xtr[s], Ytr[s, :, l]).predict(Xva[s]) == Yva[s, :, l]).sum()
+                yv = Yva[s, :, l]; ok = m.fit(Xtr[s], Ytr[s, :, l]).predict(Xva[s]) == yv
+                hits[s, e, l] = np.bincount(yv[ok], minlength=C)
     return torch.as_tensor(hits)
 
 # %% ../nbs/06_probe.ipynb #42383bc7
@@ -241,7 +262,7 @@ def _record_cv(rec, r, name, label_names, ls):
 
 # %% ../nbs/06_probe.ipynb #ddaa17f6
 def _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
-    "Validation hits `(S, E, Lg)` of every (split, seed) probe of the labels `ls` on one feature set; records in `rec`."
+    "Validation hits by true class `(S, E, Lg, NC)` of every (split, seed) probe of the labels `ls` on one feature set."
     one = lambda a: torch.cat([a, torch.ones(*a.shape[:2], 1, device=a.device)], 2)
     if o.kind == 'logreg':
         hit, its, conv = _fit_logreg(one(Xtr), one(Xva), Ytr, Yva, ls, NC, o)
@@ -249,10 +270,11 @@ def _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
         if its >= o.max_iter and not conv.all(): rec['unconverged'] += [f'{name}/{label_names[j]}' for j in ls]
         return hit
     if o.kind == 'logreg_cv':
-        hit, r = logreg_cv(one(Xtr), Ytr, one(Xva), Yva, o.grid, o.cv, o.max_iter, o.tol, o.split_seed)
+        hit, r = logreg_cv(one(Xtr), Ytr, one(Xva), Yva, o.grid, o.cv, o.max_iter, o.tol, o.split_seed, per_class=True)
         _record_cv(rec, r, name, label_names, ls)
         return hit[:, None]
-    if o.kind == 'boost': return _boost(Xtr, Ytr, Xva, Yva, [o.seed+e for e in range(o.E)], dict(o.boost_kw or {}))
+    if o.kind == 'boost':
+        return _boost(Xtr, Ytr, Xva, Yva, [o.seed+e for e in range(o.E)], dict(o.boost_kw or {})).to(Xtr.device)
     return _fit_mlp(Xtr, Ytr, Xva, Yva, ls, NC, o)
 
 # %% ../nbs/06_probe.ipynb #541f60ae
@@ -287,7 +309,7 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
     dev = default_device(device); L, S, E = y.shape[1], n_splits, n_seeds
     tr, va = np.stack([t for t, _ in splits]), np.stack([v for _, v in splits])
     maj = _majority(y, tr, va, ncls)
-    acc = np.zeros((len(fs), L, S, E)); rec = dict(solver={}, cv={}, unconverged=[])
+    acc, bal = np.zeros((len(fs), L, S, E)), np.zeros((len(fs), L, S, E)); rec = dict(solver={}, cv={}, unconverged=[])
     groups = {}
     for j, c in enumerate(ncls): groups.setdefault(int(c), []).append(j)
     Yt = torch.as_tensor(y, device=dev)
@@ -302,7 +324,8 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
         Xtr, Xva = prepped[fi]; ls = groups[NC]
         Ytr, Yva = Yt[torch.as_tensor(tr, device=dev)][..., ls], Yt[torch.as_tensor(va, device=dev)][..., ls]
         hit = _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva)
-        acc[fi][ls] = (hit/valid_size).permute(2, 0, 1).cpu().numpy()
+        acc[fi][ls] = (hit.sum(-1)/valid_size).permute(2, 0, 1).cpu().numpy()
+        bal[fi][ls] = _balanced(hit.to(Xva.device), Yva, NC).permute(2, 0, 1).cpu().numpy()
         if progress == 'lines' and NC == list(groups)[-1]: progress_line(_eta_line(name, fi+1, len(fs), t0))
     if rec['unconverged']:
         warnings.warn(f"the probe did not converge in max_iter={max_iter} L-BFGS iterations for {rec['unconverged']}: "
@@ -310,7 +333,7 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
     info = dict(seconds=time.perf_counter() - t0, solver=rec['solver'], not_converged=rec['unconverged'])
     if rec['cv']: info['cv'] = rec['cv']
     return ProbeResult(acc, list(fs), {k: v.shape[1] for k, v in fs.items()}, label_names, ncls, maj,
-                       _probe_params(o, n, dev), info, splits)
+                       _probe_params(o, n, dev), info, splits, balanced=bal)
 
 # %% ../nbs/06_probe.ipynb #3e0c4c2e
 def run_probe(features, # dict name -> (n, d) array (or one array, or a list of per-path codes)

@@ -28,12 +28,14 @@ class ProbeResult:
                  majority, # majority-class accuracy per label and split `(labels, splits)`
                  params, # the protocol's parameters, as `run_probe` records them
                  info=None, # anything else worth keeping (timings, ...)
-                 splits=None # the `(train_idx, valid_idx)` pairs, when kept
+                 splits=None, # the `(train_idx, valid_idx)` pairs, when kept
+                 balanced=None # balanced accuracies (mean class recall) like `acc`, when measured
                 ):
         self.acc, self.features = np.asarray(acc, dtype=float), list(features)
         self.dims, self.labels = dict(dims), list(labels)
         self.n_classes, self.majority_per_split = np.asarray(n_classes, dtype=int), np.asarray(majority, dtype=float)
         self.params, self.info, self.splits = dict(params), dict(info or {}), splits
+        self.balanced = None if balanced is None else np.asarray(balanced, dtype=float)
     def __repr__(self):
         p = self.params
         return (f"ProbeResult({p.get('kind')}: {len(self.features)} feature sets x {len(self.labels)} labels x "
@@ -54,19 +56,23 @@ def majority(self:ProbeResult) -> dict:
 
 # %% ../nbs/05c_probe_result.ipynb #df19d1de
 @patch
-def _cell(self:ProbeResult, feature, label):
-    "Accuracies `(splits, seeds)` of one feature set and label (or 'mean' over labels)."
-    a = self.acc[self.features.index(feature)]
+def _cell(self:ProbeResult, feature, label, metric='acc'):
+    "Accuracies (or balanced accuracies) `(splits, seeds)` of one feature set and label (or 'mean' over labels)."
+    if metric not in ('acc', 'balanced'): raise ValueError(f"metric must be 'acc' or 'balanced', not {metric!r}")
+    if metric == 'balanced' and self.balanced is None:
+        raise ValueError("this result has no balanced accuracy (it was made before run_probe measured it): probe again")
+    a = getattr(self, metric)[self.features.index(feature)]
     return a.mean(0) if label == 'mean' else a[self.labels.index(label)]          # (S, E)
 
 # %% ../nbs/05c_probe_result.ipynb #d4b4afc1
 @patch
 def runs(self:ProbeResult,
          feature:str, # a feature set, e.g. 'z1+z2'
-         label:str='mean' # a label, or 'mean' over labels
+         label:str='mean', # a label, or 'mean' over labels
+         metric:str='acc' # 'acc' (accuracy) or 'balanced' (the mean of the class recalls)
         )->np.ndarray: # `n_splits * n_seeds` fractions
-    "Every run's accuracy of one cell, split-major."
-    return self._cell(feature, label).reshape(-1)
+    "Every run's accuracy (or balanced accuracy) of one cell, split-major."
+    return self._cell(feature, label, metric).reshape(-1)
 
 # %% ../nbs/05c_probe_result.ipynb #86f9d00f
 def _sd(a):
@@ -78,10 +84,11 @@ def _sd(a):
 @patch
 def stats(self:ProbeResult,
           feature:str, # a feature set
-          label:str='mean' # a label, or 'mean' over labels
+          label:str='mean', # a label, or 'mean' over labels
+          metric:str='acc' # 'acc' (accuracy) or 'balanced' (the mean of the class recalls)
          )->dict: # mean, std, std between splits, std within a split, runs
     "Mean and spreads of one cell, as fractions."
-    a = self._cell(feature, label)
+    a = self._cell(feature, label, metric)
     within = float(np.sqrt(np.mean(a.var(1, ddof=1)))) if a.shape[1] > 1 else 0.0
     return dict(mean=float(a.mean()), std=_sd(a), std_between_splits=_sd(a.mean(1)), std_within_split=within,
                 runs=a.tolist())
@@ -90,13 +97,14 @@ def stats(self:ProbeResult,
 @patch
 def summary(self:ProbeResult,
             fmt:bool=False, # one 'mean ± std' string per cell instead of numbers
-            digits:int=2 # decimals when `fmt`
+            digits:int=2, # decimals when `fmt`
+            metric:str='acc' # 'acc', or 'balanced': the mean class recall (chance and majority are then both 1/classes)
            )->pd.DataFrame: # rows: feature sets, chance, majority; columns: (label, mean/std), in percent
     "The table of the protocol: every feature set against the chance and majority levels, in percent."
     cols = self.labels + ['mean']
-    rows = {f: {c: self.stats(f, c) for c in cols} for f in self.features}
+    rows = {f: {c: self.stats(f, c, metric) for c in cols} for f in self.features}
     data = {f: {(c, s): 100*r[c][s] for c in cols for s in ('mean', 'std')} for f, r in rows.items()}
-    ch, mj = self.chance, self.majority
+    ch = self.chance; mj = self.majority if metric == 'acc' else ch   # one class always: recall 1 on it, 0 on the rest
     for name, b in (('chance', ch), ('majority', mj)):
         data[name] = {**{(c, 'mean'): 100*b[c] for c in self.labels},
                       ('mean', 'mean'): 100*np.mean(list(b.values()))}
@@ -139,7 +147,9 @@ def to_dict(self:ProbeResult) -> dict:
                                 majority_per_split=m.tolist())
                         for l, c, m in zip(self.labels, self.n_classes, self.majority_per_split)},
                 acc={f: {c: self.stats(f, c) for c in self.labels + ['mean']} for f in self.features},
-                info=json.loads(json.dumps(self.info, default=float)))
+                info=json.loads(json.dumps(self.info, default=float)),
+                **({} if self.balanced is None else {'balanced': {
+                    f: {c: self.stats(f, c, 'balanced') for c in self.labels + ['mean']} for f in self.features}}))
 
 # %% ../nbs/05c_probe_result.ipynb #ab3fb772
 @patch(cls_method=True)
@@ -148,9 +158,10 @@ def from_dict(cls:ProbeResult,
              )->ProbeResult:
     "Rebuild a result from `to_dict()` (e.g. a JSON file)."
     fs, ls = list(d['features']), list(d['labels'])
-    acc = np.array([[d['acc'][f][l]['runs'] for l in ls] for f in fs], dtype=float)
-    return cls(acc, fs, {f: d['features'][f]['dim'] for f in fs}, ls, [d['labels'][l]['n_classes'] for l in ls],
-               [d['labels'][l]['majority_per_split'] for l in ls], d['params'], d.get('info'))
+    runs = lambda k: np.array([[d[k][f][l]['runs'] for l in ls] for f in fs], dtype=float)
+    return cls(runs('acc'), fs, {f: d['features'][f]['dim'] for f in fs}, ls, [d['labels'][l]['n_classes'] for l in ls],
+               [d['labels'][l]['majority_per_split'] for l in ls], d['params'], d.get('info'),
+               balanced=runs('balanced') if 'balanced' in d else None)
 
 # %% ../nbs/05c_probe_result.ipynb #cd94e781
 @patch

@@ -131,6 +131,40 @@ def test_agrees_with_sklearn():
         assert np.abs(ours - sk[:, None]).max() <= 0.01, (j, ours, sk)
 
 
+def _sk_balanced(x, y, tr, va, l2=1e-4):
+    from sklearn.metrics import balanced_accuracy_score
+    sc = StandardScaler().fit(x[tr])
+    m = LogisticRegression(C=1/(l2*len(tr)), max_iter=10_000, tol=1e-8).fit(sc.transform(x[tr]), y[tr])
+    return balanced_accuracy_score(y[va], m.predict(sc.transform(x[va])))
+
+
+def test_balanced_accuracy_agrees_with_sklearn():
+    "Balanced accuracy (mean class recall) of the fixed-C probe against scikit-learn's balanced_accuracy_score, on an imbalanced label."
+    rng = np.random.default_rng(3); n = 3000
+    y = np.stack([(rng.random(n) < 0.15).astype(np.int64), rng.choice(4, n, p=[0.55, 0.25, 0.15, 0.05])], 1)
+    x = np.concatenate([y[:, :1] + 0.8*rng.normal(size=(n, 1)), y[:, 1:2] + 1.2*rng.normal(size=(n, 1)),
+                        rng.normal(size=(n, 2))], 1)
+    res = run_probe({'x': x}, y, ['rare', 'four'], train_size=1500, valid_size=1000, n_splits=3, n_seeds=1, l2=1e-3)
+    for j in range(2):
+        sk = np.array([_sk_balanced(x, y[:, j], tr, va, l2=1e-3) for tr, va in res.splits])
+        assert np.abs(res.balanced[0, j, :, 0] - sk).max() <= 0.01, (j, res.balanced[0, j], sk)
+        # imbalance: accuracy flatters the probe, balanced accuracy does not
+        assert res.stats('x', ['rare', 'four'][j])['mean'] > res.stats('x', ['rare', 'four'][j], 'balanced')['mean']
+
+
+@pytest.mark.parametrize('kind', ['logreg_cv', 'boost', 'mlp'])
+def test_balanced_accuracy_of_every_kind(kind):
+    "Every kind measures balanced accuracy: a code holding the label gives 1, noise gives the majority answer's 1/2."
+    rng = np.random.default_rng(4); n = 900
+    y = (rng.random(n) < 0.2).astype(np.int64)
+    feats = {'label': np.stack([y + 0.01*rng.normal(size=n), rng.normal(size=n)], 1), 'noise': rng.normal(size=(n, 2))}
+    kw = dict(n_seeds=1) if kind == 'logreg_cv' else dict(n_seeds=2, epochs=60) if kind == 'mlp' else dict(n_seeds=2)
+    res = run_probe(feats, y, train_size=500, valid_size=300, n_splits=2, kind=kind, **kw)
+    assert res.stats('label', 'label', 'balanced')['mean'] > 0.97
+    assert abs(res.stats('noise', 'label', 'balanced')['mean'] - 0.5) < 0.08
+    assert res.stats('noise', 'label')['mean'] == pytest.approx(0.8, abs=0.06)   # accuracy: the majority's 80%
+
+
 def test_lossgrad_matches_autograd():
     "Loss and gradient of every problem, with per-problem penalties and row weights (0 = a padding row), against autograd."
     g = torch.Generator().manual_seed(0)
