@@ -11,8 +11,9 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PRESETS', 'TABLE_NOTEBOOKS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'find_notebooks', 'plan_jobs', 'Param',
-           'parameters_cell', 'params_help', 'check_params', 'notebook_params', 'check_overrides']
+__all__ = ['PRESETS', 'TABLE_NOTEBOOKS', 'NOTEBOOK_PRESETS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'find_notebooks',
+           'notebook_run_params', 'plan_jobs', 'Param', 'parameters_cell', 'params_help', 'check_params',
+           'notebook_params', 'check_overrides']
 
 # %% ../nbs/08a_params.ipynb #d26dd700
 _PAPER_PROBE = dict(probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv')
@@ -39,8 +40,13 @@ PRESETS = {
     # paths probed; the baselines are the lr 1e-4 ones of the same length
     'pretrained_three_paths': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4_paths3-3-6', pretrained_baseline='lr1e-4_betas4-1',
                                                 mpvae_dims=[3, 3, 6], mpvae_taps=[3, 4, 5], path_groups='all', metrics_seeds=[0, 1, 2])},
+    # Table 1 from the shipped CelebA models (3 seeds), probed on the heldout faces of any CelebA folder (-p data_root=...)
+    'pretrained_celeba': {'celeba': dict(pretrained=True, rep_seeds=[0, 1, 2], n_splits=5, n_probe_seeds=1, probe='logreg_cv',
+                                         figures=True)},
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
+# the preset whose run `make notebooks` keeps in each table notebook (CelebA's where real faces are found)
+NOTEBOOK_PRESETS = {'dsprites': 'pretrained', 'celeba': 'pretrained_celeba'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
 
 # %% ../nbs/08a_params.ipynb #b208ea57
@@ -65,6 +71,17 @@ def find_notebooks(nbs:str|Path|None=None, tables=None, files=None) -> Path:
     raise FileNotFoundError("table notebooks (" + ', '.join(want) + ") not found" + (f" in {nbs}" if nbs else
                             " in a clone's nbs/ or in the installed package (reinstall mpvae)") +
                             ": pass --nbs PATH (or set MPVAE_NBS) to the folder that holds them")
+
+# %% ../nbs/08a_params.ipynb #40ffd18d
+def notebook_run_params(table:str # 'dsprites' or 'celeba'
+                       )->dict: # the parameters papermill would inject
+    "The parameters `make notebooks` runs a table notebook with: its `NOTEBOOK_PRESETS` preset where the data is at hand."
+    name = NOTEBOOK_PRESETS[table]
+    if table != 'celeba': return dict(PRESETS[name][table], preset=name)
+    from mpvae.celeba import celeba_root
+    try: root = celeba_root()
+    except OSError: return dict(figures=False)   # no CelebA folder (or an incomplete one)
+    return dict(PRESETS[name][table], preset=name, data_root=str(root))
 
 # %% ../nbs/08a_params.ipynb #eb9e40f9
 def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, seeds=None, betas=None) -> list:
@@ -158,102 +175,108 @@ def problem(self:Param, v) -> str|None:
 
 # %% ../nbs/08a_params.ipynb #99321a62
 _PROBES, _PRECISIONS = ('logreg_cv', 'logreg', 'boost', 'mlp'), ('auto', 'fp32', 'bf16', 'fp16')
-TABLE_PARAMS = {
-    'dsprites': dict(
-        data_path=Param('str', none=True, default=None,
-                        help='official dsprites npz (or its folder); None: $MPVAE_DATA, else the rendered grid'),
-        out_dir=Param('str', default='results/dsprites', help='results folder (mpvae-tables sets it: --out)'),
-        preset=Param('str', default='default',
-                     help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
-        baseline_dims=Param('ints', lo=1, default=[12], help="the beta-VAE's latent size"),
-        mpvae_dims=Param('ints', lo=1, default=[3, 9], help='z1 (shallow), z2 (deep); more paths give more rows'),
-        mpvae_taps=Param('ints', lo=1, none=True, default=None,
-                         help="the conv after which each path is tapped (None: the model's default, 4 and 5 "
-                              'for two paths)'),
-        path_groups=Param('str', choices=('consecutive', 'all'), default='consecutive',
-                          help="the MPVAE's rows: each path and every run of neighbouring paths, or 'all' "
-                               '(every subset)'),
-        beta=Param('float', lo=0, default=4.0, help='beta of every path and of the baseline'),
-        mpvae_betas=Param('floats', lo=0, none=True, default=None,
-                          help='per-path betas of MPVAE (overrides beta), e.g. [4.0, 1.0]'),
-        train_images=Param('int', lo=1, default=1024, help='images seen per model in training'),
-        epochs=Param('int', lo=1, default=2, help='log/checkpoint points over training'),
-        bs=Param('int', lo=1, default=64, help='training batch size'),
-        lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
-        precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
-                        help="'auto' (the fastest here, measured once), 'fp32', 'bf16' (CPU or CUDA), 'fp16' "
-                             '(CUDA)'),
-        device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
-        rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
-        pretrained=Param('bool', default=False,
-                         help='True: the shipped models of each seed (mpvae.pretrained) instead of training'),
-        pretrained_setting=Param('str', default='',
-                                 help="which shipped models: '' (lr 1e-3) or 'lr1e-4' "
-                                      "(mpvae.pretrained.pretrained_name's setting)"),
-        pretrained_baseline=Param('str', none=True, default=None,
-                                  help="the shipped baseline's setting (None: pretrained_setting's)"),
-        reference_evals=Param('str', none=True, default=None,
-                              help="a long runs' eval folder (mpvae.curves, e.g. runs/long/lr1e-4/eval_cv): "
-                                   'paired tests against its rows'),
-        probe_pool=Param('int', lo=1, hi=737280, default=1500,
-                         help='images encoded for the probes (a seeded random subset of the whole grid)'),
-        probe_train=Param('int', lo=10, default=600, help='per split'),
-        probe_valid=Param('int', lo=1, default=300, help='per split'),
-        n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
-        n_probe_seeds=Param('int', lo=1, default=2,
-                            help='the paper: 5; used where the probe is random: boost, mlp, and the start '
-                                 'point of logreg'),
-        probe=Param('str', choices=('logreg_cv', 'logreg', 'boost', 'mlp'), default='logreg_cv',
-                    help='logreg_cv (C by 5-fold CV, as disentanglement_lib), logreg (C is probe_C), boost or '
-                         'mlp'),
-        probe_C=Param('float', lo=0, gt=True, default=1.0,
-                      help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
-        metrics=Param('str', choices=('none', 'fast', 'full'), default='fast',
-                      help="disentanglement metrics: 'none', 'fast' (small samples), 'full' "
-                           "(disentanglement_lib's sizes)"),
-        metrics_seeds=Param('ints', lo=0, none=True, unique=True, default=None,
-                            help='the representation seeds whose models get the metrics (None: the first of '
-                                 'rep_seeds)'),
-        figures=Param('bool', default=True, help='make, show and save the figures'),
-    ),
-    'celeba': dict(
-        data_root=Param('str', none=True, default=None,
-                        help='CelebA folder (img_align_celeba/, list_attr_celeba.txt, '
-                             'list_eval_partition.txt); None: synthetic'),
-        out_dir=Param('str', default='results/celeba', help='results folder (mpvae-tables sets it: --out)'),
-        preset=Param('str', default='default',
-                     help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
-        synthetic_n=Param('int', lo=20, default=160, help='images of the synthetic folder when data_root is None'),
-        baseline_dims=Param('ints', lo=1, default=[32], help="the VAE's latent size"),
-        mpvae_dims=Param('ints', lo=1, default=[8, 24], help='z1 (shallow), z2 (deep)'),
-        beta=Param('float', lo=0, default=1.0, help='beta of every path and of the VAE (Table 1 says "VAE": 1)'),
-        recon=Param('str', choices=('bernoulli', 'gaussian'), default='bernoulli', help="'bernoulli' or 'gaussian'"),
-        train_images=Param('int', lo=1, default=256, help='images seen per model in training'),
-        epochs=Param('int', lo=1, default=1, help='log/checkpoint points over training'),
-        bs=Param('int', lo=1, default=32, help='training batch size'),
-        lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
-        precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
-                        help="'auto' (the fastest here, measured once), 'fp32', 'bf16', 'fp16' (CUDA)"),
-        device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
-        rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
-        pool_split=Param('str', choices=('auto', 'heldout', 'all'), default='auto',
-                         help="'heldout' (valid+test partitions), 'all', or 'auto' (heldout for real data, all"
-                              ' for synthetic)'),
-        probe_pool=Param('int', lo=1, none=True, default=None, help='None: the whole pool'),
-        probe_train=Param('int', lo=10, none=True, default=None, help='None: 60% of the pool'),
-        probe_valid=Param('int', lo=1, none=True, default=None, help='None: the rest of the pool'),
-        n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
-        n_probe_seeds=Param('int', lo=1, default=2,
-                            help='the paper: 5; used where the probe is random: boost, mlp, and the start '
-                                 'point of logreg'),
-        probe=Param('str', choices=('logreg_cv', 'logreg', 'boost', 'mlp'), default='logreg_cv',
-                    help='logreg_cv (C by 5-fold CV, as disentanglement_lib), logreg (C is probe_C), boost or '
-                         'mlp'),
-        probe_C=Param('float', lo=0, gt=True, default=1.0,
-                      help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
-        figures=Param('bool', default=True, help='make, show and save the figures'),
-    ),
-}
+_PROBE_PARAMS = dict(   # the probe protocol: declared once, the same in both tables
+    n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
+    n_probe_seeds=Param('int', lo=1, default=2,
+                        help='the paper: 5; used where the probe is random: boost, mlp, and the start '
+                             'point of logreg'),
+    probe=Param('str', choices=_PROBES, default='logreg_cv',
+                help='logreg_cv (C by 5-fold CV, as disentanglement_lib), logreg (C is probe_C), boost or '
+                     'mlp'),
+    probe_C=Param('float', lo=0, gt=True, default=1.0,
+                  help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
+)
+
+# %% ../nbs/08a_params.ipynb #78b01108
+_DSPRITES_PARAMS = dict(   # Table 2's notebook, 10_table_dsprites
+    data_path=Param('str', none=True, default=None,
+                    help='official dsprites npz (or its folder); None: $MPVAE_DATA, else the rendered grid'),
+    out_dir=Param('str', default='results/dsprites', help='results folder (mpvae-tables sets it: --out)'),
+    preset=Param('str', default='default',
+                 help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
+    baseline_dims=Param('ints', lo=1, default=[12], help="the beta-VAE's latent size"),
+    mpvae_dims=Param('ints', lo=1, default=[3, 9], help='z1 (shallow), z2 (deep); more paths give more rows'),
+    mpvae_taps=Param('ints', lo=1, none=True, default=None,
+                     help="the conv after which each path is tapped (None: the model's default, 4 and 5 "
+                          'for two paths)'),
+    path_groups=Param('str', choices=('consecutive', 'all'), default='consecutive',
+                      help="the MPVAE's rows: each path and every run of neighbouring paths, or 'all' "
+                           '(every subset)'),
+    beta=Param('float', lo=0, default=4.0, help='beta of every path and of the baseline'),
+    mpvae_betas=Param('floats', lo=0, none=True, default=None,
+                      help='per-path betas of MPVAE (overrides beta), e.g. [4.0, 1.0]'),
+    train_images=Param('int', lo=1, default=1024, help='images seen per model in training'),
+    epochs=Param('int', lo=1, default=2, help='log/checkpoint points over training'),
+    bs=Param('int', lo=1, default=64, help='training batch size'),
+    lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
+    precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                    help="'auto' (the fastest here, measured once), 'fp32', 'bf16' (CPU or CUDA), 'fp16' "
+                         '(CUDA)'),
+    device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
+    rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
+    pretrained=Param('bool', default=False,
+                     help='True: the shipped models of each seed (mpvae.pretrained) instead of training'),
+    pretrained_setting=Param('str', default='',
+                             help="which shipped models: '' (lr 1e-3) or 'lr1e-4' "
+                                  "(mpvae.pretrained.pretrained_name's setting)"),
+    pretrained_baseline=Param('str', none=True, default=None,
+                              help="the shipped baseline's setting (None: pretrained_setting's)"),
+    reference_evals=Param('str', none=True, default=None,
+                          help="a long runs' eval folder (mpvae.curves, e.g. runs/long/lr1e-4/eval_cv): "
+                               'paired tests against its rows'),
+    probe_pool=Param('int', lo=1, hi=737280, default=1500,
+                     help='images encoded for the probes (a seeded random subset of the whole grid)'),
+    probe_train=Param('int', lo=10, default=600, help='per split'),
+    probe_valid=Param('int', lo=1, default=300, help='per split'),
+    **_PROBE_PARAMS,
+    metrics=Param('str', choices=('none', 'fast', 'full'), default='fast',
+                  help="disentanglement metrics: 'none', 'fast' (small samples), 'full' "
+                       "(disentanglement_lib's sizes)"),
+    metrics_seeds=Param('ints', lo=0, none=True, unique=True, default=None,
+                        help='the representation seeds whose models get the metrics (None: the first of '
+                             'rep_seeds)'),
+    figures=Param('bool', default=True, help='make, show and save the figures'),
+)
+
+# %% ../nbs/08a_params.ipynb #162cbd43
+_CELEBA_PARAMS = dict(   # Table 1's notebook, 11_table_celeba
+    data_root=Param('str', none=True, default=None,
+                    help='CelebA folder (img_align_celeba/, list_attr_celeba.txt, '
+                         'list_eval_partition.txt); None: synthetic'),
+    out_dir=Param('str', default='results/celeba', help='results folder (mpvae-tables sets it: --out)'),
+    preset=Param('str', default='default',
+                 help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
+    synthetic_n=Param('int', lo=20, default=160, help='images of the synthetic folder when data_root is None'),
+    baseline_dims=Param('ints', lo=1, default=[32], help="the VAE's latent size"),
+    mpvae_dims=Param('ints', lo=1, default=[8, 24], help='z1 (shallow), z2 (deep)'),
+    beta=Param('float', lo=0, default=1.0, help='beta of every path and of the VAE (Table 1 says "VAE": 1)'),
+    recon=Param('str', choices=('bernoulli', 'gaussian'), default='bernoulli', help="'bernoulli' or 'gaussian'"),
+    train_images=Param('int', lo=1, default=256, help='images seen per model in training'),
+    epochs=Param('int', lo=1, default=1, help='log/checkpoint points over training'),
+    bs=Param('int', lo=1, default=32, help='training batch size'),
+    lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
+    precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                    help="'auto' (the fastest here, measured once), 'fp32', 'bf16', 'fp16' (CUDA)"),
+    device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
+    rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
+    pretrained=Param('bool', default=False,
+                     help='True: the shipped CelebA models of each seed (mpvae.pretrained) instead of training'),
+    pretrained_setting=Param('str', default='',
+                             help="which shipped CelebA models: '' (the Table 1 pair, celeba_baseline and "
+                                  "celeba_mpvae)"),
+    pool_split=Param('str', choices=('auto', 'heldout', 'all'), default='auto',
+                     help="'heldout' (valid+test partitions), 'all', or 'auto' (heldout for real data, all"
+                          ' for synthetic)'),
+    probe_pool=Param('int', lo=1, none=True, default=None, help='None: the whole pool (more than it holds: all of it)'),
+    probe_train=Param('int', lo=10, none=True, default=None,
+                      help='None: 60% of the pool (train + valid beyond the pool: scaled down, same ratio)'),
+    probe_valid=Param('int', lo=1, none=True, default=None, help='None: the rest of the pool'),
+    **_PROBE_PARAMS,
+    figures=Param('bool', default=True, help='make, show and save the figures'),
+)
+
+# %% ../nbs/08a_params.ipynb #dd043de9
+TABLE_PARAMS = {'dsprites': _DSPRITES_PARAMS, 'celeba': _CELEBA_PARAMS}   # every parameter of each table notebook
 
 # %% ../nbs/08a_params.ipynb #3cc3037a
 def parameters_cell(table:str # 'dsprites' or 'celeba'
@@ -332,18 +355,24 @@ def _device_name(p):
         return ('device', f"device must be null, 'cpu', 'cuda', 'cuda:<n>' or 'mps', not {p['device']!r}")
 
 # %% ../nbs/08a_params.ipynb #2c08cbe7
-def _shipped(p):
-    if not p.get('pretrained'): return None
-    from mpvae.pretrained import pretrained_seeds
-    for key, kind in (('pretrained_setting', 'mpvae'), ('pretrained_baseline', 'baseline')):
-        have, s = pretrained_seeds(kind), p['pretrained_setting'] if p.get(key) is None else p[key]
-        if s not in have:
-            return (key, f"{key} {s!r} has no shipped models; the shipped settings are {sorted(have)}")
-        if miss := sorted(set(p['rep_seeds']) - set(have[s])):
-            return ('rep_seeds', f"the shipped models of setting {s!r} have seeds {have[s]}, not {miss}")
+def _shipped(data:str):
+    "The rule that a `pretrained` table's settings and seeds ship, for the models of `data`."
+    def f(p):
+        if not p.get('pretrained'): return None
+        from mpvae.pretrained import pretrained_seeds
+        for key, kind in (('pretrained_setting', 'mpvae'), ('pretrained_baseline', 'baseline')):
+            have, s = pretrained_seeds(kind, data=data), p['pretrained_setting'] if p.get(key) is None else p[key]
+            if s not in have:
+                return (key, f"{key} {s!r} has no shipped {data} models; the shipped settings are {sorted(have)}")
+            if miss := sorted(set(p['rep_seeds']) - set(have[s])):
+                return ('rep_seeds', f"the shipped models of setting {s!r} have seeds {have[s]}, not {miss}")
+    return f
 
 # %% ../nbs/08a_params.ipynb #c8ada39b
 def _needs_celeba(p):
+    if p.get('pretrained') and p['data_root'] is None:
+        return ('data_root', "the shipped CelebA models are probed on real faces: -p data_root=/path/to/celeba (any CelebA "
+                             "folder; the package cannot download it)")
     if p['preset'] == 'paper' and p['data_root'] is None:
         return (
             'data_root',
@@ -360,9 +389,10 @@ TABLE_RULES = {
         _path_exists('data_path'),
         _path_exists('reference_evals'),
         _device_name,
-        _shipped,
+        _shipped('dsprites'),
     ),
-    'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba),
+    'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba,
+               _shipped('celeba')),
 }
 
 # %% ../nbs/08a_params.ipynb #018d7dd9

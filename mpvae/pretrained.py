@@ -1,4 +1,4 @@
-"""The long-trained dSprites baselines and MPVAEs that ship inside the package: list them, read how each was trained, load one.
+"""The long-trained dSprites and CelebA baselines and MPVAEs that ship inside the package: list them, read how each was trained, load one.
 
 Docs: https://mpvae.github.io/mpvae/pretrained.html.md"""
 
@@ -13,8 +13,8 @@ from .core import BASELINE, upgrade_names
 from .model import MPVAE, load_model
 
 # %% auto #0
-__all__ = ['PRETRAINED_NAMES', 'PRETRAINED_KINDS', 'pretrained_dir', 'pretrained_name', 'load_pretrained', 'convert_pretrained',
-           'list_pretrained', 'pretrained_seeds', 'pretrained_settings', 'pretrained_table']
+__all__ = ['PRETRAINED_NAMES', 'PRETRAINED_KINDS', 'PRETRAINED_DATA', 'pretrained_dir', 'pretrained_name', 'load_pretrained',
+           'convert_pretrained', 'list_pretrained', 'pretrained_seeds', 'pretrained_settings', 'pretrained_table']
 
 # %% ../nbs/14_pretrained.ipynb #240b9334
 PRETRAINED_NAMES = {
@@ -26,6 +26,8 @@ PRETRAINED_NAMES = {
     'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4',
     'dsprites_mpvae_lr1e-4_paths3-3-6': 'beta-MPVAE, three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta = 4 on each, Adam lr 1e-4, '
     '3.07 M images (its baselines: the lr1e-4_betas4-1 ones, the same length)',
+    'celeba_baseline': 'VAE, z = 32, beta = 1, Bernoulli, Adam lr 1e-4, on the 15,979 training faces of the CelebA sample',
+    'celeba_mpvae': 'MPVAE, paths (8, 24), beta = 1 on both, Bernoulli, Adam lr 1e-4, on the same faces',
 }
 
 def pretrained_dir() -> Path:
@@ -49,6 +51,7 @@ def _files(folder=None) -> dict:
 
 # %% ../nbs/14_pretrained.ipynb #8c50dede
 PRETRAINED_KINDS = (BASELINE, 'mpvae')   # the two kinds of shipped model
+PRETRAINED_DATA = ('dsprites', 'celeba')  # the datasets shipped models were trained on: the first part of their names
 
 def _kind(kind:str) -> str:
     "`kind` checked; the baseline's old name 'vae' is read as 'baseline', with a DeprecationWarning."
@@ -62,20 +65,26 @@ def _kind(kind:str) -> str:
 
 def pretrained_name(kind:str, # 'baseline' or 'mpvae'
                     setting:str='', # the training setting: '' (Adam lr 1e-3) or e.g. 'lr1e-4'
+                    data:str='dsprites' # the dataset: 'dsprites' or 'celeba'
                    ) -> str:
     "The shipped name of one model of one training setting: ('mpvae', 'lr1e-4') -> 'dsprites_mpvae_lr1e-4'."
     kind = _kind(kind)
+    if data not in PRETRAINED_DATA: raise ValueError(f"data must be one of {PRETRAINED_DATA}, not {data!r}")
     if not isinstance(setting, str):
         raise TypeError(f"setting must be a str such as 'lr1e-4' ('' for Adam lr 1e-3), not {setting!r}")
     if setting.startswith('_'): raise ValueError(f"give the setting without its underscore: {setting.lstrip('_')!r}")
     if re.search(r'_seed\d', setting):
         raise ValueError(f"a setting cannot contain '_seed<k>': the file name puts the seed there ({setting!r})")
-    return f'dsprites_{kind}_{setting}' if setting else f'dsprites_{kind}'
+    return f'{data}_{kind}_{setting}' if setting else f'{data}_{kind}'
 
-def _kind_setting(name:str) -> tuple:
+def _kind_setting(name:str, data:str='dsprites') -> tuple:
     "The inverse of `pretrained_name`: 'dsprites_mpvae_lr1e-4' -> ('mpvae', 'lr1e-4'); (None, None) for other names."
-    m = re.fullmatch(r'dsprites_(baseline|mpvae)(?:_(.+))?', _new_name(name))
+    m = re.fullmatch(rf'{data}_(baseline|mpvae)(?:_(.+))?', _new_name(name))
     return (m.group(1), m.group(2) or '') if m else (None, None)
+
+def _data_of(name:str) -> str|None:
+    "The dataset a shipped name was trained on: 'celeba_mpvae' -> 'celeba'; None for other names."
+    return next((d for d in PRETRAINED_DATA if _kind_setting(name, d) != (None, None)), None)
 
 # %% ../nbs/14_pretrained.ipynb #a6c084f8
 def load_pretrained(name:str, # a name of `list_pretrained()`, e.g. 'dsprites_mpvae'
@@ -124,54 +133,37 @@ def convert_pretrained(folder, # holds `<name>_seed<k>.pth` files written by `mp
     return out
 
 # %% ../nbs/14_pretrained.ipynb #96d62d62
+_RECORD = ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')
+
 def list_pretrained(folder=None) -> list:
-    "One dict per shipped model: name, seed, kind and setting (`pretrained_name`'s arguments), file, its training record (images, steps, schedule, CPU, commit, ...) and its validation NELBO at the end."
+    "One dict per shipped model (dSprites first): name, data, seed, kind, setting, file, description, its record and last NELBO."
     out = []
-    for (n, s), p in sorted(_files(folder).items()):
+    order = lambda kv: (PRETRAINED_DATA.index(_data_of(kv[0][0]) or 'dsprites'), kv[0])
+    for (n, s), p in sorted(_files(folder).items(), key=order):
         rec = dict(load_pretrained(n, s, folder=folder).meta.get('record') or {})
-        kind, setting = _kind_setting(n)
-        out.append(
-            dict(
-                name=n,
-                seed=s,
-                kind=kind,
-                setting=setting,
-                file=p.name,
-                description=PRETRAINED_NAMES.get(n, ''),
-                **{
-                    k: rec.get(k)
-                    for k in (
-                        'images',
-                        'steps',
-                        'bs',
-                        'lr',
-                        'schedule',
-                        'precision',
-                        'cpu',
-                        'train_seconds',
-                        'torch',
-                        'commit',
-                    )
-                },
-                nelbo=(rec.get('last') or {}).get('nelbo')
-            )
-        )
+        data = _data_of(n); kind, setting = _kind_setting(n, data or 'dsprites')
+        out.append(dict(name=n, data=data, seed=s, kind=kind, setting=setting, file=p.name,
+                        description=PRETRAINED_NAMES.get(n, ''), **{k: rec.get(k) for k in _RECORD},
+                        nelbo=(rec.get('last') or {}).get('nelbo')))
     return out
 
 # %% ../nbs/14_pretrained.ipynb #0cd41bb3
 def pretrained_seeds(kind:str, # 'baseline' or 'mpvae'
-                     folder=None)->dict: # setting -> sorted seeds
+                     folder=None, # where the models are (default: the package's)
+                     data:str='dsprites' # the dataset: 'dsprites' or 'celeba'
+                    )->dict: # setting -> sorted seeds
     "Each training setting that ships models of `kind` -> their seeds: ('baseline') -> {'': [0], 'lr1e-4': [0, 1, 2], ...}."
     kind = _kind(kind)
+    if data not in PRETRAINED_DATA: raise ValueError(f"data must be one of {PRETRAINED_DATA}, not {data!r}")
     seeds = {}
     for n, s in _files(folder):
-        k, setting = _kind_setting(n)
+        k, setting = _kind_setting(n, data)
         if k == kind: seeds.setdefault(setting, set()).add(s)
     return {k: sorted(v) for k, v in sorted(seeds.items())}
 
-def pretrained_settings(folder=None) -> dict:
+def pretrained_settings(folder=None, data:str='dsprites') -> dict:
     "Each training setting that ships both models (baseline and MPVAE) -> the seeds it ships for both: {'': [0], 'lr1e-4': [0, 1, 2]}."
-    v, m = pretrained_seeds(BASELINE, folder), pretrained_seeds('mpvae', folder)
+    v, m = pretrained_seeds(BASELINE, folder, data), pretrained_seeds('mpvae', folder, data)
     return {k: sorted(set(v[k]) & set(m[k])) for k in sorted(set(v) & set(m)) if set(v[k]) & set(m[k])}
 
 # %% ../nbs/14_pretrained.ipynb #4a479ae3

@@ -16,9 +16,9 @@ from .model import MPVAE
 from .stats import PAPER, paired_t, t_pvalue, aggregate_sweep
 
 # %% auto #0
-__all__ = ['markdown_table', 'probe_md', 'probe_C_md', 'distance_md', 'claim_md', 'paired_md', 'sweep_markdown', 'plot_sweep',
-           'summarize', 'compare_results', 'plot_reconstructions', 'traversal_images', 'plot_traversals',
-           'plot_vs_paper', 'save_fig', 'frame_markdown']
+__all__ = ['markdown_table', 'probe_md', 'probe_C_md', 'distance_md', 'claim_md', 'paired_md', 'label_frame', 'seed_comparisons',
+           'plot_label_gains', 'sweep_markdown', 'plot_sweep', 'summarize', 'compare_results', 'plot_reconstructions',
+           'traversal_images', 'plot_traversals', 'plot_vs_paper', 'save_fig', 'frame_markdown']
 
 # %% ../nbs/08b_reports.ipynb #37b55df4
 def _fmt(a, spread=True):
@@ -129,6 +129,66 @@ def paired_md(comparisons:list # (what, {seed: a}, {seed: b}): mean accuracies i
             f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {se:.2f} | {t:.2f} | {t_pvalue(t, len(d) - 1):.3f} |"
         )
     return '\n'.join(lines)
+
+# %% ../nbs/08b_reports.ipynb #082d1cf0
+def _level(res:dict, metric:str) -> dict:
+    "Label -> what answering the training split's majority class scores (percent): accuracy, or 1/classes if balanced."
+    if metric not in ('acc', 'balanced'): raise ValueError(f"metric must be 'acc' or 'balanced', not {metric!r}")
+    return {l: 100*(res['majority'] if metric == 'acc' else res['chance'])[l] for l in res['labels']}
+
+# %% ../nbs/08b_reports.ipynb #6536442f
+def _cells(row:dict, metric:str) -> tuple:
+    "A row's aggregates per label and for the mean, of `metric` ('acc' or 'balanced')."
+    if metric == 'acc': return row['acc'], row['mean']
+    if 'balanced' not in row: raise ValueError("these results have no balanced accuracy (made before the probe measured it)")
+    return row['balanced'], row['balanced_mean']
+
+# %% ../nbs/08b_reports.ipynb #c05c181a
+def label_frame(res:dict, # a results.json of a table notebook
+                metric:str='acc' # 'acc' or 'balanced' (mean class recall)
+               ): # DataFrame: a row per label and 'mean', a column per table row and 'majority', in percent
+    "Each table row's mean per label (and over labels) beside what the majority answer scores, in percent."
+    import pandas as pd
+    names, lv = res.get('names', {}), _level(res, metric)
+    cols = {names.get(k, k): {**{l: a['mean'] for l, a in _cells(r, metric)[0].items()}, 'mean': _cells(r, metric)[1]['mean']}
+            for k, r in res['rows'].items()}
+    cols['majority'] = {**lv, 'mean': float(np.mean(list(lv.values())))}
+    return pd.DataFrame(cols).loc[res['labels'] + ['mean']]
+
+# %% ../nbs/08b_reports.ipynb #f934f8ce
+def seed_comparisons(res:dict, # a results.json of a table notebook (rows with per-seed means)
+                     metric:str='acc' # 'acc' or 'balanced'
+                    )->list: # `paired_md`'s comparisons, in points
+    "The all-paths row against the baseline, then each row against the majority answer, per representation seed."
+    from mpvae.stats import all_paths_row
+    names, rows = res.get('names', {}), res['rows']
+    ids = lambda ps: (res.get('params') or {}).get('rep_seeds') or range(len(ps))   # the seeds' names, if recorded
+    seeds = lambda k: dict(zip(ids(ps := _cells(rows[k], metric)[1]['per_seed']), ps))
+    maj = float(np.mean(list(_level(res, metric).values())))
+    out = [(f"{names.get(a, a)} - {names.get('baseline', 'baseline')}", seeds(a), seeds('baseline'))
+           for a in [all_paths_row(rows)] if a and 'baseline' in rows]
+    return out + [(f"{names.get(k, k)} - majority", seeds(k), {s: maj for s in seeds(k)}) for k in rows]
+
+# %% ../nbs/08b_reports.ipynb #309bc946
+def plot_label_gains(res:dict, # a results.json of a table notebook (with balanced accuracy for the right panel)
+                     title:str|None=None
+                    ): # a matplotlib Figure
+    "Heat maps of each row's gain over the majority answer per label: accuracy, and balanced accuracy if measured."
+    from matplotlib.figure import Figure
+    metrics = ['acc'] + (['balanced'] if all('balanced' in r for r in res['rows'].values()) else [])
+    frames = [label_frame(res, m).drop(index='mean') for m in metrics]
+    gains = [f.drop(columns='majority').sub(f['majority'], axis=0) for f in frames]
+    order = gains[0].iloc[:, 0].sort_values(ascending=False).index
+    fig = Figure(figsize=(2.2 + 2.3*len(gains), 0.9 + 0.22*len(order)), layout='constrained')
+    for ax, g, m in zip(fig.subplots(1, len(gains), squeeze=False)[0], gains, metrics):
+        g = g.loc[order]; v = max(1.0, float(np.abs(g.values).max()))
+        im = ax.imshow(g.values, cmap='RdBu', vmin=-v, vmax=v, aspect='auto')
+        ax.set_xticks(range(g.shape[1]), g.columns, rotation=45, ha='right', fontsize=7)
+        ax.set_yticks(range(len(order)), order if ax is fig.axes[0] else [''] * len(order), fontsize=7)
+        ax.set_title('accuracy - majority' if m == 'acc' else 'balanced acc. - 1/classes', fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.5, label='points')
+    if title: fig.suptitle(title, fontsize=9)
+    return fig
 
 # %% ../nbs/08b_reports.ipynb #2fb1a4a6
 def _row_names(table:str, res:dict|None) -> dict:

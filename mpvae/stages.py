@@ -15,8 +15,9 @@ from .reports import save_fig
 
 # %% auto #0
 __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'train_params', 'train_model', 'meta_record', 'precision_record',
-           'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'table_results', 'write_results',
-           'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair', 'represent_and_probe', 'table_record']
+           'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'probe_sizes', 'celeba_pool',
+           'table_results', 'write_results', 'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair',
+           'represent_and_probe', 'table_record']
 
 # %% ../nbs/09_stages.ipynb #bb554d7d
 def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
@@ -156,7 +157,7 @@ def images_record(models:dict) -> dict:
 def table_rows(results:list, # one `ProbeResult` per representation seed, all with the same features and labels
                rows:dict # table row key -> feature-set name in the results, e.g. {'baseline': 'baseline', 'z1': 'z1', ...}
               ) -> dict:
-    "Rows of a results table: per label and for the label mean, `mpvae.stats.aggregate` over (rep seeds, probe runs)."
+    "Rows of a results table: per label and label mean, `mpvae.stats.aggregate` over (rep seeds, probe runs); balanced too."
     if not results: raise ValueError("no probe results")
     labels = results[0].labels
     for r in results[1:]:
@@ -170,6 +171,10 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
         acc = {l: aggregate(np.stack([r.acc[fi, li].reshape(-1) for r in results])) for li, l in enumerate(labels)}
         mean = aggregate(np.stack([r.acc[fi].mean(0).reshape(-1) for r in results]))
         out[key] = dict(feature=feat, dims=int(results[0].dims[feat]), acc=acc, mean=mean)
+        if all(r.balanced is not None for r in results):   # the mean class recall, beside (results of old files lack it)
+            out[key]['balanced'] = {l: aggregate(np.stack([r.balanced[fi, li].reshape(-1) for r in results]))
+                                    for li, l in enumerate(labels)}
+            out[key]['balanced_mean'] = aggregate(np.stack([r.balanced[fi].mean(0).reshape(-1) for r in results]))
     return out
 
 # %% ../nbs/09_stages.ipynb #bab79928
@@ -202,6 +207,38 @@ def pool_indices(n:int, # images in the dataset
                 )->np.ndarray: # sorted indices
     "The images the probes draw from: a seeded random subset of `size` of the `n`, sorted (the order `encode_dataset` reads fastest)."
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+# %% ../nbs/09_stages.ipynb #fdfe4108
+def probe_sizes(n:int, # images the pool can hold (e.g. the heldout faces)
+                pool:int|None=None, # images asked for the pool (None: all `n`)
+                train:int|None=None, # training rows asked per split (None: 60% of the pool)
+                valid:int|None=None, # validation rows asked per split (None: the rest of the pool)
+                min_train:int=50, min_valid:int=20 # the least a probe can be trained and scored on
+               )->tuple: # (pool, train, valid, note): the sizes used, and a sentence on what changed ('' if nothing)
+    "The probe's pool and per-split sizes, fitted to the `n` images there are; a clear error when too few."
+    size = n if pool is None else min(pool, n)
+    tr = int(0.6*size) if train is None else train
+    va = size - tr if valid is None else valid
+    note = f"probe_pool {pool:,} asked, {n:,} images available: the pool is {size:,}" if pool is not None and pool > n else ''
+    if tr + va > size:
+        f = size/(tr + va); tr2 = int(tr*f); va2 = size - tr2
+        note = (note + '; ' if note else '') + (f"probe_train + probe_valid ({tr:,} + {va:,}) exceed the pool of {size:,}: "
+                                                f"scaled to {tr2:,} + {va2:,}, the same ratio")
+        tr, va = tr2, va2
+    if tr < min_train or va < min_valid:
+        raise ValueError(f"the probe pool holds {size:,} images: {tr:,} training and {va:,} validation rows per split are "
+                         f"too few (at least {min_train} and {min_valid}); give a larger dataset, or pool_split='all'")
+    return size, tr, va, note
+
+# %% ../nbs/09_stages.ipynb #6bfddbb9
+def celeba_pool(ds, # a `mpvae.celeba.CelebA`
+                split:str='heldout', # 'heldout' (the valid and test partitions) or 'all'
+                size:int|None=None # images in the pool (None: all of them; more: all of them)
+               )->np.ndarray: # sorted indices into `ds`
+    "The CelebA images the probes draw from: the heldout partitions (or all), a seeded subset of `size` if smaller."
+    if split not in ('heldout', 'all'): raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
+    idx = np.arange(len(ds)) if split == 'all' else np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
+    return idx if size is None or size >= len(idx) else idx[pool_indices(len(idx), size)]
 
 # %% ../nbs/09_stages.ipynb #ac3117c5
 def table_results(table:str, # 'dsprites' or 'celeba'
@@ -273,13 +310,15 @@ def shipped_pair(seed:int, # representation seed
                  baseline_dims=None, mpvae_dims=None, # the latent sizes the table expects (checked)
                  mpvae_taps=None, # the MPVAE's taps the table expects (None: any)
                  mpvae_betas=None, # the MPVAE's betas the table records (checked: a table must not record betas its models never had)
-                 device=None)->tuple: # (baseline, mpvae), each with its training record in `meta['record']`
+                 device=None, # where to load them
+                 data:str='dsprites' # the dataset they were trained on: 'dsprites' or 'celeba'
+                )->tuple: # (baseline, mpvae), each with its training record in `meta['record']`
     "The shipped baseline and MPVAE of one seed, refused when they are not the models the table's parameters describe."
     from mpvae.pretrained import load_pretrained, pretrained_name  # an unknown setting: load_pretrained lists the names
 
     bset = setting if baseline_setting is None else baseline_setting
-    base = load_pretrained(pretrained_name('baseline', bset), seed, device=device)
-    mp = load_pretrained(pretrained_name('mpvae', setting), seed, device=device)
+    base = load_pretrained(pretrained_name('baseline', bset, data), seed, device=device)
+    mp = load_pretrained(pretrained_name('mpvae', setting, data), seed, device=device)
     if baseline_dims is not None and (base.latent_dims, mp.latent_dims) != (tuple(baseline_dims), tuple(mpvae_dims)):
         raise ValueError(
             f"the shipped models have latent_dims {base.latent_dims} and {mp.latent_dims}; pretrained=True "

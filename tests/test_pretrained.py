@@ -20,42 +20,44 @@ def test_shipped_models_and_records():
     recs = list_pretrained()
     assert recs, f"no weights in {pretrained_dir()}"
     # every training setting ships a baseline and an MPVAE for each of its seeds, under pretrained_name's names
-    assert all(r['kind'] in ('baseline', 'mpvae') for r in recs), [r['name'] for r in recs]
-    settings = {r['setting'] for r in recs}
+    assert all(r['kind'] in ('baseline', 'mpvae') and r['data'] in ('dsprites', 'celeba') for r in recs), [r['name'] for r in recs]
+    settings = {(r['data'], r['setting']) for r in recs}
     from mpvae.params import PRESETS
-    borrowing = {pr['dsprites']['pretrained_setting'] for pr in PRESETS.values() if pr.get('dsprites', {}).get('pretrained_baseline')}
-    for st in settings:   # a setting ships both models per seed, unless a preset gives its MPVAEs another setting's baselines
-        seeds = {r['seed'] for r in recs if r['setting'] == st}
-        kinds = ('mpvae',) if st in borrowing else ('baseline', 'mpvae')
-        assert {(r['name'], r['seed']) for r in recs if r['setting'] == st} == {(pretrained_name(m, st), s) for m in kinds for s in seeds}
-    assert '' in settings, 'the default names dsprites_baseline / dsprites_mpvae (used by the pretrained preset) must ship'
+    borrowing = {('dsprites', pr['dsprites']['pretrained_setting']) for pr in PRESETS.values() if pr.get('dsprites', {}).get('pretrained_baseline')}
+    for data, st in settings:   # a setting ships both models per seed, unless a preset gives its MPVAEs another setting's baselines
+        mine = [r for r in recs if (r['data'], r['setting']) == (data, st)]
+        kinds = ('mpvae',) if (data, st) in borrowing else ('baseline', 'mpvae')
+        assert {(r['name'], r['seed']) for r in mine} == {(pretrained_name(m, st, data), r['seed']) for m in kinds for r in mine}
+    assert ('dsprites', '') in settings, 'the default names dsprites_baseline / dsprites_mpvae (used by the pretrained preset) must ship'
     by_name = {(r['name'], r['seed']): r for r in recs}
     for name, pr in PRESETS.items():   # every pretrained preset finds both models of each of its seeds, trained equally long
-        p = pr.get('dsprites', {})
-        if not p.get('pretrained'): continue
-        st = p.get('pretrained_setting', ''); bst = p.get('pretrained_baseline') or st
-        for s in p['rep_seeds']:
-            mp, vae = by_name.get((pretrained_name('mpvae', st), s)), by_name.get((pretrained_name('baseline', bst), s))
-            assert mp and vae, (name, s)
-            assert (mp['images'], mp['lr'], mp['bs']) == (vae['images'], vae['lr'], vae['bs']), (name, s)
-            assert len(load_pretrained(mp['name'], s).latent_dims) == len(p.get('mpvae_dims', [3, 9])), (name, s)
+        for data, p in pr.items():
+            if not p.get('pretrained'): continue
+            st = p.get('pretrained_setting', ''); bst = p.get('pretrained_baseline') or st
+            for s in p['rep_seeds']:
+                mp, vae = by_name.get((pretrained_name('mpvae', st, data), s)), by_name.get((pretrained_name('baseline', bst, data), s))
+                assert mp and vae, (name, s)
+                assert (mp['images'], mp['lr'], mp['bs']) == (vae['images'], vae['lr'], vae['bs']), (name, s)
+                default = [3, 9] if data == 'dsprites' else [8, 24]
+                assert len(load_pretrained(mp['name'], s).latent_dims) == len(p.get('mpvae_dims', default)), (name, s)
     from mpvae.pretrained import PRETRAINED_NAMES
     assert all(r['description'] for r in recs), [r['name'] for r in recs if r['name'] not in PRETRAINED_NAMES]
     pairs = {}
-    for r in recs: pairs.setdefault((r['setting'], r['seed']), []).append(r)
-    for (suf, s), rs in pairs.items():   # the two models of a pair saw the same images with the same settings
+    for r in recs: pairs.setdefault((r['data'], r['setting'], r['seed']), []).append(r)
+    for key, rs in pairs.items():   # the two models of a pair saw the same images with the same settings
         assert len({(r['images'], r['lr'], r['bs'], r['schedule']) for r in rs}) == 1, rs
+    from mpvae.dsprites import load_dsprites
+    from mpvae.loss import recon_nll
+    ds = load_dsprites(progress=False)
+    x = ds.images(torch.arange(0, len(ds), len(ds)//256))
     for r in recs:
         assert r['images'] >= 1_000_000 and r['steps'] == r['images'] // r['bs'], r
         assert r['precision'] in ('fp32', 'bf16') and r['cpu'] and r['commit'] and r['train_seconds'] > 0
         m = load_pretrained(r['name'], r['seed'])
         assert all(p.dtype == torch.float32 for p in m.parameters())
         assert (pretrained_dir()/r['file']).stat().st_size < 3_000_000
+        if r['data'] != 'dsprites': continue   # CelebA's: tests/test_celeba_real.py, on real faces
         # a trained model reconstructs far better than an untrained decoder (Bernoulli NLL ~ 4096 ln 2 = 2839 nats)
-        from mpvae.dsprites import load_dsprites
-        from mpvae.loss import recon_nll
-        ds = load_dsprites(progress=False)
-        x = ds.images(torch.arange(0, len(ds), len(ds)//256))
         with torch.no_grad(): nll = float(recon_nll(m.decode(m.encode(x)), x).mean())
         assert nll < 150, f"{r['name']} seed {r['seed']}: reconstruction NLL {nll:.1f} nats, not a trained model"
     with pytest.raises(ValueError, match='shipped ones are'): load_pretrained('dsprites_nosuch')
@@ -80,6 +82,9 @@ def test_ship_pretrained_names_and_refusals(tmp_path):
         [('dsprites_baseline', 2, 76800), ('dsprites_mpvae', 2, 76800)]
     with pytest.raises(SystemExit, match='--images 307,200: not a pair for every seed.*seed 1: 76,800, 153,600;'):
         main(['--runs', str(runs), '--dest', str(tmp_path/'d0'), '--images', '307200'])
+    main(['--runs', str(runs), '--dest', str(tmp_path/'dc'), '--seeds', '2', '--data', 'celeba'])   # CelebA runs: celeba_ names
+    assert sorted((r['name'], r['data'], r['images']) for r in list_pretrained(tmp_path/'dc')) == \
+        [('celeba_baseline', 'celeba', 307200), ('celeba_mpvae', 'celeba', 307200)]
     with pytest.raises(SystemExit, match='without its underscore'): main(['--runs', str(runs), '--dest', str(dest), '--setting', '_x'])
     with pytest.raises(SystemExit, match='no baseline_seed'): main(['--runs', str(tmp_path), '--dest', str(tmp_path/'d0')])
     (runs/'mpvae_seed2'/'snap_153600.pth').write_bytes(b'not a model')   # seed 2's pair is bad: seed 1's must not ship either
@@ -165,9 +170,8 @@ def test_pretrained_metrics_reproduce_report():
 
 
 def test_table_report_pretrained(tmp_path):
-    "tools/table_report.py on a pretrained run: records as sentences, paths made relative; an unfinished run writes nothing."
-    sys.path.insert(0, str(ROOT/'tools'))
-    from table_report import main
+    "mpvae.table_report on a pretrained run: records as sentences, paths made relative; an unfinished run writes nothing."
+    from mpvae.table_report import main
     run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
     run.mkdir(parents=True); rep.mkdir()
     rec = dict(images=2457600, steps=38400, bs=64, schedule='const', lr=1e-4, precision='fp32', train_seconds=7200, cpu='AMD EPYC', commit='abc1234')
@@ -193,9 +197,8 @@ def test_table_report_pretrained(tmp_path):
 
 
 def test_table_report_trained(tmp_path):
-    "tools/table_report.py on a run that trained its models: how (images, steps, lr, betas, the precision chosen), where, how long; notes in between."
-    sys.path.insert(0, str(ROOT/'tools'))
-    from table_report import main
+    "mpvae.table_report on a run that trained its models: how (images, steps, lr, betas, the precision chosen), where, how long; notes in between."
+    from mpvae.table_report import main
     run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
     run.mkdir(parents=True)
     fp32cl = dict(precision='fp32', channels_last=True, auto=dict(source='measured'))

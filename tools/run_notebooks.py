@@ -26,14 +26,6 @@ NBS, LIB = ROOT/'nbs', ROOT/'mpvae'
 RECORD = NBS/'outputs.json'
 # index.ipynb's code cell is the README's quick look; it is executed by the notebook tests and kept as written
 SKIP = {'index.ipynb'}
-# what `make notebooks` passes to the parameterised table notebooks (as `mpvae-tables -p` would)
-PARAMS = {
-    # the `pretrained` preset (mpvae.params.PRESETS): the shipped models probed by the paper's protocol, no training,
-    # so the kept table is reports/dsprites_pretrained.md's (tests/test_outputs.py checks it)
-    '10_table_dsprites.ipynb': 'pretrained',
-    # no CelebA here (it cannot be downloaded by the package): the synthetic CelebA-layout folder, no figures
-    '11_table_celeba.ipynb': dict(figures=False),
-}
 TST_FLAGS = ('slow', 'notest')   # pyproject's tool.nbdev.tst_flags: cells nbdev-test skips (timings, long runs)
 _PRELUDE = """\
 import random as _r, numpy as _np, torch as _t
@@ -165,11 +157,10 @@ def execute(nb_path:Path, timeout:int=1800) -> float:
     mark = lambda src: nbformat.v4.new_code_cell(src, metadata={'injected': True})
     t = time.time()
     d = tempfile.mkdtemp(prefix='mpvae_nb_')
-    params = PARAMS.get(nb_path.name)
-    if isinstance(params, str):   # a preset's name: its parameters, as `mpvae-tables --preset` passes them
-        from mpvae.params import PRESETS
-        params = dict(PRESETS[params]['dsprites'], preset=params)
-    if params is not None: params = dict(params, out_dir=d)
+    # a table notebook: the parameters of its preset in mpvae.params.NOTEBOOK_PRESETS, as `mpvae-tables --preset` passes them
+    from mpvae.params import TABLE_NOTEBOOKS, notebook_run_params
+    table = {f: t for t, f in TABLE_NOTEBOOKS.items()}.get(nb_path.name)
+    params = dict(notebook_run_params(table), out_dir=d) if table else None
     cells = [mark(_PRELUDE)]
     for c in nb.cells:
         c2 = nbformat.from_dict(json.loads(json.dumps(c)))

@@ -5,6 +5,7 @@
     python tools/ship_pretrained.py --runs runs/long/lr1e-4 --setting lr1e-4   # -> dsprites_baseline_lr1e-4_seed0/, ...
     python tools/ship_pretrained.py --runs runs/three --mpvae-only mpvae3 --setting lr1e-4_paths3-3-6 --images 3072000
         # MPVAEs only (their baselines ship under another setting): mpvae3_seed<s>/snap_3072000.pth -> dsprites_mpvae_lr1e-4_paths3-3-6_seed<s>/
+    python tools/ship_pretrained.py --runs runs/celeba --data celeba   # -> celeba_baseline_seed<s>/, celeba_mpvae_seed<s>/
 
 Every seed ships the same length: the largest image count at which both `baseline_seed<s>/snap_<n>.pth` (or the old `vae_seed<s>/`) and
 `mpvae_seed<s>/snap_<n>.pth` exist for *every* seed (or `--images N`), written as the folders `mpvae/pretrained/dsprites_baseline_seed<s>/`
@@ -12,7 +13,7 @@ and `dsprites_mpvae_seed<s>/` (`MPVAE.save_pretrained`: safetensors weights, `co
 seed spread of the pretrained table is a spread over seeds, not over lengths. Every snapshot is loaded before any is
 written: a bad snapshot ships nothing. `meta.json` holds the training record that the long run wrote (`mpvae-train --stop-images`, formerly `tools/long_run.py`). Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained`, then
-`python tools/table_report.py results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
+`python -m mpvae.table_report results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
 likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
 """
 import argparse, os, shutil
@@ -30,6 +31,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
     p.add_argument('--dest', default=str(ROOT/'mpvae'/'pretrained'), help='where the weights go (default: the package)')
+    p.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'), help='the dataset the runs trained on (the names start with it)')
     p.add_argument('--setting', default='', help="the training setting the names carry (e.g. 'lr1e-4'; see mpvae.pretrained.pretrained_name)")
     p.add_argument('--images', type=int, help='ship the snapshots at this image count (default: the longest every seed has)')
     p.add_argument('--mpvae-only', metavar='PREFIX', help='ship only the MPVAE runs PREFIX_seed<s>/ (their baselines ship under another setting)')
@@ -37,7 +39,7 @@ def main(argv=None):
     from mpvae.model import load_model
     from mpvae.pretrained import pretrained_name
     from mpvae.curves import run_seeds, snapshots
-    try: pretrained_name('baseline', a.setting)
+    try: pretrained_name('baseline', a.setting, a.data)
     except (ValueError, TypeError) as e: raise SystemExit(f"--setting: {e}")
     runs, dest = Path(a.runs), Path(a.dest)
     if a.mpvae_only:   # (seed, images) -> (MPVAE snapshot,)
@@ -61,7 +63,7 @@ def main(argv=None):
             except Exception as e: raise SystemExit(f"{src} does not load ({type(e).__name__}: {e}); nothing shipped")
     dest.mkdir(parents=True, exist_ok=True)
     kinds = ('mpvae',) if a.mpvae_only else ('baseline', 'mpvae')
-    todo = [(src, dest/f'{pretrained_name(m, a.setting)}_seed{s}') for s in seeds for m, src in zip(kinds, pairs[(s, k)])]
+    todo = [(src, dest/f'{pretrained_name(m, a.setting, a.data)}_seed{s}') for s in seeds for m, src in zip(kinds, pairs[(s, k)])]
     part = lambda dst: dst.with_name(dst.name + '.part')   # the temporary name of a folder being shipped
     try:   # write everything under temporary names first, so a failed write (disk full) replaces nothing shipped
         for src, dst in todo: shutil.rmtree(part(dst), ignore_errors=True); _write(models[src], part(dst))
