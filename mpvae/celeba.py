@@ -57,6 +57,7 @@ def _lines(path:Path) -> list[str]:
     except UnicodeDecodeError as e: raise ValueError(f"{path} is not a text file ({e})") from None
     return text.splitlines()
 
+# %% ../nbs/02_celeba.ipynb #e141ef84
 def _attrs_fast(path:Path, k:int):
     "(filenames, values) of a well-formed attribute file via pandas' C parser; None on any anomaly."
     import pandas as pd
@@ -67,6 +68,7 @@ def _attrs_fast(path:Path, k:int):
     if not ((v == 1) | (v == -1)).all() or df[0].duplicated().any(): return None
     return df[0].tolist(), v == 1
 
+# %% ../nbs/02_celeba.ipynb #b6a2781f
 def read_celeba_attrs(path:str|Path # a `list_attr_celeba.txt`
                      ) -> tuple[list[str], np.ndarray, list[str]]:
     "Parse `list_attr_celeba.txt` into (filenames, attrs (N,K) int64 in {0,1}, attribute names)."
@@ -151,6 +153,7 @@ def _decode_one(path:Path, size:int, crop:int|None, expect_size) -> np.ndarray:
         return np.asarray(celeba_preprocess(im, size, crop)).transpose(2, 0, 1)
     return with_image(path, prep, "re-extract it from img_align_celeba.zip")
 
+# %% ../nbs/02_celeba.ipynb #0a11de49
 def decode_celeba_images(paths:list, # image files
                          size:int=64, # side of the result
                          crop:int|None=148, # side of the centre crop; None: the largest square
@@ -169,11 +172,13 @@ def _as_rows(idx):
     if a.dtype == bool: a = np.flatnonzero(a)
     return torch.as_tensor(a.reshape(-1).astype(np.int64))
 
+# %% ../nbs/02_celeba.ipynb #0a5d4f08
 def _split_code(split) -> int:
     if isinstance(split, (int, np.integer)) and int(split) in (0, 1, 2): return int(split)
     if split in CELEBA_SPLITS: return CELEBA_SPLITS[split]
     raise ValueError(f"unknown CelebA split {split!r}; use one of {list(CELEBA_SPLITS)} (or 0, 1, 2)")
 
+# %% ../nbs/02_celeba.ipynb #f62308db
 class CelebA:
     "Aligned CelebA images (uint8), 0/1 attributes and the official partition, row-aligned."
     def __init__(self,
@@ -231,6 +236,7 @@ def _cache_key(files:list, sizes:list, size, crop, expect_size) -> str:
                      expect_size=list(expect_size) if expect_size else None, resample='PIL-bilinear',
                      order='crop-then-resize', files=[[f, s] for f, s in zip(files, sizes)])
 
+# %% ../nbs/02_celeba.ipynb #55c1f480
 def _file_sizes(img_dir:Path, files:list, attr_path:Path) -> list[int]:
     "Byte size of each listed image; a clear error for the ones that are missing."
     have = {}
@@ -332,6 +338,7 @@ _APPROX_RATES = np.array([0.111, 0.267, 0.513, 0.205, 0.022, 0.152, 0.241, 0.235
                           0.047, 0.065, 0.063, 0.042, 0.387, 0.455, 0.417, 0.483, 0.042, 0.115, 0.835, 0.284, 0.043, 0.277,
                           0.080, 0.066, 0.057, 0.482, 0.208, 0.320, 0.189, 0.048, 0.472, 0.123, 0.073, 0.774])
 
+# %% ../nbs/02_celeba.ipynb #491f966d
 def _draw_face(a:dict, rng:np.random.Generator, w:int, h:int) -> Image.Image:
     "A cartoon face in CelebA's aligned framing (eyes near row 0.5h), with the drawable attributes of `a` visible."
     sx, sy = w / 178, h / 218
@@ -367,6 +374,7 @@ def _draw_face(a:dict, rng:np.random.Generator, w:int, h:int) -> Image.Image:
     if a['Blurry']: im = im.filter(ImageFilter.GaussianBlur(2.5 * sx))
     return im
 
+# %% ../nbs/02_celeba.ipynb #0e540d90
 def make_celeba_folder(root:str|Path, # folder to create (or overwrite files in)
                        n:int=48, # number of images, at least 3 (one per split)
                        seed:int=0, # same seed, same files

@@ -20,72 +20,52 @@ from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, co
 __all__ = ['tables_main', 'train_main', 'pretrained_main', 'curves_main']
 
 # %% ../nbs/17_cli.ipynb #08b785c6
-@closed_pipe_ok
-def tables_main(argv=None):
-    "Console script `mpvae-tables`: regenerate the paper's tables with papermill."
+def _tables_parser():
+    "`mpvae-tables`' argument parser; its epilog lists each table notebook's `-p` parameters."
     ap = CLIParser(prog='mpvae-tables', formatter_class=argparse.RawDescriptionHelpFormatter,
                    description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.",
                    epilog='\n\n'.join(f"-p parameters of the {t} table:\n{params_help(t)}" for t in TABLE_NOTEBOOKS))
     ap.add_argument('--preset', default='smoke', choices=sorted(PRESETS), help="parameter preset (default: smoke)")
-    ap.add_argument(
-        '--tables',
-        nargs='+',
-        default=['dsprites'],
-        choices=sorted(TABLE_NOTEBOOKS),
-        help="which tables (default: dsprites)",
-    )
+    ap.add_argument('--tables', nargs='+', default=['dsprites'], choices=sorted(TABLE_NOTEBOOKS),
+                    help="which tables (default: dsprites)")
     ap.add_argument('--out', default='results', help="results folder (default: results)")
-    ap.add_argument(
-        '-p',
-        '--param',
-        action='append',
-        default=[],
-        metavar='NAME=VALUE',
-        help="override a notebook parameter (a JSON value; a bare word is a string); unknown names and values "
-        "of the wrong type are rejected before anything runs",
-    )
+    ap.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
+                    help="override a notebook parameter (a JSON value; a bare word is a string); unknown names "
+                    "and values of the wrong type are rejected before anything runs")
     ap.add_argument('--seeds', nargs='+', type=int, help="sweep: one independent job per representation seed")
     ap.add_argument('--betas', nargs='+', type=float, help="sweep: one independent job per beta")
-    ap.add_argument(
-        '--workers',
-        type=int,
-        default=1,
-        help="jobs run in parallel (default 1); each gets max(1, cores // workers) "
-        "CPU threads, at most $OMP_NUM_THREADS if set",
-    )
-    ap.add_argument(
-        '--nbs', help="folder holding the table notebooks (default: a clone's nbs/, else the copy installed with mpvae)"
-    )
-    ap.add_argument(
-        '--kernel', help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)"
-    )
-    ap.add_argument(
-        '--expect',
-        metavar='RESULTS_JSON',
-        help="a committed results.json (e.g. reports/dsprites_pretrained.json): "
-        "after the jobs, exit 1 if any cell differs from it by more than --tol points",
-    )
-    ap.add_argument(
-        '--tol', type=float, default=0.5, help="accuracy points a cell may differ from --expect's (default 0.5)"
-    )
+    ap.add_argument('--workers', type=int, default=1, help="jobs run in parallel (default 1); each gets "
+                    "max(1, cores // workers) CPU threads, at most $OMP_NUM_THREADS if set")
+    ap.add_argument('--nbs', help="folder holding the table notebooks "
+                    "(default: a clone's nbs/, else the copy installed with mpvae)")
+    ap.add_argument('--kernel',
+                    help="Jupyter kernel name (default: 'mpvae' if registered, else this environment's python)")
+    ap.add_argument('--expect', metavar='RESULTS_JSON', help="a committed results.json (e.g. "
+                    "reports/dsprites_pretrained.json): after the jobs, exit 1 if any cell differs from it by more "
+                    "than --tol points")
+    ap.add_argument('--tol', type=float, default=0.5,
+                    help="accuracy points a cell may differ from --expect's (default 0.5)")
+    return ap
+
+# %% ../nbs/17_cli.ipynb #afd781a8
+@closed_pipe_ok
+def tables_main(argv=None):
+    "Console script `mpvae-tables`: regenerate the paper's tables with papermill."
+    ap = _tables_parser()
     a = ap.parse_args(argv)
     overrides = {}
     for kv in a.param:
         if '=' not in kv: ap.error(f"-p expects NAME=VALUE, got {kv!r}")
         k, v = kv.split('=', 1); overrides[k.strip()] = parse_value(v)
     t0 = time.time()
-    try:
-        recs = run_tables(
-            a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel, a.expect, a.tol
-        )
+    try: recs = run_tables(a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel,
+                           a.expect, a.tol)
     except (FileNotFoundError, ValueError) as e:
         print(f"mpvae-tables: {e}", file=sys.stderr)
         return 2
     bad = [r for r in recs if not r['ok']]
-    print(
-        f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary:"
-        f" {Path(a.out)/'summary.md'}"
-    )
+    print(f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary:"
+          f" {Path(a.out)/'summary.md'}")
     return 1 if bad or any(r.get('expect') for r in recs) else 0
 
 # %% ../nbs/17_cli.ipynb #3f6f6f80
@@ -118,69 +98,65 @@ def pretrained_main(argv=None):
     print(json.dumps({**out, **{k: v for k, v in (m.meta.get('record') or {}).items() if k not in out}}, indent=1))
 
 # %% ../nbs/17_cli.ipynb #d4b2a145
-def _curves_parser():
-    p = argparse.ArgumentParser(
-        prog='mpvae-curves',
-        description='Learning curves of long dSprites runs: evaluate snapshots, write the report, compare settings.',
-    )
-    sub = p.add_subparsers(dest='cmd', required=True)
-    for name in ('evaluate', 'report'):
-        s = sub.add_parser(
-            name,
-            help=(
-                'probe the snapshot pairs not evaluated yet'
-                if name == 'evaluate'
-                else 'write the report (papermill notebook 16_curves_report)'
-            ),
-        )
-        s.add_argument(
-            '--runs',
-            nargs='+',
-            required=True,
-            help='runs folders (baseline_seed<s>/ or the old vae_seed<s>/, mpvae_seed<s>/), one per training setting',
-        )
-        s.add_argument(
-            '--probe',
-            choices=sorted(EVAL_DIRS),
-            default='logreg_cv',
-            help='logreg_cv: C by cross-validation (eval_cv/); logreg: C = 1 (eval/)',
-        )
-        s.add_argument(
-            '--pool', type=int, default=20_000, help='images in the probe pool (default: the paper preset\'s 20,000)'
-        )
-        s.add_argument('--train-size', type=int, default=10_000)
-        s.add_argument('--valid-size', type=int, default=5_000)
-        s.add_argument('--splits', type=int, default=5)
-        if name == 'evaluate':
-            s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
-            s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
-            s.add_argument(
-                '--data',
-                choices=['dsprites', 'celeba'],
-                default='dsprites',
-                help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)",
-            )
-            s.add_argument(
-                '--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)"
-            )
-            s.add_argument(
-                '--baseline-evals',
-                help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder",
-            )
-        else:
-            s.add_argument('--out', default='reports', help='the report\'s folder')
-            s.add_argument('--work', default='results/curves', help='where the executed notebook and job.json go')
-            s.add_argument(
-                '--evaluate', action='store_true', help='first evaluate the snapshot pairs not evaluated yet'
-            )
-            s.add_argument('--notes', default=None, help='Markdown appended to the report')
-    c = sub.add_parser('compare', help='training settings side by side at an image budget')
+def _snapshot_args(s:argparse.ArgumentParser # the `evaluate` or `report` subcommand's parser
+                  ):
+    "The options `evaluate` and `report` share: the runs folders and the probe's protocol."
+    s.add_argument('--runs', nargs='+', required=True,
+                   help='runs folders (baseline_seed<s>/ or the old vae_seed<s>/, mpvae_seed<s>/), '
+                   'one per training setting')
+    s.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv',
+                   help='logreg_cv: C by cross-validation (eval_cv/); logreg: C = 1 (eval/)')
+    s.add_argument('--pool', type=int, default=20_000,
+                   help='images in the probe pool (default: the paper preset\'s 20,000)')
+    s.add_argument('--train-size', type=int, default=10_000)
+    s.add_argument('--valid-size', type=int, default=5_000)
+    s.add_argument('--splits', type=int, default=5)
+
+# %% ../nbs/17_cli.ipynb #c93c6c1e
+def _evaluate_args(s:argparse.ArgumentParser # the `evaluate` subcommand's parser
+                  ):
+    "The options of `evaluate` alone: which snapshots, and the data they were trained on."
+    s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
+    s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+    s.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites',
+                   help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)")
+    s.add_argument('--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)")
+    s.add_argument('--baseline-evals',
+                   help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder")
+
+# %% ../nbs/17_cli.ipynb #642aa1c8
+def _report_args(s:argparse.ArgumentParser # the `report` subcommand's parser
+                ):
+    "The options of `report` alone: where the report and the executed notebook go."
+    s.add_argument('--out', default='reports', help='the report\'s folder')
+    s.add_argument('--work', default='results/curves', help='where the executed notebook and job.json go')
+    s.add_argument('--evaluate', action='store_true', help='first evaluate the snapshot pairs not evaluated yet')
+    s.add_argument('--notes', default=None, help='Markdown appended to the report')
+
+# %% ../nbs/17_cli.ipynb #0fc4b3ca
+def _compare_args(c:argparse.ArgumentParser # the `compare` subcommand's parser
+                 ):
+    "The options of `compare`: the runs folders side by side, the budget and where the table goes."
     c.add_argument('variants', nargs='+', help='runs folders of the other settings')
     c.add_argument('--reference', required=True, help='the runs the others are compared with')
     c.add_argument('--reference-name', default='reference'); c.add_argument('--seeds', type=int, nargs='+', default=[0])
     c.add_argument('--images', type=int, required=True, help='the budget'); c.add_argument('--out', default='reports')
     c.add_argument('--name', default='dsprites_schedules'); c.add_argument('--notes', default=None)
     c.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
+
+# %% ../nbs/17_cli.ipynb #39825dfe
+def _curves_parser():
+    p = argparse.ArgumentParser(
+        prog='mpvae-curves',
+        description='Learning curves of long dSprites runs: evaluate snapshots, write the report, compare settings.')
+    sub = p.add_subparsers(dest='cmd', required=True)
+    for name in ('evaluate', 'report'):
+        s = sub.add_parser(name, help='probe the snapshot pairs not evaluated yet' if name == 'evaluate'
+                           else 'write the report (papermill notebook 16_curves_report)')
+        _snapshot_args(s)
+        if name == 'evaluate': _evaluate_args(s)
+        else: _report_args(s)
+    _compare_args(sub.add_parser('compare', help='training settings side by side at an image budget'))
     return p
 
 # %% ../nbs/17_cli.ipynb #b42e2155
@@ -210,29 +186,19 @@ def curves_main(argv=None):
     if a.cmd == 'evaluate':
         sizes = dict(train_size=a.train_size, valid_size=a.valid_size, n_splits=a.splits)
         for d in a.runs:
-            evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data, data_path=a.data_path,
-                          **sizes)
+            evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data,
+                          data_path=a.data_path, **sizes)
         return 0
     if a.cmd == 'compare':
-        md = compare_md(
-            [(a.reference_name, a.reference)] + [(Path(v).name, v) for v in a.variants],
-            a.images,
-            a.out,
-            a.seeds,
-            a.probe,
-            a.name,
-        )
+        md = compare_md([(a.reference_name, a.reference)] + [(Path(v).name, v) for v in a.variants],
+                        a.images, a.out, a.seeds, a.probe, a.name)
         if a.notes and Path(a.notes).exists(): md += '\n' + Path(a.notes).read_text()
         with atomic_write(Path(a.out)/f'{a.name}.md', 'w') as f: f.write(md)
         print(f"wrote {Path(a.out)/a.name}.md"); return 0
-    rec = curves_report(
-        a.runs, a.out, a.work, a.probe, a.evaluate, a.notes, a.pool, a.train_size, a.valid_size, a.splits
-    )
+    rec = curves_report(a.runs, a.out, a.work, a.probe, a.evaluate, a.notes, a.pool, a.train_size, a.valid_size,
+                        a.splits)
     if not rec['ok']:
-        print(
-            f"mpvae-curves: the report notebook failed in cell {rec.get('cell')} ({rec.get('cell_source')}): {rec['error']}; "
-            f"see {Path(a.work)/'curves'/CURVES_NOTEBOOK}",
-            file=sys.stderr,
-        )
+        print(f"mpvae-curves: the report notebook failed in cell {rec.get('cell')} ({rec.get('cell_source')}): "
+              f"{rec['error']}; see {Path(a.work)/'curves'/CURVES_NOTEBOOK}", file=sys.stderr)
         return 1
     print(f"wrote the report into {a.out} (executed notebook: {Path(a.work)/'curves'/CURVES_NOTEBOOK})"); return 0

@@ -26,7 +26,8 @@ def run_seeds(runs:Path, # a runs folder
              )->list: # sorted seeds
     "The seeds s that have a run folder `<model>_seed<s>/` under `runs` (for the baseline also the old `vae_seed<s>/`)."
     name = f'(?:{BASELINE}|vae)' if model == BASELINE else re.escape(model)
-    return sorted({int(m[1]) for d in Path(runs).glob('*_seed*') if d.is_dir() and (m := re.fullmatch(rf'{name}_seed(\d+)', d.name))})
+    return sorted({int(m[1]) for d in Path(runs).glob('*_seed*')
+                   if d.is_dir() and (m := re.fullmatch(rf'{name}_seed(\d+)', d.name))})
 
 def run_dir(runs:Path, # a runs folder
             model:str, # 'baseline' or 'mpvae'
@@ -72,7 +73,8 @@ def _secs(t:str) -> float:
 # %% ../nbs/15_curves.ipynb #69da57b6
 def _read_csv(p:Path) -> list:
     with open(p) as f:
-        rows = [{k: (_num(v) if k not in ('layout', 'time') and v != '' else v) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = [{k: (_num(v) if k not in ('layout', 'time') and v != '' else v) for k, v in r.items()}
+                for r in csv.DictReader(f)]
     prev = 0
     for r in rows:
         r['images'] = int(r['images']); r['chunk'] = int(r['chunk']) if 'chunk' in r else int(r['epoch']) + 1
@@ -85,7 +87,8 @@ def run_history(run:Path # one run's folder
                )->list: # one dict per logged chunk
     "The rows a run logged, one per chunk, with `images`, `chunk`, `img_per_s` and `layout` filled in."
     run = Path(run)
-    if not (run/'history.csv').exists(): raise FileNotFoundError(f"{run}/history.csv not found: is {run} a run folder of mpvae-train --stop-images?")
+    if not (run/'history.csv').exists():
+        raise FileNotFoundError(f"{run}/history.csv not found: is {run} a run folder of mpvae-train --stop-images?")
     rows = _read_csv(run/'history.csv')
     if (run/'run.json').exists():
         cl = (json.loads((run/'run.json').read_text()).get('precision') or {}).get('channels_last')
@@ -110,7 +113,8 @@ def run_config(run:Path # one run's folder
     "A run's settings: `config.json` if it has one, else the training record of its last snapshot."
     if (p := Path(run)/'config.json').exists(): return upgrade_names(json.loads(p.read_text()))
     snaps = sorted(Path(run).glob('snap_*.pth'), key=_snap_images)
-    return upgrade_names(flat_record(load_torch_file(snaps[-1], 'a snapshot written by save_model')['meta']['record'])) if snaps else {}
+    return (upgrade_names(flat_record(load_torch_file(snaps[-1], 'a snapshot written by save_model')['meta']['record']))
+            if snaps else {})
 
 # %% ../nbs/15_curves.ipynb #8b6de473
 ACTIVE_NATS = 0.01   # a latent dimension is active when its mean KL over the pool exceeds this
@@ -138,7 +142,8 @@ def curve_data(data:str='dsprites', # 'dsprites' (Table 2) or 'celeba' (Table 1)
         from mpvae.celeba import load_celeba
         ds = load_celeba(data_path, progress=False)
         pool = np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
-        return dict(table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool], labels=list(ds.attr_names))
+        return dict(table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool],
+                    labels=list(ds.attr_names))
     raise ValueError(f"data={data!r}: the learning curves probe 'dsprites' or 'celeba'")
 
 # %% ../nbs/15_curves.ipynb #531c5d98
@@ -159,7 +164,8 @@ def evaluate_pair(seed:int, # the representation seed
     t = time.time()
     base_m, mp = (load_model(baseline_p) if base is None else None), load_model(mp_p)
     kl = {k: v for k, v in (base or {}).get('kl_per_dim', {}).items() if k.startswith(f'{BASELINE}/')}
-    enc = {name: _encode_kl(m, data['images'], pool, name) for name, m in ((BASELINE, base_m), ('mpvae', mp)) if m is not None}   # each model once
+    enc = {name: _encode_kl(m, data['images'], pool, name)   # each model once
+           for name, m in ((BASELINE, base_m), ('mpvae', mp)) if m is not None}
     for _, k in enc.values(): kl.update({n: [round(float(x), 4) for x in v] for n, v in k.items()})
     feats = feature_sets(enc['mpvae'][0])
     if base is None: feats = {BASELINE: np.concatenate(enc[BASELINE][0], 1), **feats}
@@ -192,13 +198,16 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
     "Evaluate every snapshot pair under `runs` not evaluated yet; each goes to `runs/<eval dir>/seed<s>_<images>.json`."
     from mpvae.core import hms
     runs = Path(runs)
-    if probe not in EVAL_DIRS: raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
+    if probe not in EVAL_DIRS:
+        raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
     if not runs.is_dir(): raise FileNotFoundError(f"runs folder {runs} not found")
     if baseline_evals is not None and not Path(baseline_evals).is_dir():
-        raise FileNotFoundError(f"baseline evaluations {baseline_evals}: no such folder (give the {EVAL_DIRS[probe]}/ folder of the baseline's runs)")
+        raise FileNotFoundError(f"baseline evaluations {baseline_evals}: no such folder "
+                                f"(give the {EVAL_DIRS[probe]}/ folder of the baseline's runs)")
     ev = runs/EVAL_DIRS[probe]
     pairs = snapshots(runs) if baseline_evals is None else baseline_pairs(runs, baseline_evals)
-    todo = {k: v for k, v in pairs.items() if (force or not (ev/f'seed{k[0]}_{k[1]}.json').exists()) and (not images or k[1] in images)}
+    todo = {k: v for k, v in pairs.items()
+            if (force or not (ev/f'seed{k[0]}_{k[1]}.json').exists()) and (not images or k[1] in images)}
     if progress: print(f"{runs}: {len(pairs)} snapshot pairs, {len(todo)} to evaluate", flush=True)
     if not todo: return []
     d = curve_data(data, data_path, pool_size)
@@ -206,7 +215,8 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
     for i, ((s, n), (vp, mp)) in enumerate(todo.items()):
         base = None
         if baseline_evals is not None:
-            f = Path(baseline_evals)/f'seed{s}_{n}.json'; base = {**upgrade_names(json.loads(f.read_text())), 'source': str(f)}
+            f = Path(baseline_evals)/f'seed{s}_{n}.json'
+            base = {**upgrade_names(json.loads(f.read_text())), 'source': str(f)}
         r = evaluate_pair(s, n, vp, mp, d, base, probe, **kw)
         ev.mkdir(parents=True, exist_ok=True)
         with atomic_write(ev/f'seed{s}_{n}.json', 'w') as f: json.dump(r, f, indent=1)
@@ -300,7 +310,8 @@ def plateau_md(evals:list # evaluations (`load_evals`)
         if last is None: continue
         a, b = rs[last // 2], rs[last]
         d = b['rows']['baseline']['mean']['mean'] - a['rows']['baseline']['mean']['mean']
-        dn = {m: b['history'][m].get('nelbo', float('nan')) - a['history'][m].get('nelbo', float('nan')) for m in (BASELINE, 'mpvae')}
+        dn = {m: b['history'][m].get('nelbo', float('nan')) - a['history'][m].get('nelbo', float('nan'))
+              for m in (BASELINE, 'mpvae')}
         rows.append(f"| {ln} | {seed} | {last//2:,} -> {last:,} | {d:+.2f} | {'met' if abs(d) < 1 else 'not met'} | "
                     f"{dn[BASELINE]:+.2f} / {dn['mpvae']:+.2f} |")
     if not rows: return []
@@ -378,7 +389,8 @@ def plot_accuracy(evals:list, # evaluations (`load_evals`)
     "Probe accuracy against images, per label and the mean over labels; the paper's values dotted, chance dashed."
     import matplotlib.pyplot as plt
     lines_ = sorted({r['line'] for r in evals}); styles = styles or dict(zip(lines_, ['-', '--', ':', '-.']*4))
-    series = sorted({(r['line'], r['seed']) for r in evals}); cols = {'baseline': 'C0', 'z1': 'C1', 'z2': 'C2', 'z1+z2': 'C3'}
+    series = sorted({(r['line'], r['seed']) for r in evals})
+    cols = {'baseline': 'C0', 'z1': 'C1', 'z2': 'C2', 'z1+z2': 'C3'}
     fig, axs = plt.subplots(1, 6, figsize=(20, 3.4), sharex=True)
     for ax, lab in zip(axs, LABELS + ['mean']):
         for key, c in cols.items():
@@ -480,7 +492,8 @@ def write_report(runs:list, # runs folders, one per training setting
                  name:str|None=None # the report is OUT/NAME.md; default dsprites_learning_curves[_cv]
                 )->Path: # the report
     "Write the learning-curves report of `runs` and its three figures into `out`."
-    if probe not in EVAL_DIRS: raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
+    if probe not in EVAL_DIRS:
+        raise ValueError(f"probe={probe!r}: the learning curves keep evaluations of {sorted(EVAL_DIRS)}")
     evals = load_evals(*runs, sub=EVAL_DIRS[probe])
     if not evals: raise FileNotFoundError(f"no evaluations under {', '.join(map(str, runs))} (*/{EVAL_DIRS[probe]}/): evaluate the snapshots first "
                                           "(`evaluate_runs`, or `mpvae-curves report --evaluate`)")
@@ -523,7 +536,8 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
                 if not r.is_dir() or r.is_symlink() or not (r/'history.csv').exists(): continue
                 rows = [h for h in run_history(r) if h['images'] <= images]
                 if rows: runs[(vn, m, seed)] = (run_config(r), rows)
-    if not runs: raise FileNotFoundError(f"no runs with a history.csv under {', '.join(str(d) for _, d in variants)} for seeds {list(seeds)}")
+    if not runs: raise FileNotFoundError(f"no runs with a history.csv under {', '.join(str(d) for _, d in variants)} "
+                                         f"for seeds {list(seeds)}")
     fig, axs = plt.subplots(1, 2, figsize=(12, 3.6)); names = list(dict.fromkeys(k[0] for k in runs))
     for ax, m in zip(axs, (BASELINE, 'mpvae')):
         for (vn, mm, seed), (c, rows) in ((k, v) for k, v in runs.items() if k[1] == m):
@@ -534,7 +548,8 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
         if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=6)
     fig.tight_layout(); fig_p = save_fig(fig, Path(out)/f'{name}_nelbo.png')
     chunks = sorted({h['images'] for _, rows in runs.values() for h in rows})
-    if len(chunks) > 6: chunks = [c for c in chunks if (c // chunks[0]) & (c // chunks[0] - 1) == 0 and c % chunks[0] == 0 or c == chunks[-1]]
+    if len(chunks) > 6:
+        chunks = [c for c in chunks if (c // chunks[0]) & (c // chunks[0] - 1) == 0 and c % chunks[0] == 0 or c == chunks[-1]]
     lines = [f'# dSprites: training settings (schedule, loss, precision) compared at {images:,} images', '',
              'Generated by `mpvae-curves compare` from long runs of `mpvae-train --stop-images` (representation seed'
              f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, float32 unless the setting says bfloat16, one thread per run). "

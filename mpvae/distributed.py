@@ -30,6 +30,7 @@ def _comm_device() -> str:
     "Where the process group's collectives want their tensors: CUDA for NCCL, else the CPU (gloo)."
     return 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
 
+# %% ../nbs/12_distributed.ipynb #eb872c60
 class ShardedDL(DistributedDL):
     "fastai's `DistributedDL` for any backend (gloo, NCCL), with an exact length and the wrapped loader's RNG state."
     def _broadcast(self, t, rank):
@@ -46,9 +47,8 @@ class ShardedDL(DistributedDL):
         return t.cpu().tolist()
     def _n_items(self) -> int:
         n = getattr(self.dl, 'n', None)
-        return (
-            len(self.dl.dataset) if n is None else n
-        )  # `ArrayDataLoader` draws `n` items, in several passes if need be
+        # `ArrayDataLoader` draws `n` items, in several passes if need be
+        return len(self.dl.dataset) if n is None else n
     def __len__(self):
         shard = math.ceil(self._n_items() / self.world_size)    # items per rank after padding
         return shard // self.bs if self.dl.drop_last else math.ceil(shard / self.bs)
@@ -71,6 +71,7 @@ def _all_reduce_(t:torch.Tensor, op=None) -> torch.Tensor:
     buf = t.detach().to(_comm_device()); dist.all_reduce(buf, op=op or dist.ReduceOp.SUM)
     t.copy_(buf.to(t.device)); return t
 
+# %% ../nbs/12_distributed.ipynb #b1a0dcb5
 def _check_data_device(dls, dev:torch.device):
     "Fail clearly when data on a GPU sit on another GPU than this rank's model (data built before `init_distributed`)."
     for dl in dls:
@@ -82,6 +83,7 @@ def _check_data_device(dls, dev:torch.device):
                 "(or build them with data_on_device=False)"
             )
 
+# %% ../nbs/12_distributed.ipynb #3eb099a4
 class MPVAEDistributedTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` for MPVAEs: CPU or GPU processes, synced loss parameters, per-rank noise."
     def __init__(self, sync_bn:bool=False, # the MPVAE has no batch norm; kept for fastai's signature
@@ -123,6 +125,7 @@ def to_distributed(self:MPVAELearner, sync_bn:bool=False, **kwargs):
     if rank_distrib(): self.remove_cb(ProgressCallback)
     return self
 
+# %% ../nbs/12_distributed.ipynb #d4e9c2c2
 def init_distributed() -> torch.device:
     "Call first in a launched script: bind this process to its GPU (`LOCAL_RANK`) so data land there; return the device."
     local = int(os.environ.get('LOCAL_RANK', 0))
@@ -134,20 +137,17 @@ def init_distributed() -> torch.device:
     return torch.device('cpu')
 
 # %% ../nbs/12_distributed.ipynb #667c1c05
-def _parser():
-    ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
-                                 "`accelerate launch` / `torchrun` (rank 0 writes every file).")
+def _data_args(ap:CLIParser # the parser to add the options to
+               ):
+    "The options that choose the images: the dataset, its folder and image size, the validation split."
     ap.add_argument('--data', choices=['dsprites', 'celeba', 'folder'], default='dsprites',
                     help="dsprites, celeba, or folder: any folder of PNG/JPEG images (--data-path), your own data")
-    ap.add_argument(
-        '--data-path',
-        help="official dSprites npz, CelebA folder, or the image folder of --data folder (default: the mpvae data folder; "
-             "dSprites is rendered if absent)",
-    )
-    ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model sees "
-                    "(default 64; a multiple of 32 for the default taps)")
-    ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest centred "
-                    "square then resize (default), or 'squash' the whole image to a square")
+    ap.add_argument('--data-path', help="official dSprites npz, CelebA folder, or the image folder of --data folder "
+                    "(default: the mpvae data folder; dSprites is rendered if absent)")
+    ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model "
+                    "sees (default 64; a multiple of 32 for the default taps)")
+    ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest "
+                    "centred square then resize (default), or 'squash' the whole image to a square")
     ap.add_argument('--train-images', type=int, default=None,
                     help="images per run, split over the epochs (default: one pass over the training set per epoch)")
     ap.add_argument('--valid-images', type=int, default=4096,
@@ -156,6 +156,11 @@ def _parser():
     ap.add_argument('--split-seed', type=int, default=0,
                     help="seeds the dSprites train/validation split and the shuffling (default 0, for every model "
                          "seed)")
+
+# %% ../nbs/12_distributed.ipynb #9afc90ba
+def _schedule_args(ap:CLIParser # the parser to add the options to
+                   ):
+    "The options that set how long it trains: epochs, or a long run of chunks to an image budget."
     ap.add_argument('--epochs', type=int, default=1)
     ap.add_argument('--stop-images', type=int, default=None,
                     help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to "
@@ -166,6 +171,11 @@ def _parser():
                     help="long run: save the model after 2^k epochs and at the end (log2), or not")
     ap.add_argument('--warmup-images', type=int, default=0,
                     help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
+
+# %% ../nbs/12_distributed.ipynb #2e8643c1
+def _model_args(ap:CLIParser # the parser to add the options to
+                ):
+    "The options of the model and its optimisation: batch, lr, paths, betas, precision, threads, seed."
     ap.add_argument('--bs', type=int, default=64, help="batch size PER PROCESS (global batch = bs x processes)")
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--latent-dims', type=int, nargs='+', default=None,
@@ -179,27 +189,45 @@ def _parser():
                          "contiguous)")
     ap.add_argument('--threads', type=int, default=None, help="torch threads per process (default: torch's choice)")
     ap.add_argument('--seed', type=int, default=0)
+
+# %% ../nbs/12_distributed.ipynb #695855b4
+def _output_args(ap:CLIParser # the parser to add the options to
+                 ):
+    "Where the run is written, how often it is checkpointed, and whether it resumes."
     ap.add_argument('--out', default='runs/mpvae', help="output folder (written by rank 0)")
     ap.add_argument('--checkpoint-every-iters', type=int, default=None)
     ap.add_argument('--resume', action='store_true',
                     help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)")
+
+# %% ../nbs/12_distributed.ipynb #300193bb
+def _parser():
+    "`mpvae-train`'s argument parser: data, schedule, model and optimisation, output (in this order in `--help`)."
+    ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
+                                 "`accelerate launch` / `torchrun` (rank 0 writes every file).")
+    for add in (_data_args, _schedule_args, _model_args, _output_args): add(ap)
     return ap
 
-_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}   # the paper's paths for each dataset (CelebA's for a folder)
+# %% ../nbs/12_distributed.ipynb #1766835d
+# the paper's paths for each dataset (CelebA's for a folder)
+_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}
 
+# %% ../nbs/12_distributed.ipynb #e2ce78d7
 def _check_args(a, world:int=1):
     "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
-    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images), ('--chunk-images', a.chunk_images)):
+    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images),
+                   ('--chunk-images', a.chunk_images)):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
         if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
     if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
     if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
-    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas): raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
+        raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
     dims = a.latent_dims or _DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
     if a.taps is not None and len(a.taps) != len(dims):
-        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): give one per path")
+        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): "
+                         "give one per path")
     if len(a.betas) not in (1, len(dims)):
         raise ValueError(
             f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
@@ -210,11 +238,13 @@ def _check_args(a, world:int=1):
             f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
         )
     if a.stop_images is not None:
-        if a.train_images is not None: raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
+        if a.train_images is not None:
+            raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
         if a.chunk_images % (a.bs * world):
             raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
         if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
-            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of --chunk-images {a.chunk_images}")
+            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of "
+                             f"--chunk-images {a.chunk_images}")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.data == 'folder' and a.data_path is None:
@@ -245,6 +275,7 @@ def _data(a, device):
     dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
     return dls, _DIMS['celeba']
 
+# %% ../nbs/12_distributed.ipynb #f7ba89a2
 def build_learner(a, world:int=1, device='cpu'):
     "The learner `mpvae-train` trains for the parsed arguments `a`, and the run settings a long run checks on resume."
     dls, dims = _data(a, device)
@@ -294,22 +325,13 @@ def train(argv=None) -> dict:
         else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec)
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
-    rec = dict(
-        world_size=world,
-        bs_per_process=a.bs,
-        global_bs=a.bs * world,
-        epochs=learn.n_epoch,
-        images=n_seen,
-        device=str(device),
-        precision=learn.precision,
-        train_seconds=secs,
-        final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
-        finished=datetime.datetime.now().isoformat(timespec='seconds'),
-        argv=list(argv if argv is not None else sys.argv[1:]),
-    )
-    learn.save_model(
-        'model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen
-    )  # under learn.path = out
+    rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,
+               device=str(device), precision=learn.precision, train_seconds=secs,
+               final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
+               finished=datetime.datetime.now().isoformat(timespec='seconds'),
+               argv=list(argv if argv is not None else sys.argv[1:]))
+    # under learn.path = out
+    learn.save_model('model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
     if is_main_process():
         from mpvae.reports import save_fig
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')

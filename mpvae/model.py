@@ -27,6 +27,7 @@ def _tup(v, name):
     except TypeError: raise TypeError(f"{name} must be an int or a sequence of ints, got {v!r}") from None
     return t
 
+# %% ../nbs/03_model.ipynb #22b18c09
 @dataclass
 class MPVAEConfig:
     "Architecture of an `MPVAE`; defaults: the paper's dSprites net (CelebA: `latent_dims=(8, 24)`, `in_channels=3`)."
@@ -36,9 +37,7 @@ class MPVAEConfig:
     trunk_channels:tuple = (32, 32, 64, 64)  # output channels of the encoder's convolutions 1, 2, ...
     taps:tuple|None = None       # stride-2 convs before each path's tap; None: len(trunk_channels) + k for path k
     extra_channels:int|tuple = 64  # channels of encoder convs deeper than the trunk (an int: the same for all)
-    fc_hidden: int | None = (
-        None  # width of a hidden FC layer (ReLU) in every path, both ways; None: one FC as in the paper
-    )
+    fc_hidden:int|None = None # width of a hidden FC layer (ReLU) in every path, both ways; None: one FC as in the paper
     dec_path_channels:tuple|None = None  # channels of each path's decoder map; None: the encoder's channels at that tap
     merge_channels:tuple = (64, 64)      # the 3x3 convs after the concatenation (the paper has two)
     up_channels:tuple|None = None  # outputs of the transposed convs before the last; None: mirror the encoder
@@ -136,8 +135,11 @@ class MPVAEOutput(tuple):
 
 # %% ../nbs/03_model.ipynb #a4ffdaea
 def _conv(ci, co):   return nn.Conv2d(ci, co, 4, 2, 1)
+
+# %% ../nbs/03_model.ipynb #70d95cf5
 def _deconv(ci, co): return nn.ConvTranspose2d(ci, co, 4, 2, 1)
 
+# %% ../nbs/03_model.ipynb #16951e04
 _CARD = '''---
 {{ card_data }}
 ---
@@ -147,6 +149,7 @@ its weights and `meta.json`, when present, how it was trained. Load it with `MPV
 after `pip install mpvae`; see {{ docs_url }}.
 '''
 
+# %% ../nbs/03_model.ipynb #04b5f0b6
 class MPVAE(nn.Module, PyTorchModelHubMixin, library_name='mpvae', tags=['vae', 'mpvae'], model_card_template=_CARD,
             repo_url='https://github.com/mpvae/mpvae', docs_url='https://mpvae.github.io/mpvae/model.html'):
     "Multi Path VAE: `n_paths` latents tapped at increasing depths of one conv encoder, merged by one decoder."
@@ -237,6 +240,7 @@ def _check_input(self:MPVAE, x):
     "Fail with one line naming the mistake (`check_images`) unless `x` is a batch of images this model reads."
     check_images(x, self.config.in_channels, self.config.img_size)
 
+# %% ../nbs/03_model.ipynb #47bf8b67
 @patch
 def _bound(self:MPVAE, raw):
     "The soft bound `b*tanh(raw/b)` on a raw log-variance (`raw` itself when `logvar_bound` is None)."
@@ -256,6 +260,7 @@ def encode_params(self:MPVAE, x:torch.Tensor) -> tuple[list, list]:
             mus.append(mu); logvars.append(self._bound(raw)); k += 1
     return mus, logvars
 
+# %% ../nbs/03_model.ipynb #41ff9eba
 @patch
 def encode(self:MPVAE, x:torch.Tensor) -> list:
     "Posterior means per path (the representation used for evaluation): a list of `(n, d_k)` tensors."
@@ -289,6 +294,7 @@ def reconstruct(self:MPVAE, x:torch.Tensor) -> torch.Tensor:
     "Pixel means `sigmoid(logits)` decoded from the posterior means."
     return torch.sigmoid(self.decode(self.encode(x)))
 
+# %% ../nbs/03_model.ipynb #4ede5233
 @patch
 @torch.no_grad()
 def sample(self:MPVAE,
@@ -313,6 +319,7 @@ def save_model(model:MPVAE, path:str|Path, **meta) -> Path:
     model.meta = dict(meta)   # the record it now carries: a later save_pretrained writes the same meta.json
     return path
 
+# %% ../nbs/03_model.ipynb #3422e02f
 def config_diff(a:MPVAEConfig|dict, # one configuration (or its `to_dict()`)
                 b:MPVAEConfig|dict, # the other
                 names=('first', 'second') # what to call them in the text
@@ -321,6 +328,7 @@ def config_diff(a:MPVAEConfig|dict, # one configuration (or its `to_dict()`)
     a, b = (c.to_dict() if isinstance(c, MPVAEConfig) else MPVAEConfig(**c).to_dict() for c in (a, b))
     return '; '.join(f"{k} ({names[0]} {a[k]!r}, {names[1]} {b[k]!r})" for k in a if a[k] != b[k])
 
+# %% ../nbs/03_model.ipynb #8169caa5
 def config_from_dict(d:dict, path:Path) -> MPVAEConfig:
     "The `MPVAEConfig` stored in `path`'s dict `d`; an error naming the file if its fields are not this version's."
     known = {f.name for f in fields(MPVAEConfig)}
@@ -330,6 +338,7 @@ def config_from_dict(d:dict, path:Path) -> MPVAEConfig:
                          "it was written by another (newer?) version of mpvae; load it with that version")
     return MPVAEConfig(**d)
 
+# %% ../nbs/03_model.ipynb #cd30058e
 def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
     "The `MPVAE` saved at `path`, on `device`, in eval mode (its `meta` dict is in `model.meta`)."
     path = Path(path)
@@ -346,7 +355,8 @@ def load_model(path:str|Path, device:str|torch.device='cpu') -> MPVAE:
         ckpt = isinstance(state, dict) and state.get('format') == 'mpvae-checkpoint'
         raise ValueError(f"{path} is not a model written by mpvae.model.save_model: " +
                          ("it is a training checkpoint; load it with mpvae.train.load_checkpoint_model" if ckpt else
-                          f"it holds a {type(state).__name__}" + (f" with keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else '')))
+                          f"it holds a {type(state).__name__}" +
+                          (f" with keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else '')))
     model = MPVAE(config_from_dict(state.get('config'), path))
     try: model.load_state_dict(state['state_dict'])
     except (RuntimeError, KeyError) as e:
@@ -384,6 +394,7 @@ def _meta_json(meta) -> str|None:
     except (TypeError, ValueError) as e: raise TypeError(
         f"model.meta cannot be written as JSON ({e}): keep plain numbers, strings, lists and dicts in it") from None
 
+# %% ../nbs/03_model.ipynb #d800bb19
 @patch
 def _save_pretrained(self:MPVAE, save_directory:Path):
     "What `save_pretrained` writes: the weights as safetensors, then `meta.json` (if the model has `meta`), `config.json` last."
@@ -401,12 +412,14 @@ def _save_pretrained(self:MPVAE, save_directory:Path):
 
 # %% ../nbs/03_model.ipynb #94feaa9c
 @patch(cls_method=True)
-def _from_pretrained(cls:MPVAE, *, model_id, revision=None, cache_dir=None, force_download=False, local_files_only=False,
-                     token=None, map_location='cpu', strict=True, config=None, **_):
+def _from_pretrained(cls:MPVAE, *, model_id, revision=None, cache_dir=None, force_download=False,
+                     local_files_only=False, token=None, map_location='cpu', strict=True, config=None, **_):
     "What `from_pretrained` does once huggingface_hub has read `config.json`: build the net, load the safetensors exactly, read `meta.json`."
     from safetensors.torch import load_file
-    hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only, token=token)
-    if config is None: raise FileNotFoundError(f"{model_id} has no readable {_CONFIG}: it is not a folder written by MPVAE.save_pretrained")
+    hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+               local_files_only=local_files_only, token=token)
+    if config is None: raise FileNotFoundError(
+        f"{model_id} has no readable {_CONFIG}: it is not a folder written by MPVAE.save_pretrained")
     w = _hub_file(model_id, _WEIGHTS, **hub)
     if w is None: raise FileNotFoundError(
         f"{model_id} has no {_WEIGHTS} (mpvae never reads pickled weights from a folder); a .pth from save_model loads "
@@ -414,17 +427,20 @@ def _from_pretrained(cls:MPVAE, *, model_id, revision=None, cache_dir=None, forc
     model = cls(config_from_dict(config, Path(str(model_id))/_CONFIG))
     try: model.load_state_dict(load_file(str(w)), strict=strict)
     except Exception as e: raise ValueError(
-        f"{w}: not weights of the model its {_CONFIG} describes ({str(e).splitlines()[0][:300]}): the folder was edited "
-        "or damaged; save the model again") from e
+        f"{w}: not weights of the model its {_CONFIG} describes ({str(e).splitlines()[0][:300]}): "
+        "the folder was edited or damaged; save the model again") from e
     m = _hub_file(model_id, _META, **hub)
     model.meta = json.loads(m.read_text()) if m else {}
     return model.to(map_location).eval()
 
+# %% ../nbs/03_model.ipynb #4d3d7409
 @patch(cls_method=True)
-def from_pretrained(cls:MPVAE, pretrained_model_name_or_path, # a folder written by `save_pretrained`, or a Hub id 'owner/name'
+def from_pretrained(cls:MPVAE,
+                    pretrained_model_name_or_path, # a folder written by `save_pretrained`, or a Hub id 'owner/name'
                     **kwargs):
     "The model saved in a folder (or Hub repo), in eval mode, its training record in `model.meta`."
-    _local(pretrained_model_name_or_path)   # a missing local folder: say so, before huggingface_hub reads it as a repo id
+    # a missing local folder: say so, before huggingface_hub reads it as a repo id
+    _local(pretrained_model_name_or_path)
     return super(MPVAE, cls).from_pretrained(pretrained_model_name_or_path, **kwargs)
 
 # %% ../nbs/03_model.ipynb #fe6377d2
