@@ -8,6 +8,7 @@ Docs: https://mpvae.github.io/mpvae/loader.html.md"""
 from __future__ import annotations
 import numpy as np
 import torch
+from fastcore.basics import patch
 from .core import default_device, fastai_quietly
 with fastai_quietly():
     from fastai.data.load import DataLoader
@@ -73,45 +74,60 @@ class ArrayDataLoader(DataLoader):
 
     def randomize(self): pass  # shuffling is driven by `self.gen`, not fastai's python RNG
 
-    def _perm(self):
-        "This epoch's `n` items: whole passes over the source, each a fresh permutation (or `arange`), cut to `n`."
-        N, n = len(self.dataset), len(self.dataset) if self.n is None else self.n
-        order = lambda: torch.randperm(N, generator=self.gen) if self.shuffle else torch.arange(N)
-        passes = [order() for _ in range(max(1, -(-n // N)))] if N else [torch.arange(0)]
-        return torch.cat(passes)[:n]
+# %% ../nbs/00a_loader.ipynb #b88f4039
+@patch
+def _perm(self:ArrayDataLoader):
+    "This epoch's `n` items: whole passes over the source, each a fresh permutation (or `arange`), cut to `n`."
+    N, n = len(self.dataset), len(self.dataset) if self.n is None else self.n
+    order = lambda: torch.randperm(N, generator=self.gen) if self.shuffle else torch.arange(N)
+    passes = [order() for _ in range(max(1, -(-n // N)))] if N else [torch.arange(0)]
+    return torch.cat(passes)[:n]
 
-    def get_idxs(self): return self._perm().tolist()
+@patch
+def get_idxs(self:ArrayDataLoader): return self._perm().tolist()
 
-    def __len__(self):
-        "Batches per epoch, of `n` items: an `n` above the source's size is several passes, never fewer images."
-        n = len(self.dataset) if self.n is None else self.n
-        return n // self.bs if self.drop_last else -(-n // self.bs)
+@patch
+def __len__(self:ArrayDataLoader):
+    "Batches per epoch, of `n` items: an `n` above the source's size is several passes, never fewer images."
+    n = len(self.dataset) if self.n is None else self.n
+    return n // self.bs if self.drop_last else -(-n // self.bs)
 
-    def _batches(self, idxs:torch.Tensor):
-        bs = self.bs; n = len(idxs)
-        stop = n - n % bs if self.drop_last else n
-        for i in range(0, stop, bs):
-            b = idxs[i:i+bs]
-            if len(b) == 0: break
-            b = b.sort().values  # order inside a batch is irrelevant; sorted gathers are cache-friendlier
-            x = self.dataset.batch(b, self.device)
-            yield (x, x)
+# %% ../nbs/00a_loader.ipynb #77b7b580
+@patch
+def _batches(self:ArrayDataLoader, idxs:torch.Tensor):
+    "`(x, x)` batches of the rows `idxs`, `bs` at a time, each gathered and decoded whole."
+    bs = self.bs; n = len(idxs)
+    stop = n - n % bs if self.drop_last else n
+    for i in range(0, stop, bs):
+        b = idxs[i:i+bs]
+        if len(b) == 0: break
+        b = b.sort().values  # order inside a batch is irrelevant; sorted gathers are cache-friendlier
+        x = self.dataset.batch(b, self.device)
+        yield (x, x)
 
-    def create_batches(self, samps):
-        "Batches from an iterable of indices (used by fastai's `DistributedDL`)."
-        yield from self._batches(torch.as_tensor(list(samps), dtype=torch.long))
+@patch
+def create_batches(self:ArrayDataLoader, samps):
+    "Batches from an iterable of indices (used by fastai's `DistributedDL`)."
+    yield from self._batches(torch.as_tensor(list(samps), dtype=torch.long))
 
-    def __iter__(self):
-        self.before_iter()
-        for b in self._batches(self._perm()): yield self.after_batch(b)
-        self.after_iter()
+@patch
+def __iter__(self:ArrayDataLoader):
+    "One epoch of batches, with fastai's before/after hooks."
+    self.before_iter()
+    for b in self._batches(self._perm()): yield self.after_batch(b)
+    self.after_iter()
 
-    def one_batch(self):
-        if self.n is not None and len(self) == 0: raise ValueError('This DataLoader does not contain any batches')
-        return next(iter(self))
+@patch
+def one_batch(self:ArrayDataLoader):
+    "The first batch of an epoch (fastai's check that the loader is not empty)."
+    if self.n is not None and len(self) == 0: raise ValueError('This DataLoader does not contain any batches')
+    return next(iter(self))
 
-    def state_dict(self): return {'gen': self.gen.get_state(), 'seed': self.seed}
-    def load_state_dict(self, sd): self.gen.set_state(sd['gen']); self.seed = sd['seed']
+# %% ../nbs/00a_loader.ipynb #ced65c4b
+@patch
+def state_dict(self:ArrayDataLoader): return {'gen': self.gen.get_state(), 'seed': self.seed}
+@patch
+def load_state_dict(self:ArrayDataLoader, sd): self.gen.set_state(sd['gen']); self.seed = sd['seed']
 
 # %% ../nbs/00a_loader.ipynb #ce03c87e
 def array_dls(x, # raw rows (uint8 images, bit-packed bytes, ...) for the whole dataset

@@ -195,6 +195,24 @@ def _row_names(table:str, res:dict|None) -> dict:
     "Display names of the table's rows: the paper's, overridden by those a results.json gives."
     return {**PAPER.get(table, {}).get('names', {}), **((res or {}).get('names', {}))}
 
+# %% ../nbs/08b_reports.ipynb #d41cfc96
+def _beta_lines(table:str, cells:list) -> list:
+    "The rows of a sweep's table: mean accuracy per feature set and beta (± std over seeds, n), then the claim's verdict."
+    done = [c for c in cells if c['results']]
+    keys = list(done[0]['results']['rows']) if done else []
+    names = _row_names(table, done[0]['results'] if done else None)
+    head = ['features'] + [f"beta = {c['beta']:g}" for c in cells]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] + ['---:']*len(cells)) + '|']
+    def cell(c, k):
+        if not c['results']: return 'FAILED'
+        m = c['results']['rows'][k]['mean']
+        return f"{m['mean']:.2f}" + (f" ± {m['std_seeds']:.2f}" if m['n_seeds'] > 1 else '') + f" (n={m['n_seeds']})"
+    lines += ['| ' + ' | '.join([names.get(k, k)] + [cell(c, k) for c in cells]) + ' |' for k in keys]
+    if any(c['results'] and 'ordering' in c['results'] for c in cells):
+        verdict = lambda c: c['results']['ordering']['verdict'] if c['results'] and 'ordering' in c['results'] else '–'
+        lines.append('| ' + ' | '.join(['*claim: z1+z2 > baseline*'] + [verdict(c) for c in cells]) + ' |')
+    return lines
+
 # %% ../nbs/08b_reports.ipynb #98b1b30d
 def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
     "One sweep of `aggregate_sweep` in Markdown: the combined table (seeds only), or mean accuracy per features x beta."
@@ -211,33 +229,7 @@ def sweep_markdown(sweep:dict, figure:str|None=None) -> str:
     def n_seeds(c): return c['results']['rows'][next(iter(c['results']['rows']))]['mean']['n_seeds']
     if len(cells) > 1:
         done = [c for c in cells if c['results']]
-        keys = list(done[0]['results']['rows']) if done else []
-        names = _row_names(sweep['table'], done[0]['results'] if done else None)
-        head = ['features'] + [f"beta = {c['beta']:g}" for c in cells]
-        lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] + ['---:']*len(cells)) + '|']
-        for k in keys:
-            row = [names.get(k, k)]
-            for c in cells:
-                if not c['results']: row.append('FAILED'); continue
-                m = c['results']['rows'][k]['mean']
-                row.append(
-                    f"{m['mean']:.2f}"
-                    + (f" ± {m['std_seeds']:.2f}" if m['n_seeds'] > 1 else '')
-                    + f" (n={m['n_seeds']})"
-                )
-            lines.append('| ' + ' | '.join(row) + ' |')
-        if any(c['results'] and 'ordering' in c['results'] for c in cells):
-            lines.append(
-                '| '
-                + ' | '.join(
-                    ['*claim: z1+z2 > baseline*']
-                    + [
-                        c['results']['ordering']['verdict'] if c['results'] and 'ordering' in c['results'] else '–'
-                        for c in cells
-                    ]
-                )
-                + ' |'
-            )
+        lines = _beta_lines(sweep['table'], cells)
         parts.append("Mean accuracy over the labels (%), ± the standard deviation over representation seeds, n = seeds "
                      "per cell (one job each).\n\n" + '\n'.join(lines) + '\n')
         if figure: parts.append(f"![mean accuracy against beta]({figure})\n")

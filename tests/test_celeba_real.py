@@ -93,3 +93,52 @@ def test_second_load_from_cache(cached):
     assert first.cache_path == second.cache_path and first.cache_path.exists()
     if not ROOT.stat().st_mode & 0o200:            # a read-only dataset folder (the shared sample) is left untouched
         assert ROOT not in first.cache_path.parents and not (ROOT/'.mpvae_cache').exists()
+
+
+def test_shipped_models_reconstruct_heldout_faces(text, cached):
+    "The shipped CelebA models (Table 1's pair) were trained: on heldout faces they reconstruct far better than an untrained one."
+    from mpvae.pretrained import load_pretrained, pretrained_seeds
+    from mpvae.model import MPVAE
+    from mpvae.loss import recon_nll
+    ds = cached[1]
+    held = [k for k, f in enumerate(text['files']) if text['part'][f] != '0'][:64]   # valid/test rows, counted by hand
+    x = ds.images(np.array(held))
+    nll = lambda m: float(recon_nll(m.decode(m.encode(x)), x).mean())
+    with torch.no_grad():
+        untrained = nll(MPVAE(latent_dims=(8, 24), in_channels=3).eval())
+        for kind, dims in (('baseline', (32,)), ('mpvae', (8, 24))):
+            seeds = pretrained_seeds(kind, data='celeba')['']
+            assert seeds == [0, 1, 2]
+            for s in seeds:
+                m = load_pretrained(f'celeba_{kind}', s)
+                assert m.latent_dims == dims and m.meta['record']['spec']['data'] == 'celeba'
+                assert nll(m) < untrained - 1500, (kind, s, nll(m), untrained)
+
+
+def test_paper_preset_probe_sizes_fit_this_folder(text):
+    "The paper preset asks for 10,000 + 5,000 probe rows; the heldout pool of this folder holds fewer, so they are scaled, said."
+    from mpvae.params import PRESETS
+    from mpvae.stages import probe_sizes
+    p = PRESETS['paper']['celeba']
+    held = sum(v != '0' for v in text['part'].values())            # valid + test partitions, counted by hand
+    n, tr, va, note = probe_sizes(held, p['probe_pool'], p['probe_train'], p['probe_valid'])
+    assert n == held and tr + va == held and abs(tr/va - 2) < 0.01 and 'scaled' in note
+
+
+def test_pretrained_celeba_preset_on_real_faces(tmp_path, text):
+    "`mpvae-tables --preset pretrained_celeba` (small probes) on the real folder: Table 1's rows, balanced accuracy, the models' records."
+    import json, os, subprocess, sys
+    from pathlib import Path
+    cli = Path(sys.executable).parent/'mpvae-tables'
+    r = subprocess.run([str(cli), '--preset', 'pretrained_celeba', '--tables', 'celeba', '--out', str(tmp_path), '-p', f'data_root={ROOT}',
+                        '-p', 'rep_seeds=[0]', '-p', 'n_splits=1', '-p', 'probe_pool=600', '-p', 'figures=false'],
+                       capture_output=True, text=True, timeout=900, env={**os.environ, 'OMP_NUM_THREADS': '1'}, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path/'celeba'/'results.json').read_text())
+    assert list(res['rows']) == ['baseline', 'z1', 'z2', 'z1+z2'] and len(res['labels']) == 40 == len(text['names'])
+    assert (res['probe']['pool'], res['probe']['train_size'], res['probe']['valid_size']) == (600, 360, 240)
+    maj = 100*np.mean(list(res['majority'].values()))
+    for k, row in res['rows'].items():   # every representation at least matches the majority answer, and knows the rare class
+        assert row['mean']['mean'] > maj - 1 and row['balanced_mean']['mean'] > 51, (k, row['mean'], row['balanced_mean'])
+    assert max(row['balanced_mean']['mean'] for row in res['rows'].values()) > 55
+    assert res['images_seen']['0']['mpvae'] == res['pretrained_records']['0']['mpvae']['images'] >= 500_000
