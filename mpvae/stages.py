@@ -17,7 +17,7 @@ from .reports import save_fig
 __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'train_params', 'train_model', 'meta_record', 'precision_record',
            'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'probe_sizes', 'celeba_pool',
            'table_results', 'write_results', 'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair',
-           'represent_and_probe', 'table_record']
+           'represent_and_probe', 'table_record', 'metrics_table', 'table_figures']
 
 # %% ../nbs/09_stages.ipynb #bb554d7d
 def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
@@ -410,3 +410,63 @@ def table_record(table:str, # 'dsprites' or 'celeba'
             for row, f in feats.items()
         }
     return res
+
+# %% ../nbs/09_stages.ipynb #b2c514a6
+def _cap(k:str, v):
+    "'fast' metrics: every sample size capped at 300 points and batches at 16 (rough numbers, seconds not minutes)."
+    if k in ('n', 'n_train', 'n_test', 'n_eval', 'n_var'): return min(v, 300)
+    return min(v, 16) if k == 'batch_size' else v
+
+# %% ../nbs/09_stages.ipynb #f478bd73
+def metrics_table(models:dict, # `{seed: (baseline, mpvae)}`
+                  seeds:list, # the seeds whose models are scored
+                  data, # a dataset with ground-truth factors (`mpvae.dsprites.DSprites`)
+                  paths:list, # the MPVAE's path names, e.g. ['z1', 'z2']
+                  metrics:str='fast', # 'fast' (small samples) or 'full' (disentanglement_lib's sizes, a 50,000-image pool)
+                  names:tuple=('beta-VAE', 'beta-MPVAE'), # how the rows name the two models
+                  device=None
+                 )->tuple: # (DataFrame: a row per model and path group, a column per metric; the settings, None if 'full')
+    "The disentanglement metrics of every path of both models of each seed (`mpvae.disentangle.evaluate_paths`)."
+    import pandas as pd
+    from mpvae.disentangle import evaluate_paths, encoder_fn, METRIC_DEFAULTS
+    if metrics not in ('fast', 'full'): raise ValueError(f"metrics must be 'fast' or 'full', not {metrics!r}")
+    settings = None if metrics == 'full' else {m: {k: _cap(k, v) for k, v in d.items()} for m, d in METRIC_DEFAULTS.items()}
+    frames = []
+    for s in seeds:
+        for m, name, pn in ((models[s][0], names[0], ['z']), (models[s][1], names[1], list(paths))):
+            label = ('' if len(seeds) == 1 else f'seed {s} ') + name
+            df = pd.DataFrame(evaluate_paths(data=data, representation_fn=encoder_fn(m, device=device), path_names=pn,
+                                             settings=settings, seed=0, tabulate=50_000 if metrics == 'full' else False,
+                                             progress=f'metrics {label}' if os.environ.get('MPVAE_PROGRESS_FILE') else False))
+            df.attrs = {}   # attrs hold the settings table, which pandas cannot compare on concat
+            df.index = [f'{label} {i}' for i in df.index]; frames.append(df)
+    return pd.concat(frames), settings
+
+# %% ../nbs/09_stages.ipynb #4c6c5df3
+def table_figures(base, mp, # the first seed's baseline and MPVAE
+                  images, pool, # idx -> float images, and the probe pool (its first images are shown)
+                  res:dict, # the table record (`table_record`), for the plot against the paper
+                  out:str|Path, # where the PNGs go
+                  paths:list, # the MPVAE's path names
+                  names:tuple=('beta-VAE', 'beta-MPVAE'), # the two models' names in the titles
+                  paper:dict|None=None, # the paper's table (None: `PAPER[res['table']]`)
+                  columns:list|None=None, # the labels plotted against the paper (None: the paper's)
+                  device=None
+                 )->list: # the PNG files, in the order shown
+    "The figures of a table: reconstructions and traversals of both models, ours vs the paper, the KL of every dimension."
+    from mpvae.reports import plot_reconstructions, plot_traversals, plot_vs_paper
+    from mpvae.disentangle import plot_kl_bars
+    from mpvae.encode import encode_dataset   # the one encoder of posterior means (and log-variances)
+    out, xs = Path(out), images(pool[:8])
+    title = {'dsprites': 'dSprites', 'celeba': 'CelebA'}.get(res['table'], res['table'])
+    figs = [save_fig(plot_reconstructions(mp, xs, title=names[1]), out/'recon_mpvae.png'),
+            save_fig(plot_reconstructions(base, xs, title=names[0]), out/'recon_baseline.png'),
+            save_fig(plot_traversals(mp, xs[0], title=f'{names[1]}: traversals per path'), out/'traversals_mpvae.png'),
+            save_fig(plot_traversals(base, xs[0], title=f'{names[0]}: traversals'), out/'traversals_baseline.png'),
+            save_fig(plot_vs_paper(res, columns, paper=paper, title=f'{title}: ours vs the paper'), out/'vs_paper.png')]
+    for label, m, pn in (('mpvae', mp, list(paths)), ('baseline', base, ['z'])):
+        mu, lv = encode_dataset(m, images, pool[:2048], device=device, progress=False, logvar=True)
+        fig = plot_kl_bars(mu, lv, path_names=pn)
+        fig.axes[0].set_title(f'{label}: mean KL per latent dimension (inactive dims are near 0)', fontsize=9)
+        figs.append(save_fig(fig, out/f'kl_{label}.png'))
+    return figs
