@@ -1,4 +1,4 @@
-"""One declaration of every parameter of the table notebooks (its type, range, default and help), the rules that tie parameters together, and the presets: named sets of overrides of that declaration.
+"""One declaration of every table parameter (type, range, default, help), the rules between them, and the presets.
 
 Docs: https://mpvae.github.io/mpvae/params.html.md"""
 
@@ -40,9 +40,9 @@ PRESETS = {
     # paths probed; the baselines are the lr 1e-4 ones of the same length
     'pretrained_three_paths': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4_paths3-3-6', pretrained_baseline='lr1e-4_betas4-1',
                                                 mpvae_dims=[3, 3, 6], mpvae_taps=[3, 4, 5], path_groups='all', metrics_seeds=[0, 1, 2])},
-    # Table 1 from the shipped CelebA models (3 seeds), probed on the heldout faces of any CelebA folder (-p data_root=...)
-    'pretrained_celeba': {'celeba': dict(pretrained=True, rep_seeds=[0, 1, 2], n_splits=5, n_probe_seeds=1, probe='logreg_cv',
-                                         figures=True)},
+    # Table 1 from the shipped CelebA models (3 seeds), probed on the heldout faces of any CelebA folder
+    'pretrained_celeba': {'celeba': dict(pretrained=True, rep_seeds=[0, 1, 2], n_splits=5, n_probe_seeds=1,
+                                         probe='logreg_cv', figures=True)},
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 # the preset whose run `make notebooks` keeps in each table notebook (CelebA's where real faces are found)
@@ -75,7 +75,7 @@ def find_notebooks(nbs:str|Path|None=None, tables=None, files=None) -> Path:
 # %% ../nbs/08a_params.ipynb #40ffd18d
 def notebook_run_params(table:str # 'dsprites' or 'celeba'
                        )->dict: # the parameters papermill would inject
-    "The parameters `make notebooks` runs a table notebook with: its `NOTEBOOK_PRESETS` preset where the data is at hand."
+    "The parameters `make notebooks` runs a table notebook with: its `NOTEBOOK_PRESETS` preset, where the data is."
     name = NOTEBOOK_PRESETS[table]
     if table != 'celeba': return dict(PRESETS[name][table], preset=name)
     from mpvae.celeba import celeba_root
@@ -371,8 +371,8 @@ def _shipped(data:str):
 # %% ../nbs/08a_params.ipynb #c8ada39b
 def _needs_celeba(p):
     if p.get('pretrained') and p['data_root'] is None:
-        return ('data_root', "the shipped CelebA models are probed on real faces: -p data_root=/path/to/celeba (any CelebA "
-                             "folder; the package cannot download it)")
+        return ('data_root', "the shipped CelebA models are probed on real faces: -p data_root=/path/to/celeba "
+                             "(any CelebA folder; the package cannot download it)")
     if p['preset'] == 'paper' and p['data_root'] is None:
         return (
             'data_root',

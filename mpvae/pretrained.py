@@ -1,4 +1,4 @@
-"""The long-trained dSprites and CelebA baselines and MPVAEs that ship inside the package: list them, read how each was trained, load one.
+"""The long-trained dSprites and CelebA models that ship inside the package: list them, read their records, load one.
 
 Docs: https://mpvae.github.io/mpvae/pretrained.html.md"""
 
@@ -26,7 +26,7 @@ PRETRAINED_NAMES = {
     'dsprites_mpvae_lr1e-4_betas4-1': 'beta-MPVAE, paths (3, 9), betas (4, 1): beta 4 on z1, 1 on z2, Adam lr 1e-4',
     'dsprites_mpvae_lr1e-4_paths3-3-6': 'beta-MPVAE, three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta = 4 on each, Adam lr 1e-4, '
     '3.07 M images (its baselines: the lr1e-4_betas4-1 ones, the same length)',
-    'celeba_baseline': 'VAE, z = 32, beta = 1, Bernoulli, Adam lr 1e-4, on the 15,979 training faces of the CelebA sample',
+    'celeba_baseline': 'VAE, z = 32, beta = 1, Bernoulli, Adam lr 1e-4, on the 15,979 training faces of the sample',
     'celeba_mpvae': 'MPVAE, paths (8, 24), beta = 1 on both, Bernoulli, Adam lr 1e-4, on the same faces',
 }
 
@@ -136,7 +136,7 @@ def convert_pretrained(folder, # holds `<name>_seed<k>.pth` files written by `mp
 _RECORD = ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train_seconds', 'torch', 'commit')
 
 def list_pretrained(folder=None) -> list:
-    "One dict per shipped model (dSprites first): name, data, seed, kind, setting, file, description, its record and last NELBO."
+    "One dict per shipped model (dSprites first): name, data, seed, kind, setting, file, description, record, last NELBO."
     out = []
     order = lambda kv: (PRETRAINED_DATA.index(_data_of(kv[0][0]) or 'dsprites'), kv[0])
     for (n, s), p in sorted(_files(folder).items(), key=order):

@@ -1,4 +1,4 @@
-"""What a table run shows and writes: the Markdown tables beside the paper's, the claim's verdict, the probe's protocol, sweeps and summaries, and the figures (reconstructions, traversals per path, ours against the paper).
+"""What a table run shows and writes: Markdown tables beside the paper's, verdicts, summaries, and the figures.
 
 Docs: https://mpvae.github.io/mpvae/reports.html.md"""
 
@@ -140,7 +140,8 @@ def _level(res:dict, metric:str) -> dict:
 def _cells(row:dict, metric:str) -> tuple:
     "A row's aggregates per label and for the mean, of `metric` ('acc' or 'balanced')."
     if metric == 'acc': return row['acc'], row['mean']
-    if 'balanced' not in row: raise ValueError("these results have no balanced accuracy (made before the probe measured it)")
+    if 'balanced' not in row:
+        raise ValueError("these results have no balanced accuracy (made before the probe measured it)")
     return row['balanced'], row['balanced_mean']
 
 # %% ../nbs/08b_reports.ipynb #c05c181a
@@ -150,8 +151,8 @@ def label_frame(res:dict, # a results.json of a table notebook
     "Each table row's mean per label (and over labels) beside what the majority answer scores, in percent."
     import pandas as pd
     names, lv = res.get('names', {}), _level(res, metric)
-    cols = {names.get(k, k): {**{l: a['mean'] for l, a in _cells(r, metric)[0].items()}, 'mean': _cells(r, metric)[1]['mean']}
-            for k, r in res['rows'].items()}
+    col = lambda r: {**{l: a['mean'] for l, a in _cells(r, metric)[0].items()}, 'mean': _cells(r, metric)[1]['mean']}
+    cols = {names.get(k, k): col(r) for k, r in res['rows'].items()}
     cols['majority'] = {**lv, 'mean': float(np.mean(list(lv.values())))}
     return pd.DataFrame(cols).loc[res['labels'] + ['mean']]
 
@@ -197,7 +198,7 @@ def _row_names(table:str, res:dict|None) -> dict:
 
 # %% ../nbs/08b_reports.ipynb #d41cfc96
 def _beta_lines(table:str, cells:list) -> list:
-    "The rows of a sweep's table: mean accuracy per feature set and beta (± std over seeds, n), then the claim's verdict."
+    "The rows of a sweep's table: mean accuracy per feature set and beta (± std over seeds, n), then the verdict."
     done = [c for c in cells if c['results']]
     keys = list(done[0]['results']['rows']) if done else []
     names = _row_names(table, done[0]['results'] if done else None)
@@ -209,7 +210,8 @@ def _beta_lines(table:str, cells:list) -> list:
         return f"{m['mean']:.2f}" + (f" ± {m['std_seeds']:.2f}" if m['n_seeds'] > 1 else '') + f" (n={m['n_seeds']})"
     lines += ['| ' + ' | '.join([names.get(k, k)] + [cell(c, k) for c in cells]) + ' |' for k in keys]
     if any(c['results'] and 'ordering' in c['results'] for c in cells):
-        verdict = lambda c: c['results']['ordering']['verdict'] if c['results'] and 'ordering' in c['results'] else '–'
+        has = lambda c: c['results'] and 'ordering' in c['results']
+        verdict = lambda c: c['results']['ordering']['verdict'] if has(c) else '–'
         lines.append('| ' + ' | '.join(['*claim: z1+z2 > baseline*'] + [verdict(c) for c in cells]) + ' |')
     return lines
 

@@ -1,4 +1,4 @@
-"""The steps every table notebook runs, as library functions: train (or load) the models, encode, probe, turn the probes into the table's rows, and write the results.
+"""The steps every table notebook runs, as library functions: train or load the models, encode, probe, make rows, write.
 
 Docs: https://mpvae.github.io/mpvae/stages.html.md"""
 
@@ -20,7 +20,8 @@ __all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'train_params', 'tr
            'represent_and_probe', 'table_record', 'metrics_table', 'table_figures']
 
 # %% ../nbs/09_stages.ipynb #bb554d7d
-def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None, beta_warmup=None) -> dict:
+def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg=None, loss_cfg=None,
+                 beta_warmup=None) -> dict:
     "Everything that determines what `train_model` trains, as JSON values (the data by split sizes and batch size)."
     plain = lambda o: json.loads(json.dumps(o, default=lambda v: v.to_dict() if hasattr(v, 'to_dict') else str(v)))
     return plain(
@@ -80,8 +81,9 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
                 train_images:int, # images seen in training
                 epochs:int=5, # the images are split into this many "epochs" (one log row, one checkpoint each)
                 lr:float=1e-3, precision:str|None='auto', seed:int=0, out_dir:str|Path='.', name:str='model',
-                model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True, checkpoint:bool=False,
-                progress_lines:bool|None=None, # a plain line per epoch (`ProgressLines`); None: if `$MPVAE_PROGRESS_FILE` is set
+                model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True,
+                checkpoint:bool=False,
+                progress_lines:bool|None=None, # a plain line per epoch (`ProgressLines`); None: if $MPVAE_PROGRESS_FILE is set
                 reuse:bool=True # return the model saved under `out_dir` if it was trained with these parameters
                ):
     "Train an MPVAE (or the baseline) on `train_images` images; save model, CSV log and loss curves under `out_dir`."
@@ -110,17 +112,20 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
     # the batches depend on this model's seed only, not on what trained on these loaders before
     if hasattr(dls.train, 'gen'):
         dls.train.gen.manual_seed(int(getattr(dls.train, 'seed', 0) or 0) * 1_000_003 + int(seed))
-    learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg, betas=betas,
+    if progress_lines is None: progress_lines = bool(os.environ.get('MPVAE_PROGRESS_FILE'))
+    learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg,
+                          betas=betas,
                           lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
                           checkpoint=f'{name}.ckpt' if checkpoint else None, resume=checkpoint,
-                          cbs=[ProgressLines(name, seed)] if (progress_lines if progress_lines is not None else bool(os.environ.get('MPVAE_PROGRESS_FILE'))) else None)
+                          cbs=[ProgressLines(name, seed)] if progress_lines else None)
     if progress: learn.fit(epochs, lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
     seen = learn.train_iter * dls.train.bs   # what was trained on, not what was asked (whole batches per epoch)
     if seen != train_images: progress_line(f"{name} seed {seed} | asked {train_images:,} images, trained on {seen:,} "
                                            f"({epochs} epochs of {len(dls.train):,} whole batches of {dls.train.bs})")
-    learn.save_model(pth.name, betas=betas, train_images=seen, seed=seed, train_params=want,   # under learn.path = out_dir
+    # under learn.path = out_dir
+    learn.save_model(pth.name, betas=betas, train_images=seen, seed=seed, train_params=want,
                      precision=getattr(learn, 'precision', None))
     if checkpoint and ckpt.exists():
         ckpt.unlink()
@@ -155,9 +160,9 @@ def images_record(models:dict) -> dict:
 
 # %% ../nbs/09_stages.ipynb #c54fda0a
 def table_rows(results:list, # one `ProbeResult` per representation seed, all with the same features and labels
-               rows:dict # table row key -> feature-set name in the results, e.g. {'baseline': 'baseline', 'z1': 'z1', ...}
+               rows:dict # table row key -> feature-set name in the results, e.g. {'baseline': 'baseline', 'z1': 'z1'}
               ) -> dict:
-    "Rows of a results table: per label and label mean, `mpvae.stats.aggregate` over (rep seeds, probe runs); balanced too."
+    "Rows of a results table: per label and label mean, `aggregate` over (rep seeds, probe runs); balanced too."
     if not results: raise ValueError("no probe results")
     labels = results[0].labels
     for r in results[1:]:
@@ -171,7 +176,7 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
         acc = {l: aggregate(np.stack([r.acc[fi, li].reshape(-1) for r in results])) for li, l in enumerate(labels)}
         mean = aggregate(np.stack([r.acc[fi].mean(0).reshape(-1) for r in results]))
         out[key] = dict(feature=feat, dims=int(results[0].dims[feat]), acc=acc, mean=mean)
-        if all(r.balanced is not None for r in results):   # the mean class recall, beside (results of old files lack it)
+        if all(r.balanced is not None for r in results):   # the mean class recall (results of old files lack it)
             out[key]['balanced'] = {l: aggregate(np.stack([r.balanced[fi, li].reshape(-1) for r in results]))
                                     for li, l in enumerate(labels)}
             out[key]['balanced_mean'] = aggregate(np.stack([r.balanced[fi].mean(0).reshape(-1) for r in results]))
@@ -205,7 +210,7 @@ def pool_indices(n:int, # images in the dataset
                  size:int, # images in the pool
                  seed:int=POOL_SEED # the pool's seed
                 )->np.ndarray: # sorted indices
-    "The images the probes draw from: a seeded random subset of `size` of the `n`, sorted (the order `encode_dataset` reads fastest)."
+    "The images the probes draw from: a seeded random subset of `size` of the `n`, sorted (`encode_dataset` reads fastest)."
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 # %% ../nbs/09_stages.ipynb #fdfe4108
@@ -219,15 +224,16 @@ def probe_sizes(n:int, # images the pool can hold (e.g. the heldout faces)
     size = n if pool is None else min(pool, n)
     tr = int(0.6*size) if train is None else train
     va = size - tr if valid is None else valid
-    note = f"probe_pool {pool:,} asked, {n:,} images available: the pool is {size:,}" if pool is not None and pool > n else ''
+    cut = pool is not None and pool > n
+    note = f"probe_pool {pool:,} asked, {n:,} images available: the pool is {size:,}" if cut else ''
     if tr + va > size:
         f = size/(tr + va); tr2 = int(tr*f); va2 = size - tr2
-        note = (note + '; ' if note else '') + (f"probe_train + probe_valid ({tr:,} + {va:,}) exceed the pool of {size:,}: "
-                                                f"scaled to {tr2:,} + {va2:,}, the same ratio")
+        note = (note + '; ' if note else '') + (f"probe_train + probe_valid ({tr:,} + {va:,}) exceed the pool of "
+                                                f"{size:,}: scaled to {tr2:,} + {va2:,}, the same ratio")
         tr, va = tr2, va2
     if tr < min_train or va < min_valid:
-        raise ValueError(f"the probe pool holds {size:,} images: {tr:,} training and {va:,} validation rows per split are "
-                         f"too few (at least {min_train} and {min_valid}); give a larger dataset, or pool_split='all'")
+        raise ValueError(f"the probe pool holds {size:,} images: {tr:,} training and {va:,} validation rows per split "
+                         f"are too few (at least {min_train} and {min_valid}); give a larger dataset, or pool_split='all'")
     return size, tr, va, note
 
 # %% ../nbs/09_stages.ipynb #6bfddbb9
@@ -237,7 +243,8 @@ def celeba_pool(ds, # a `mpvae.celeba.CelebA`
                )->np.ndarray: # sorted indices into `ds`
     "The CelebA images the probes draw from: the heldout partitions (or all), a seeded subset of `size` if smaller."
     if split not in ('heldout', 'all'): raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
-    idx = np.arange(len(ds)) if split == 'all' else np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
+    held = lambda: np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
+    idx = np.arange(len(ds)) if split == 'all' else held()
     return idx if size is None or size >= len(idx) else idx[pool_indices(len(idx), size)]
 
 # %% ../nbs/09_stages.ipynb #ac3117c5
@@ -309,7 +316,7 @@ def shipped_pair(seed:int, # representation seed
                  baseline_setting:str|None=None, # the baseline's setting (None: `setting`)
                  baseline_dims=None, mpvae_dims=None, # the latent sizes the table expects (checked)
                  mpvae_taps=None, # the MPVAE's taps the table expects (None: any)
-                 mpvae_betas=None, # the MPVAE's betas the table records (checked: a table must not record betas its models never had)
+                 mpvae_betas=None, # the MPVAE's betas the table records (checked: none its models never had)
                  device=None, # where to load them
                  data:str='dsprites' # the dataset they were trained on: 'dsprites' or 'celeba'
                 )->tuple: # (baseline, mpvae), each with its training record in `meta['record']`
@@ -326,7 +333,8 @@ def shipped_pair(seed:int, # representation seed
         )
     if mpvae_taps is not None and tuple(mp.config.taps) != tuple(mpvae_taps):
         raise ValueError(
-            f"the shipped MPVAE taps its paths at {list(mp.config.taps)}; pretrained=True needs mpvae_taps={list(mp.config.taps)}"
+            f"the shipped MPVAE taps its paths at {list(mp.config.taps)}; pretrained=True needs "
+            f"mpvae_taps={list(mp.config.taps)}"
         )
     shipped = [float(b) for b in (mp.meta.get('loss_config') or {}).get('betas', [])]
     if mpvae_betas is not None and shipped and shipped != [float(b) for b in mpvae_betas]:
@@ -355,7 +363,7 @@ def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
                seed:int, # representation seed: the probe's classifier seeds are 100 x seed + ...
                probe:str='logreg_cv', # the probe kind (`mpvae.probe.KINDS`)
                probe_C:float|None=None, # the fixed C of `probe='logreg'`
-               n_splits:int=5, n_probe_seeds:int=5, # splits, and classifier seeds per split (1 for the deterministic logreg_cv)
+               n_splits:int=5, n_probe_seeds:int=5, # splits, and classifier seeds per split (logreg_cv: 1)
                train_size:int=10_000, valid_size:int=5_000 # rows per split
               ):
     "One probe protocol over every feature set of a seed (`mpvae.probe.run_probe`: shared splits and classifier seeds)."
@@ -377,7 +385,7 @@ def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
 
 # %% ../nbs/09_stages.ipynb #ff629a02
 def represent_and_probe(seeds, # representation seeds
-                        make_pair, # seed -> (baseline, mpvae): `trained_pair` or `shipped_pair` with the table's arguments
+                        make_pair, # seed -> (baseline, mpvae): `trained_pair` or `shipped_pair` with the table's args
                         images, pool, y, labels, # what to encode and probe (`encode_pair`, `probe_pair`)
                         device=None, path_groups:str='consecutive', **probe_kw # `probe_pair`'s protocol
                        )->dict: # probe_results (one per seed), models {seed: pair}, codes {seed: MPVAE codes}, times
@@ -422,22 +430,24 @@ def metrics_table(models:dict, # `{seed: (baseline, mpvae)}`
                   seeds:list, # the seeds whose models are scored
                   data, # a dataset with ground-truth factors (`mpvae.dsprites.DSprites`)
                   paths:list, # the MPVAE's path names, e.g. ['z1', 'z2']
-                  metrics:str='fast', # 'fast' (small samples) or 'full' (disentanglement_lib's sizes, a 50,000-image pool)
+                  metrics:str='fast', # 'fast' (small samples) or 'full' (disentanglement_lib's sizes, 50,000-image pool)
                   names:tuple=('beta-VAE', 'beta-MPVAE'), # how the rows name the two models
                   device=None
-                 )->tuple: # (DataFrame: a row per model and path group, a column per metric; the settings, None if 'full')
+                 )->tuple: # (DataFrame: a row per model and path group, a column per metric; settings, None if 'full')
     "The disentanglement metrics of every path of both models of each seed (`mpvae.disentangle.evaluate_paths`)."
     import pandas as pd
     from mpvae.disentangle import evaluate_paths, encoder_fn, METRIC_DEFAULTS
     if metrics not in ('fast', 'full'): raise ValueError(f"metrics must be 'fast' or 'full', not {metrics!r}")
-    settings = None if metrics == 'full' else {m: {k: _cap(k, v) for k, v in d.items()} for m, d in METRIC_DEFAULTS.items()}
+    capped = {m: {k: _cap(k, v) for k, v in d.items()} for m, d in METRIC_DEFAULTS.items()}
+    settings = None if metrics == 'full' else capped
     frames = []
     for s in seeds:
         for m, name, pn in ((models[s][0], names[0], ['z']), (models[s][1], names[1], list(paths))):
             label = ('' if len(seeds) == 1 else f'seed {s} ') + name
+            prog = f'metrics {label}' if os.environ.get('MPVAE_PROGRESS_FILE') else False
             df = pd.DataFrame(evaluate_paths(data=data, representation_fn=encoder_fn(m, device=device), path_names=pn,
                                              settings=settings, seed=0, tabulate=50_000 if metrics == 'full' else False,
-                                             progress=f'metrics {label}' if os.environ.get('MPVAE_PROGRESS_FILE') else False))
+                                             progress=prog))
             df.attrs = {}   # attrs hold the settings table, which pandas cannot compare on concat
             df.index = [f'{label} {i}' for i in df.index]; frames.append(df)
     return pd.concat(frames), settings
@@ -453,7 +463,7 @@ def table_figures(base, mp, # the first seed's baseline and MPVAE
                   columns:list|None=None, # the labels plotted against the paper (None: the paper's)
                   device=None
                  )->list: # the PNG files, in the order shown
-    "The figures of a table: reconstructions and traversals of both models, ours vs the paper, the KL of every dimension."
+    "The figures of a table: reconstructions, traversals of both models, ours vs the paper, the KL of every dimension."
     from mpvae.reports import plot_reconstructions, plot_traversals, plot_vs_paper
     from mpvae.disentangle import plot_kl_bars
     from mpvae.encode import encode_dataset   # the one encoder of posterior means (and log-variances)
