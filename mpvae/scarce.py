@@ -15,7 +15,7 @@ from .stats import aggregate, paired_t, t_pvalue, all_paths_row
 
 # %% auto #0
 __all__ = ['SIZES', 'DSPRITES_SETTINGS', 'probe_curve', 'curve_rows', 'sample_efficiency', 'paired_sizes', 'plot_curves',
-           'curve_markdown', 'shipped_curves', 'setting_record', 'scarce_report', 'main']
+           'curve_markdown', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report', 'main']
 
 # %% ../nbs/18_scarce.ipynb #ea68041d
 SIZES = (10, 100, 1_000, 10_000)   # disentanglement_lib's training sizes of its downstream task
@@ -201,18 +201,33 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
         if path is not None: _save_runs(path, runs[s], times[s])
     return runs, times
 
+# %% ../nbs/18_scarce.ipynb #0963f2fc
+def labels_markdown(curves:dict # label -> `curve_rows`' result (as `setting_record` keeps them), 'mean' among them
+                   )->str: # Markdown
+    "A row per label and feature set: accuracy at each size (± spread over seeds) and the sample efficiency."
+    ls = [l for l in curves if l != 'mean']; x = curves[ls[0]]['sizes']; eff = 100 in x and len(x) > 1
+    head = ['label', 'row'] + [f'{k:,}' for k in x] + (['100 / ' + f'{max(x):,}'] if eff else []) + ['majority']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|' + '---:|'*(len(head) - 2)]
+    for l in ls:
+        c = curves[l]; e = sample_efficiency(c) if eff else {}
+        for f, r in c['rows'].items():
+            sd = [r[k]['std_seeds'] if r[k]['n_seeds'] > 1 else r[k]['std_runs'] for k in x]
+            lines.append('| ' + ' | '.join([l, f] + [f"{r[k]['mean']:.1f} ± {s:.1f}" for k, s in zip(x, sd)]
+                                           + ([f"{e[f]['mean']:.2f}"] if eff else []) + [f"{c['majority'][max(x)]:.1f}"]) + ' |')
+    return '\n'.join(lines) + '\n'
+
 # %% ../nbs/18_scarce.ipynb #01ffbb85
 def setting_record(runs:dict, # seed -> size -> `ProbeResult` (`shipped_curves`, or any data's `probe_curve`)
                    times:dict|None=None, # seed -> timings
                    **extra # more fields (setting, baseline setting, ...)
                   )->dict: # JSON-ready
-    "Everything the report reads about one setting: curves (mean and per label, accuracy and balanced), efficiency, paired tests."
-    r0 = next(iter(runs.values())); first = r0[min(r0)]
+    "Everything the report reads about one setting, per label and for the mean: curves, efficiencies, paired tests."
+    r0 = next(iter(runs.values())); first = r0[min(r0)]; hi = all_paths_row(first.features)
     curves = {m: {l: curve_rows(runs, label=l, metric=m) for l in ['mean'] + first.labels} for m in ('acc', 'balanced')}
-    hi = all_paths_row(first.features)
-    paired = {m: paired_sizes(curves[m]['mean'], hi) for m in ('acc', 'balanced')} if hi and BASELINE in first.features and len(runs) > 1 else None
-    return dict(extra, seeds=sorted(runs), sizes=sorted(r0), curves=curves, paired=paired,
-                efficiency={m: sample_efficiency(curves[m]['mean']) for m in ('acc', 'balanced')} if 100 in r0 and len(r0) > 1 else None,
+    paired = ({m: {l: paired_sizes(c, hi) for l, c in cs.items()} for m, cs in curves.items()}
+              if hi and BASELINE in first.features and len(runs) > 1 else None)
+    eff = {m: {l: sample_efficiency(c) for l, c in cs.items()} for m, cs in curves.items()} if 100 in r0 and len(r0) > 1 else None
+    return dict(extra, seeds=sorted(runs), sizes=sorted(r0), curves=curves, paired=paired, efficiency=eff,
                 folds={str(k): r.info.get('folds') for k, r in r0.items()}, probe={str(k): r.params for k, r in r0.items()},
                 times={str(s): t for s, t in (times or {}).items()})
 
@@ -239,7 +254,8 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
     with atomic_write(out/'scarce.json', 'w') as f: json.dump(rec, f, indent=1)
     md = []
     for name, r in rec['settings'].items():
-        md.append(f"## {name}\n\nbaseline setting {r['baseline_setting'] or 'lr1e-3'!r}, seeds {r['seeds']}\n\n" + curve_markdown(r['curves']['acc']['mean']))
+        md.append(f"## {name}\n\nbaseline setting {r['baseline_setting'] or 'lr1e-3'!r}, seeds {r['seeds']}\n\n"
+                  + curve_markdown(r['curves']['acc']['mean']) + '\nPer label:\n\n' + labels_markdown(r['curves']['acc']))
     with atomic_write(out/'tables.md', 'w') as f: f.write('\n'.join(md))
     save_fig(plot_curves({f"{n} (seeds {r['seeds']})": r['curves']['acc']['mean'] for n, r in rec['settings'].items()}), out/'curves.png')
     return rec

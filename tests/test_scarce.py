@@ -8,7 +8,8 @@ import pytest
 from scipy.stats import norm, t as student
 
 from mpvae.probe import run_probe, probe_splits, nested_splits, splits_for_size, size_folds, ProbeResult
-from mpvae.scarce import probe_curve, curve_rows, sample_efficiency, paired_sizes, curve_markdown, setting_record
+from mpvae.scarce import (probe_curve, curve_rows, sample_efficiency, paired_sizes, curve_markdown, labels_markdown,
+                          setting_record)
 
 
 @pytest.fixture(scope='module')
@@ -124,7 +125,9 @@ def test_curve_statistics_by_hand():
     md = curve_markdown(c)
     assert '| z1+z2 | 51.00 ± 1.00 | 82.00 ± 0.00 |' in md and '+10.00, +11.00, +12.00' in md
     rec = setting_record(runs, setting='hand')
-    assert rec['paired']['acc'][100]['diff'] == p[100]['diff'] and rec['seeds'] == [0, 1, 2]
+    assert rec['paired']['acc']['mean'][100]['diff'] == p[100]['diff'] and rec['seeds'] == [0, 1, 2]
+    assert math.isclose(rec['efficiency']['acc']['label']['baseline']['mean'], 0.5)
+    assert '| label | z1+z2 | 51.0 ± 1.0 | 82.0 ± 0.0 | 0.62 | 30.0 |' in labels_markdown(rec['curves']['acc'])
 
 
 def test_curves_refuse_mismatched_seeds():
