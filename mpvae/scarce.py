@@ -127,7 +127,7 @@ def curve_markdown(curve:dict, # `curve_rows`' result
     lines = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|'*(len(head) - 1)]
     sd = lambda r: r['std_seeds'] if r['n_seeds'] > 1 else r['std_runs']
     for f, r in curve['rows'].items():
-        e = [f"{eff[f]['mean']:.3f} ± {eff[f]['std_seeds']:.3f}"] if eff else []
+        e = [f"{eff[f]['mean']:.3f}" + (f" ± {eff[f]['std_seeds']:.3f}" if len(curve['seeds']) > 1 else '')] if eff else []
         lines.append('| ' + ' | '.join([(names or {}).get(f, f)] + [f"{r[k]['mean']:.2f} ± {sd(r[k]):.2f}" for k in x] + e) + ' |')
     lines.append('| majority class | ' + ' | '.join(f"{curve['majority'][k]:.2f}" for k in x) + (' |' if not eff else ' | |'))
     lines.append('| splits | ' + ' | '.join(str(curve['n_splits'][k]) for k in x) + (' |' if not eff else ' | |'))
@@ -233,7 +233,7 @@ def setting_record(runs:dict, # seed -> size -> `ProbeResult` (`shipped_curves`,
 
 # %% ../nbs/18_scarce.ipynb #540a37a4
 def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITES_SETTINGS` that ship)
-                  out:str|Path='results/scarce', # where the runs, scarce.json, tables.md and curves.png go
+                  out:str|Path='results/scarce', # where the runs, scarce.json, tables.md and the figures go
                   seeds:list|None=None, # representation seeds (None: all each setting ships)
                   **kw # more `shipped_curves` arguments (sizes, pool_size, valid_size, n_splits, device)
                  )->dict: # the record written to scarce.json
@@ -258,6 +258,9 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
                   + curve_markdown(r['curves']['acc']['mean']) + '\nPer label:\n\n' + labels_markdown(r['curves']['acc']))
     with atomic_write(out/'tables.md', 'w') as f: f.write('\n'.join(md))
     save_fig(plot_curves({f"{n} (seeds {r['seeds']})": r['curves']['acc']['mean'] for n, r in rec['settings'].items()}), out/'curves.png')
+    for n, r in rec['settings'].items():          # each label's curves, one figure per setting
+        save_fig(plot_curves({f'{n}: {l}': c for l, c in r['curves']['acc'].items() if l != 'mean'}, ncols=3),
+                 out/f'labels_{n}.png')
     return rec
 
 # %% ../nbs/18_scarce.ipynb #121e7625
@@ -273,7 +276,7 @@ def main(argv:list|None=None # the arguments (None: the command line's)
     ap.add_argument('--out', default='results/scarce', help="output folder (default: %(default)s)")
     a = ap.parse_args(argv)
     rec = scarce_report(a.settings, a.out, a.seeds, sizes=a.sizes, pool_size=a.pool, valid_size=a.valid_size)
-    print(f"wrote {Path(a.out)/'scarce.json'}, tables.md and curves.png: {len(rec['settings'])} settings")
+    print(f"wrote {Path(a.out)/'scarce.json'}, tables.md and the figures: {len(rec['settings'])} settings")
     return 0
 
 # %% ../nbs/18_scarce.ipynb #0866f22b
