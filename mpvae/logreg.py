@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'chunk_rows', 'lbfgs_logreg', 'count_hits', 'grid_Cs', 'kfold', 'logreg_cv']
+__all__ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'chunk_rows', 'lbfgs_logreg', 'count_hits', 'grid_Cs', 'kfold', 'stratified_folds',
+           'logreg_cv']
 
 # %% ../nbs/05b_logreg.ipynb #ffb56169
 def _lossgrad(X, Y, W, l2, rw, chunk):
@@ -179,14 +180,47 @@ def kfold(n:int, # rows
     o = np.arange(n) if seed is None else np.random.default_rng([int(seed), 7]).permutation(n)
     return [(np.sort(np.r_[o[:b[i]], o[b[i+1]:]]), np.sort(o[b[i]:b[i+1]])) for i in range(k)]
 
+# %% ../nbs/05b_logreg.ipynb #8565b0c8
+def stratified_folds(y, # the class of each row `(n,)`
+                     k:int=5, # folds
+                     seed:int|None=None # None: rows in their order; an int: a seeded order within each class
+                    ) -> list: # `(train_pos, valid_pos)` per fold, each sorted
+    "k folds of `range(len(y))` stratified by class: each class's rows go round the folds in turn."
+    y = np.asarray(y); n = len(y)
+    if y.ndim != 1: raise ValueError(f"y must be one label column (n,), got shape {y.shape}")
+    if not isinstance(k, (int, np.integer)) or k < 2 or k > n:
+        raise ValueError(f"cv must be an int in [2, {n}], got {k!r}")
+    o = np.arange(n) if seed is None else np.random.default_rng([int(seed), 7]).permutation(n)
+    o = o[np.argsort(y[o], kind='stable')]           # grouped by class, the seeded order kept within a class
+    fold = np.empty(n, np.int64); fold[o] = np.arange(n) % k
+    return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
+
 # %% ../nbs/05b_logreg.ipynb #a958aff8
 def _fold_batch(Xtr, Ytr, folds):
     "The training rows of every (split, fold) as one batch `(S*K, nf, ...)`, with row weights (0 for padding)."
-    S, n, D = Xtr.shape; Lg = Ytr.shape[2]; K = len(folds); nf = max(len(t) for t, _ in folds)
+    S, n, D = Xtr.shape; Lg = Ytr.shape[2]
+    if not isinstance(folds[0], tuple):          # one list of folds per split
+        K = len(folds[0]); nf = max(len(t) for f in folds for t, _ in f)
+        Xf, Yf = Xtr.new_zeros(S, K, nf, D), Ytr.new_zeros(S, K, nf, Lg); rw = Xtr.new_zeros(S, K, nf)
+        for s, f in enumerate(folds):
+            for k, (t, _) in enumerate(f):
+                Xf[s, k, :len(t)], Yf[s, k, :len(t)], rw[s, k, :len(t)] = Xtr[s, t], Ytr[s, t], 1/len(t)
+        return Xf.view(S*K, nf, D), Yf.view(S*K, nf, Lg), rw.view(S*K, nf)
+    K = len(folds); nf = max(len(t) for t, _ in folds)
     Xf, Yf = Xtr.new_zeros(S, K, nf, D), Ytr.new_zeros(S, K, nf, Lg); rw = Xtr.new_zeros(S, K, nf)
     for k, (t, _) in enumerate(folds):        # a shorter fold's last row is padding with weight 0
         Xf[:, k, :len(t)], Yf[:, k, :len(t)], rw[:, k, :len(t)] = Xtr[:, t], Ytr[:, t], 1/len(t)
     return Xf.view(S*K, nf, D), Yf.view(S*K, nf, Lg), rw.view(S*K, nf)
+
+# %% ../nbs/05b_logreg.ipynb #c559bfcc
+def _fold_scores(Xtr, Ytr, folds):
+    "Each (split, fold)'s held-out rows `(S*K, mv, D)`, classes, a mask of real rows, and their counts `(S*K, 1)`."
+    S, n, D = Xtr.shape; Lg = Ytr.shape[2]; K = len(folds[0]); mv = max(len(v) for f in folds for _, v in f)
+    Xv, Yv, m = Xtr.new_zeros(S, K, mv, D), Ytr.new_zeros(S, K, mv, Lg), torch.zeros(S, K, mv, dtype=torch.bool)
+    for s, f in enumerate(folds):
+        for k, (_, v) in enumerate(f): Xv[s, k, :len(v)], Yv[s, k, :len(v)], m[s, k, :len(v)] = Xtr[s, v], Ytr[s, v], True
+    m = m.view(S*K, mv).to(Xtr.device)
+    return Xv.view(S*K, mv, D), Yv.view(S*K, mv, Lg), m, m.sum(1, keepdim=True)
 
 # %% ../nbs/05b_logreg.ipynb #d67b5702
 def logreg_cv(Xtr:torch.Tensor, # training inputs `(S, n, D)` per split (last column the constant 1)
@@ -198,17 +232,28 @@ def logreg_cv(Xtr:torch.Tensor, # training inputs `(S, n, D)` per split (last co
               max_iter:int, # L-BFGS iterations at most, per C
               tol:float, # gradient tolerance
               seed:int|None=None, # seeds the folds' permutation (`kfold`)
-              per_class:bool=False # the validation hits by true class, `(S, Lg, C)` (`count_hits`)
+              per_class:bool=False, # the validation hits by true class, `(S, Lg, C)` (`count_hits`)
+              folds:list|None=None # each split's own folds (a list per split, as many folds in each); None: `kfold(n, cv, seed)` for all
              ): # `(hits (S, Lg), record)`
     "Per (split, label): C by k-fold CV on the training rows, refit on all of them; validation hits and the record."
     S, n, D = Xtr.shape; Lg = Ytr.shape[2]; C = int(max(Ytr.max(), Yva.max())) + 1; dev = Xtr.device
-    folds = kfold(n, cv, seed); K = len(folds)
+    if folds is not None and (len(folds) != S or len({len(f) for f in folds}) != 1):
+        raise ValueError(f"folds must be one list of folds per split ({S}), each as long: got {[len(f) for f in folds]}")
+    own = folds is not None
+    folds = folds if own else kfold(n, cv, seed); K = len(folds[0]) if own else len(folds)
     Xf, Yf, rw = _fold_batch(Xtr, Ytr, folds)
-    nfk = torch.tensor([len(t) for t, _ in folds], device=dev, dtype=Xtr.dtype).repeat(S)[:, None]
+    if own:
+        nfk = torch.tensor([len(t) for f in folds for t, _ in f], device=dev, dtype=Xtr.dtype)[:, None]
+        Xv, Yv, mv, nv = _fold_scores(Xtr, Ytr, folds)
+    else: nfk = torch.tensor([len(t) for t, _ in folds], device=dev, dtype=Xtr.dtype).repeat(S)[:, None]
     W = Xtr.new_zeros(S*K, D, Lg, C); path, fold_acc, its, status = [], np.zeros((S, K, len(Cs), Lg)), [], []
     for e, c in enumerate(Cs):                # increasing C, each fit warm-started from the last (scikit-learn's path)
         W, it, st = _lbfgs(Xf, Yf, W, (1/(c*nfk)).expand(S*K, Lg), rw, max_iter, tol)
         path.append(W); its.append(it); status.append(st)
+        if own:                               # (S*K, mv, Lg): hits on each fold's own held-out rows
+            hit = (torch.bmm(Xv, W.reshape(S*K, D, -1)).view(S*K, -1, Lg, C).argmax(-1) == Yv) & mv[..., None]
+            fold_acc[:, :, e] = (hit.sum(1)/nv).view(S, K, Lg).cpu().numpy()
+            continue
         for k, (_, v) in enumerate(folds):
             Wk = W.view(S, K, D, Lg, C)[:, k]
             fold_acc[:, k, e] = (count_hits(Xtr[:, v], Wk, Ytr[:, v])/len(v)).cpu().numpy()

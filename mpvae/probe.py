@@ -16,16 +16,21 @@ from .core import default_device, progress_line
 # 05c_probe_result); their public names stay importable from here
 from .encode import encode_dataset, path_subsets, feature_sets
 from .logreg import (CONVERGED, STALLED, MAX_ITER, chunk_rows, lbfgs_logreg, count_hits, grid_Cs, kfold,
-                          logreg_cv)
+                          logreg_cv, stratified_folds)
 from .probe_result import ProbeResult, plot_probe
 _all_ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'encode_dataset', 'path_subsets', 'feature_sets', 'grid_Cs', 'kfold',
          'ProbeResult', 'plot_probe']
 
 # %% auto #0
-__all__ = ['KINDS', 'STOCHASTIC', 'probe_splits', 'run_probe', 'CONVERGED', 'STALLED', 'MAX_ITER', 'encode_dataset',
-           'path_subsets', 'feature_sets', 'grid_Cs', 'kfold', 'ProbeResult', 'plot_probe']
+__all__ = ['KINDS', 'STOCHASTIC', 'probe_splits', 'splits_for_size', 'nested_splits', 'size_folds', 'run_probe', 'CONVERGED',
+           'STALLED', 'MAX_ITER', 'encode_dataset', 'path_subsets', 'feature_sets', 'grid_Cs', 'kfold', 'ProbeResult',
+           'plot_probe']
 
 # %% ../nbs/06_probe.ipynb #a1f4341c
+def _draw(n, m, seed, k):
+    "Split `k`'s draw: the first `m` rows of a permutation of the pool of `n`, seeded by `(seed, k)`."
+    return np.random.default_rng([int(seed), k]).permutation(n)[:m]
+
 def probe_splits(n:int, # rows in the pool of encoded examples
                  train_size:int, # training rows per split
                  valid_size:int, # validation rows per split
@@ -41,9 +46,61 @@ def probe_splits(n:int, # rows in the pool of encoded examples
                          f"{n} encoded examples: encode more examples or lower train_size/valid_size")
     out = []
     for k in range(n_splits):
-        p = np.random.default_rng([int(seed), k]).permutation(n)[:train_size+valid_size]
+        p = _draw(n, train_size + valid_size, seed, k)
         out.append((np.sort(p[:train_size]), np.sort(p[train_size:])))
     return out
+
+# %% ../nbs/06_probe.ipynb #22d2532b
+def splits_for_size(size:int, # training rows of the probe
+                    n_splits:int=5, # splits at `ref` rows (and above)
+                    ref:int=10_000, # the size that gets `n_splits`
+                    most:int=50 # splits at most
+                   )->int: # train/validation splits for this size
+    "More splits for smaller training sets: `n_splits * sqrt(ref / size)`, rounded up, at least `n_splits`, at most `most`."
+    if not isinstance(size, (int, np.integer)) or size < 1: raise ValueError(f"size must be an int >= 1, got {size!r}")
+    return int(max(n_splits, min(most, math.ceil(n_splits*math.sqrt(ref/size)))))
+
+# %% ../nbs/06_probe.ipynb #3ebcfeaa
+def _splits_of(n_splits, size:int) -> int:
+    "The splits of one training size: `n_splits` an int, a dict size -> int, or a function of the size."
+    k = n_splits(size) if callable(n_splits) else n_splits.get(size) if isinstance(n_splits, dict) else n_splits
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"n_splits must give an int >= 1 for train_size {size}, got {k!r}: pass an int, a dict size "
+                         "-> int or a function such as splits_for_size")
+    return int(k)
+
+# %% ../nbs/06_probe.ipynb #5754e3cb
+def _check_sizes(sizes) -> list:
+    "Training sizes as a sorted list of distinct ints >= 1."
+    s = [int(k) for k in sizes] if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in sizes) else None
+    if not s or min(s) < 1 or len(set(s)) != len(s):
+        raise ValueError(f"train_size must be an int or a list of distinct ints >= 1, got {list(sizes)!r}")
+    return sorted(s)
+
+# %% ../nbs/06_probe.ipynb #11b5fd41
+def nested_splits(n:int, # rows in the pool
+                  sizes:list, # training sizes
+                  valid_size:int, # validation rows per split (the same rows at every size)
+                  n_splits=5, # splits per size: an int, a dict size -> int, or a function such as `splits_for_size`
+                  seed:int=0 # seeds every split
+                 )->dict: # size -> `(train_idx, valid_idx)` per split
+    "Splits for several training sizes, nested: split k's training rows at a size are the first of one draw."
+    sizes = _check_sizes(sizes); big = sizes[-1]; per = {k: _splits_of(n_splits, k) for k in sizes}
+    probe_splits(n, big, valid_size, 1, seed)                    # the checks of the largest size
+    draws = [_draw(n, big + valid_size, seed, k) for k in range(max(per.values()))]
+    return {k: [(np.sort(p[:k]), np.sort(p[big:])) for p in draws[:per[k]]] for k in sizes}
+
+# %% ../nbs/06_probe.ipynb #7d6b0a6e
+def size_folds(y:np.ndarray, # one label's classes over the pool `(n,)`
+               tr:np.ndarray, # each split's training rows `(S, k)`
+               cv:int=5, # folds wanted
+               seed:int=0 # seeds the folds
+              )->tuple: # (folds per split, record)
+    "Stratified folds of each split's training rows for one label, as many in every split; with what was done."
+    smallest = int(min(np.bincount(y[t])[np.bincount(y[t]) > 0].min() for t in tr))
+    k = min(max(2, min(cv, smallest)), tr.shape[1])
+    rec = dict(folds=k, smallest_class=smallest, every_class_in_every_fold=bool(smallest >= k), fewer_folds=bool(k < cv))
+    return [stratified_folds(y[t], k, seed) for t in tr], rec
 
 # %% ../nbs/06_probe.ipynb #b8aa7f50
 def _prep_labels(labels, n, label_names=None):
@@ -270,7 +327,9 @@ def _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
         if its >= o.max_iter and not conv.all(): rec['unconverged'] += [f'{name}/{label_names[j]}' for j in ls]
         return hit
     if o.kind == 'logreg_cv':
-        hit, r = logreg_cv(one(Xtr), Ytr, one(Xva), Yva, o.grid, o.cv, o.max_iter, o.tol, o.split_seed, per_class=True)
+        folds = o.folds[ls[0]] if o.folds else None            # several sizes: each split's stratified folds
+        hit, r = logreg_cv(one(Xtr), Ytr, one(Xva), Yva, o.grid, o.cv, o.max_iter, o.tol, o.split_seed, per_class=True,
+                           folds=folds)
         _record_cv(rec, r, name, label_names, ls)
         return hit[:, None]
     if o.kind == 'boost':
@@ -285,8 +344,9 @@ def _probe_params(o, pool, dev):
     if o.kind == 'logreg':
         params.update(l2=o.l2, max_iter=o.max_iter, tol=o.tol, sklearn_C=1/(o.l2*o.train_size) if o.l2 > 0 else None)
     elif o.kind == 'logreg_cv':
-        params.update(Cs=o.grid.tolist(), cv=o.cv, cv_folds='shuffled, seeded by split_seed', max_iter=o.max_iter,
-                      tol=o.tol)
+        how = ('stratified by class per split and label, min(cv, smallest class) folds (at least 2), seeded by '
+               "split_seed: info['folds']") if o.folds else 'shuffled, seeded by split_seed'
+        params.update(Cs=o.grid.tolist(), cv=o.cv, cv_folds=how, max_iter=o.max_iter, tol=o.tol)
     elif o.kind == 'boost':
         params.update(boost_kw=dict(o.boost_kw or {}), early_stopping=(o.boost_kw or {}).get('early_stopping', True))
     else: params.update(l2=o.l2, hidden=o.hidden, epochs=o.epochs, bs=o.bs, lr=o.lr)
@@ -294,60 +354,86 @@ def _probe_params(o, pool, dev):
 
 # %% ../nbs/06_probe.ipynb #74c37cef
 def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, n_seeds, kind, C, l2, Cs, cv,
-               max_iter, tol, hidden, epochs, bs, lr, boost_kw, split_seed, seed, device, progress):
-    "`run_probe`'s work, under the thread count it set."
+               max_iter, tol, hidden, epochs, bs, lr, boost_kw, split_seed, seed, device, progress, splits=None):
+    "`run_probe`'s work, under the thread count it set (`splits`: given, as at several sizes, with stratified folds)."
     t0 = time.perf_counter()
     grid = _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter)
     if C is not None: l2 = 1/(C*train_size)
     o = SimpleNamespace(kind=kind, l2=l2, grid=grid, cv=cv, max_iter=max_iter, tol=tol, hidden=hidden, epochs=epochs,
                         bs=bs, lr=lr, boost_kw=boost_kw, split_seed=split_seed, seed=seed, E=n_seeds,
-                        train_size=train_size, valid_size=valid_size, n_splits=n_splits)
+                        train_size=train_size, valid_size=valid_size, n_splits=n_splits, folds=None)
     fs, n = _prep_features(features)
     y, ncls, label_names = _prep_labels(labels, n, label_names)
-    splits = probe_splits(n, train_size, valid_size, n_splits, split_seed)
-    if grid is not None: kfold(train_size, cv)      # checks cv before any work
+    own = splits is not None
+    if not own: splits = probe_splits(n, train_size, valid_size, n_splits, split_seed)
+    if grid is not None and not own: kfold(train_size, cv)      # checks cv before any work
     dev = default_device(device); L, S, E = y.shape[1], n_splits, n_seeds
     tr, va = np.stack([t for t, _ in splits]), np.stack([v for _, v in splits])
     maj = _majority(y, tr, va, ncls)
     acc, bal = np.zeros((len(fs), L, S, E)), np.zeros((len(fs), L, S, E)); rec = dict(solver={}, cv={}, unconverged=[])
-    groups = {}
-    for j, c in enumerate(ncls): groups.setdefault(int(c), []).append(j)
+    groups = {}                                   # classes -> labels; with stratified folds, one label at a time
+    for j, c in enumerate(ncls): groups.setdefault((int(c), j) if own and grid is not None else int(c), []).append(j)
+    if own and grid is not None:
+        fr = {j: size_folds(y[:, j], tr, cv, split_seed) for j in range(L)}
+        o.folds = {j: f for j, (f, _) in fr.items()}
     Yt = torch.as_tensor(y, device=dev)
-    todo = [(fi, c) for fi in range(len(fs)) for c in groups]
+    todo = [(fi, g) for fi in range(len(fs)) for g in groups]
     if progress is True:
         from fastprogress.fastprogress import progress_bar
         todo = progress_bar(todo, leave=False)
     prepped = {}
-    for fi, NC in todo:
-        name = list(fs)[fi]
+    for fi, g in todo:
+        name = list(fs)[fi]; NC = int(ncls[groups[g][0]])
         if fi not in prepped: prepped.clear(); prepped[fi] = _standardise(fs[name], tr, va, dev)
-        Xtr, Xva = prepped[fi]; ls = groups[NC]
+        Xtr, Xva = prepped[fi]; ls = groups[g]
         Ytr, Yva = Yt[torch.as_tensor(tr, device=dev)][..., ls], Yt[torch.as_tensor(va, device=dev)][..., ls]
         hit = _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva)
         acc[fi][ls] = (hit.sum(-1)/valid_size).permute(2, 0, 1).cpu().numpy()
         bal[fi][ls] = _balanced(hit.to(Xva.device), Yva, NC).permute(2, 0, 1).cpu().numpy()
-        if progress == 'lines' and NC == list(groups)[-1]: progress_line(_eta_line(name, fi+1, len(fs), t0))
+        if progress == 'lines' and g == list(groups)[-1]: progress_line(_eta_line(name, fi+1, len(fs), t0))
     if rec['unconverged']:
         warnings.warn(f"the probe did not converge in max_iter={max_iter} L-BFGS iterations for {rec['unconverged']}: "
                       "raise max_iter (the runs are kept, and listed in info['not_converged'])")
     info = dict(seconds=time.perf_counter() - t0, solver=rec['solver'], not_converged=rec['unconverged'])
     if rec['cv']: info['cv'] = rec['cv']
+    if o.folds: info['folds'] = {label_names[j]: r for j, (_, r) in fr.items()}
     return ProbeResult(acc, list(fs), {k: v.shape[1] for k, v in fs.items()}, label_names, ncls, maj,
                        _probe_params(o, n, dev), info, splits, balanced=bal)
+
+# %% ../nbs/06_probe.ipynb #86402713
+def _rule(n_splits):
+    "How the split counts were set, as recorded: the count, the dict, or the rule's name."
+    if callable(n_splits): return getattr(n_splits, '__name__', repr(n_splits))
+    return {str(k): int(v) for k, v in n_splits.items()} if isinstance(n_splits, dict) else int(n_splits)
+
+# %% ../nbs/06_probe.ipynb #79758db5
+def _run_sizes(**kw) -> dict:
+    "`run_probe` at every size of `kw['train_size']`, on nested splits: size -> `ProbeResult`."
+    sizes = _check_sizes(kw['train_size'])
+    if kw['kind'] == 'logreg_cv' and sizes[0] < 2:
+        raise ValueError(f"kind='logreg_cv' cross-validates on the training rows: every train_size must be >= 2, got {sizes[0]}")
+    fs, n = _prep_features(kw['features'])
+    nest = nested_splits(n, sizes, kw['valid_size'], kw['n_splits'], kw['split_seed'])
+    out = {}
+    for k in sizes:
+        if kw['progress'] == 'lines': progress_line(f"probes at {k:,} training rows ({len(nest[k])} splits)")
+        r = _run_probe(**{**kw, 'features': fs, 'train_size': k, 'n_splits': len(nest[k])}, splits=nest[k])
+        r.params.update(sizes=sizes, nested=True, n_splits_rule=_rule(kw['n_splits'])); out[k] = r
+    return out
 
 # %% ../nbs/06_probe.ipynb #3e0c4c2e
 def run_probe(features, # dict name -> (n, d) array (or one array, or a list of per-path codes)
               labels, # (n,) or (n, n_labels) integer classes, rows aligned with the features
               label_names:list|None=None, # a name per label column
-              train_size:int=10_000, # training examples per split
+              train_size:int|list=10_000, # training examples per split; a list: every size, on nested splits
               valid_size:int=5_000, # validation examples per split
-              n_splits:int=5, # train/validation splits (the paper: 5)
+              n_splits:int=5, # train/validation splits (the paper: 5); at several sizes also a dict size -> int or a rule (`splits_for_size`)
               n_seeds:int=5, # classifier seeds per split (the paper: 5); 'logreg_cv' has no randomness: 1
               kind:str='logreg', # `KINDS`: 'logreg' (fixed C), 'logreg_cv' (C by cross-validation), 'boost', 'mlp'
               C:float|None=None, # logreg: scikit-learn's C, i.e. l2 = 1/(C*train_size); None: use `l2`
               l2:float=1e-4, # logreg, mlp: L2 penalty on the mean cross-entropy (logreg: C = 1/(l2*train_size))
               Cs=10, # logreg_cv: the grid; an int n is n values log-spaced from 1e-4 to 1e4 (disentanglement_lib's)
-              cv:int=5, # logreg_cv: folds of the training rows (`kfold` of a seeded permutation: the pool is sorted)
+              cv:int=5, # logreg_cv: folds of the training rows (`kfold` of a seeded permutation; at several sizes `size_folds`)
               max_iter:int=1000, # logreg, logreg_cv: L-BFGS iterations at most (per C); more is reported, not hidden
               tol:float=1e-4, # logreg, logreg_cv: gradient tolerance (scikit-learn's)
               hidden:int=64, # mlp: hidden width
@@ -360,14 +446,19 @@ def run_probe(features, # dict name -> (n, d) array (or one array, or a list of 
               device=None, # None: CUDA if available, else CPU
               threads:int|None=1, # torch CPU threads during the call (restored after); None: leave torch's setting
               progress:bool|str=False # True: a progress bar; 'lines': a line per feature set with elapsed time and ETA
-             )->ProbeResult: # accuracies of every run, with chance and majority levels
+             )->ProbeResult|dict: # accuracies of every run, with chance and majority levels; a list of sizes: size -> result
     "Validation accuracy of `n_splits x n_seeds` classifiers per label and feature set, with chance levels."
     kw = dict(locals()); kw.pop('threads')
-    if threads is None:
-        res = _run_probe(**kw); res.params['threads'] = None; return res
+    several = isinstance(train_size, (list, tuple, np.ndarray))
+    if not several and not isinstance(n_splits, (int, np.integer)):
+        raise ValueError(f"n_splits must be an int for one train_size (a dict or a rule is for a list of sizes), got {n_splits!r}")
+    go = _run_sizes if several else _run_probe
+    def mark(res):
+        for r in (res.values() if several else [res]): r.params['threads'] = None if threads is None else int(threads)
+        return res
+    if threads is None: return mark(go(**kw))
     if not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
     old = torch.get_num_threads(); torch.set_num_threads(int(threads))
-    try:
-        res = _run_probe(**kw); res.params['threads'] = int(threads); return res
+    try: return mark(go(**kw))
     finally: torch.set_num_threads(old)
