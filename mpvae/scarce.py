@@ -15,7 +15,8 @@ from .stats import aggregate, paired_t, t_pvalue, all_paths_row
 
 # %% auto #0
 __all__ = ['SIZES', 'DSPRITES_SETTINGS', 'probe_curve', 'curve_rows', 'sample_efficiency', 'paired_sizes', 'plot_curves',
-           'curve_markdown', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report', 'main']
+           'curve_markdown', 'probe_data', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report',
+           'main']
 
 # %% ../nbs/18_scarce.ipynb #ea68041d
 SIZES = (10, 100, 1_000, 10_000)   # disentanglement_lib's training sizes of its downstream task
@@ -157,6 +158,26 @@ def _load_runs(path:Path) -> tuple:
     d = json.loads(Path(path).read_text())
     return {int(k): ProbeResult.from_dict(v) for k, v in d.pop('results').items()}, d
 
+# %% ../nbs/18_scarce.ipynb #83241953
+def probe_data(data:str='dsprites', # 'dsprites' or 'celeba'
+               pool_size:int=20_000, # images in the pool (CelebA: at most its heldout faces)
+               data_root=None # celeba: the CelebA folder (None: `mpvae.celeba.celeba_root`'s lookup)
+              )->tuple: # (dataset, pool indices, labels (n, L), label names)
+    "The probe pool of a table: dSprites' seeded 20,000 images and 5 factors, or CelebA's heldout faces and 40 attributes."
+    from mpvae.stages import DSPRITES_LABELS, pool_indices, celeba_pool
+    if data == 'celeba':
+        from mpvae.celeba import load_celeba
+        ds = load_celeba(data_root, progress=False); pool = celeba_pool(ds, 'heldout', pool_size)
+        return ds, pool, ds.attrs[pool], list(ds.attr_names)
+    from mpvae.dsprites import load_dsprites
+    ds = load_dsprites(); pool = pool_indices(len(ds), pool_size)
+    return ds, pool, np.stack([ds.labels(l)[pool] for l in DSPRITES_LABELS], 1), list(DSPRITES_LABELS)
+
+# %% ../nbs/18_scarce.ipynb #86c8c727
+def _setting_name(setting:str, data:str='dsprites') -> str:
+    "How a shipped setting is named in the report and its folders: 'lr1e-3' for dSprites' '', 'celeba' for CelebA's."
+    return ('celeba' + (f'_{setting}' if setting else '')) if data == 'celeba' else (setting or 'lr1e-3')
+
 # %% ../nbs/18_scarce.ipynb #9c0a33a7
 def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SETTINGS`)
                    baseline_setting:str|None=None, # its baseline's setting (None: `DSPRITES_SETTINGS[setting]`)
@@ -167,37 +188,38 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
                    n_splits=splits_for_size, # splits per size (`probe_curve`)
                    out:str|Path|None=None, # where each seed's results are kept (and read back); None: nowhere
                    device='cpu', # where to encode and probe
-                   progress:bool=True # a line per size and feature set, and per seed
+                   progress:bool=True, # a line per size and feature set, and per seed
+                   data:str='dsprites', # the shipped models' dataset: 'dsprites' or 'celeba'
+                   data_root=None # celeba: the CelebA folder (None: `mpvae.celeba.celeba_root`'s lookup)
                   )->tuple: # (seed -> size -> ProbeResult, seed -> timings)
-    "`probe_curve` of the shipped baseline and MPVAE of each seed on the dSprites probe pool."
-    from mpvae.dsprites import load_dsprites
+    "`probe_curve` of the shipped baseline and MPVAE of each seed on the table's probe pool (dSprites or CelebA)."
     from mpvae.pretrained import pretrained_seeds
-    from mpvae.stages import DSPRITES_LABELS, pool_indices, shipped_pair, encode_pair
-    bset = DSPRITES_SETTINGS.get(setting, setting) if baseline_setting is None else baseline_setting
-    have = sorted(set(pretrained_seeds(BASELINE).get(bset, [])) & set(pretrained_seeds('mpvae').get(setting, [])))
+    from mpvae.stages import shipped_pair, encode_pair
+    if data not in ('dsprites', 'celeba'): raise ValueError(f"data must be 'dsprites' or 'celeba', not {data!r}")
+    bset = (DSPRITES_SETTINGS.get(setting, setting) if data == 'dsprites' else setting) if baseline_setting is None \
+        else baseline_setting
+    have = sorted(set(pretrained_seeds(BASELINE, data=data).get(bset, [])) & set(pretrained_seeds('mpvae', data=data).get(setting, [])))
     seeds = have if seeds is None else list(seeds)
     if not seeds or set(seeds) - set(have):
         raise ValueError(f"setting {setting!r} (baseline {bset!r}) ships both models for seeds {have}, asked {seeds}: "
                          f"pick among them (settings: {list(DSPRITES_SETTINGS)})")
-    ds = pool = y = None; runs, times = {}, {}
+    ds = pool = y = None; runs, times = {}, {}; name = _setting_name(setting, data)
     for s in seeds:
-        path = Path(out)/(setting or 'lr1e-3')/f'seed{s}.json' if out is not None else None
+        path = Path(out)/name/f'seed{s}.json' if out is not None else None
         if path is not None and path.exists():
             runs[s], times[s] = _load_runs(path)
             if sorted(runs[s]) == sorted(sizes) and times[s].get('pool_size') == pool_size and times[s].get('valid_size') == valid_size:
-                if progress: progress_line(f"scarce {setting or 'lr1e-3'} seed {s}: read back {path.name}")
+                if progress: progress_line(f"scarce {name} seed {s}: read back {path.name}")
                 continue
-        if ds is None:
-            ds = load_dsprites(); pool = pool_indices(len(ds), pool_size)
-            y = np.stack([ds.labels(l)[pool] for l in DSPRITES_LABELS], 1)
+        if ds is None: ds, pool, y, labels = probe_data(data, pool_size, data_root)
         t = time.perf_counter()
-        feats, _ = encode_pair(*shipped_pair(s, setting, bset, device=device), ds.images, pool, device=device)
+        feats, _ = encode_pair(*shipped_pair(s, setting, bset, device=device, data=data), ds.images, pool, device=device)
         enc = time.perf_counter() - t; t = time.perf_counter()
-        runs[s] = probe_curve(feats, y, DSPRITES_LABELS, sizes, valid_size, n_splits, rep_seed=s,
+        runs[s] = probe_curve(feats, y, labels, sizes, valid_size, n_splits, rep_seed=s,
                               progress='lines' if progress else False)
         times[s] = dict(encode_seconds=enc, probe_seconds=time.perf_counter() - t, pool_size=pool_size, valid_size=valid_size,
                         size_seconds={str(k): r.info['seconds'] for k, r in runs[s].items()})
-        if progress: progress_line(f"scarce {setting or 'lr1e-3'} seed {s}: encoded in {enc:.0f} s, probed in {times[s]['probe_seconds']:.0f} s")
+        if progress: progress_line(f"scarce {name} seed {s}: encoded in {enc:.0f} s, probed in {times[s]['probe_seconds']:.0f} s")
         if path is not None: _save_runs(path, runs[s], times[s])
     return runs, times
 
@@ -235,29 +257,38 @@ def setting_record(runs:dict, # seed -> size -> `ProbeResult` (`shipped_curves`,
 def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITES_SETTINGS` that ship)
                   out:str|Path='results/scarce', # where the runs, scarce.json, tables.md and the figures go
                   seeds:list|None=None, # representation seeds (None: all each setting ships)
-                  **kw # more `shipped_curves` arguments (sizes, pool_size, valid_size, n_splits, device)
+                  data:str='dsprites', # 'dsprites' or 'celeba' (its shipped pair, on any CelebA folder: `data_root`)
+                  **kw # more `shipped_curves` arguments (sizes, pool_size, valid_size, n_splits, device, data_root)
                  )->dict: # the record written to scarce.json
-    "Curves of every shipped dSprites setting, from the shipped models (nothing trained): JSON, Markdown tables, figure."
+    "Curves of every shipped setting of `data`, from the shipped models (nothing trained): JSON, Markdown tables, figures."
     import torch
     from mpvae.pretrained import pretrained_seeds
     from mpvae.reports import save_fig
     from mpvae.speed import cpu_name
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    mp = pretrained_seeds('mpvae')
-    settings = [s for s in DSPRITES_SETTINGS if s in mp] if settings is None else list(settings)
+    mp = pretrained_seeds('mpvae', data=data)
+    known = DSPRITES_SETTINGS if data == 'dsprites' else mp
+    settings = [s for s in known if s in mp] if settings is None else list(settings)
     t0 = time.perf_counter(); rec = dict(settings={}, cpu=cpu_name(), torch=torch.__version__, threads=1,
                                          command=' '.join(['python -m mpvae.scarce'] + sys.argv[1:]) if __name__ == '__main__' else None)
     for st in settings:
-        runs, times = shipped_curves(st, seeds=seeds, out=out, **kw)
-        rec['settings'][st or 'lr1e-3'] = setting_record(runs, times, setting=st, baseline_setting=DSPRITES_SETTINGS.get(st, st))
+        runs, times = shipped_curves(st, seeds=seeds, out=out, data=data, **kw)
+        bst = DSPRITES_SETTINGS.get(st, st) if data == 'dsprites' else st
+        rec['settings'][_setting_name(st, data)] = setting_record(runs, times, setting=st, baseline_setting=bst, data=data)
     rec['seconds'] = time.perf_counter() - t0
-    with atomic_write(out/'scarce.json', 'w') as f: json.dump(rec, f, indent=1)
+    stem = 'scarce' if data == 'dsprites' else f'scarce_{data}'
+    with atomic_write(out/f'{stem}.json', 'w') as f: json.dump(rec, f, indent=1)
     md = []
     for name, r in rec['settings'].items():
-        md.append(f"## {name}\n\nbaseline setting {r['baseline_setting'] or 'lr1e-3'!r}, seeds {r['seeds']}\n\n"
-                  + curve_markdown(r['curves']['acc']['mean']) + '\nPer label:\n\n' + labels_markdown(r['curves']['acc']))
-    with atomic_write(out/'tables.md', 'w') as f: f.write('\n'.join(md))
-    save_fig(plot_curves({f"{n} (seeds {r['seeds']})": r['curves']['acc']['mean'] for n, r in rec['settings'].items()}), out/'curves.png')
+        md.append(f"## {name}\n\nbaseline setting {_setting_name(r['baseline_setting'], data)!r}, seeds {r['seeds']}\n\n"
+                  + curve_markdown(r['curves']['acc']['mean']) + '\nPer label:\n\n' + labels_markdown(r['curves']['acc'])
+                  + ('' if data == 'dsprites' else '\nBalanced accuracy (any constant answer scores 50):\n\n'
+                     + curve_markdown(r['curves']['balanced']['mean'])))
+    with atomic_write(out/('tables.md' if data == 'dsprites' else f'tables_{data}.md'), 'w') as f: f.write('\n'.join(md))
+    panels = {f"{n} (seeds {r['seeds']})": r['curves']['acc']['mean'] for n, r in rec['settings'].items()}
+    if data != 'dsprites':
+        panels.update({f"{n}, balanced (seeds {r['seeds']})": r['curves']['balanced']['mean'] for n, r in rec['settings'].items()})
+    save_fig(plot_curves(panels), out/('curves.png' if data == 'dsprites' else f'curves_{data}.png'))
     for n, r in rec['settings'].items():          # each label's curves, one figure per setting
         save_fig(plot_curves({f'{n}: {l}': c for l, c in r['curves']['acc'].items() if l != 'mean'}, ncols=3),
                  out/f'labels_{n}.png')
@@ -274,9 +305,16 @@ def main(argv:list|None=None # the arguments (None: the command line's)
     ap.add_argument('--pool', type=int, default=20_000, help="images in the probe pool (default: %(default)s)")
     ap.add_argument('--valid-size', type=int, default=5_000, help="validation images per split (default: %(default)s)")
     ap.add_argument('--out', default='results/scarce', help="output folder (default: %(default)s)")
+    ap.add_argument('--splits', nargs='*', type=int, help="splits at each size, in --sizes' order (default: splits_for_size)")
+    ap.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'), help="whose shipped models (default: %(default)s)")
+    ap.add_argument('--data-root', help="--data celeba: the CelebA folder (default: $MPVAE_CELEBA)")
     a = ap.parse_args(argv)
-    rec = scarce_report(a.settings, a.out, a.seeds, sizes=a.sizes, pool_size=a.pool, valid_size=a.valid_size)
-    print(f"wrote {Path(a.out)/'scarce.json'}, tables.md and the figures: {len(rec['settings'])} settings")
+    kw = dict(data_root=a.data_root) if a.data == 'celeba' else {}
+    if a.splits:
+        if len(a.splits) != len(a.sizes): ap.error(f"--splits gives {len(a.splits)} counts for {len(a.sizes)} sizes")
+        kw['n_splits'] = dict(zip(a.sizes, a.splits))
+    rec = scarce_report(a.settings, a.out, a.seeds, data=a.data, sizes=a.sizes, pool_size=a.pool, valid_size=a.valid_size, **kw)
+    print(f"wrote {a.out}: the record, tables and figures of {len(rec['settings'])} settings")
     return 0
 
 # %% ../nbs/18_scarce.ipynb #0866f22b

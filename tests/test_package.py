@@ -52,6 +52,8 @@ def test_pip_install_into_clean_venv(tmp_path):
     assert out[1].startswith(str(venv)), out[1]
     names = subprocess.run([sys.executable, '-m', 'zipfile', '-l', str(wheels[0])], check=True, capture_output=True, text=True).stdout
     assert 'mpvae/core.py' in names and 'mpvae/_modidx.py' in names
+    assert 'mpvae/pretrained/celeba_mpvae_seed0/model.safetensors' in names   # both tables' shipped models travel
+    assert wheels[0].stat().st_size < 60e6, f"the wheel is {wheels[0].stat().st_size/1e6:.1f} MB: keep it under 60 MB"
 
 TABLE_NBS = ['10_table_dsprites.ipynb', '11_table_celeba.ipynb']
 
