@@ -46,9 +46,11 @@ def curve_rows(runs:dict, # representation seed -> size -> `ProbeResult` (`probe
     if not runs: raise ValueError("no probe results: runs must map representation seeds to probe_curve's results")
     seeds = sorted(runs); sizes = sorted(runs[seeds[0]])
     for s in seeds:
-        if sorted(runs[s]) != sizes: raise ValueError(f"seed {s} has sizes {sorted(runs[s])}, seed {seeds[0]} has {sizes}")
+        if sorted(runs[s]) != sizes:
+            raise ValueError(f"seed {s} has sizes {sorted(runs[s])}, seed {seeds[0]} has {sizes}")
     r0 = runs[seeds[0]][sizes[0]]; rows = list(rows or r0.features)
-    if miss := [r for r in rows if r not in r0.features]: raise KeyError(f"rows {miss} not in the feature sets {r0.features}")
+    if miss := [r for r in rows if r not in r0.features]:
+        raise KeyError(f"rows {miss} not in the feature sets {r0.features}")
     cell = lambda s, k, f: runs[s][k].runs(f, label, metric)
     out = {f: {k: aggregate(np.stack([cell(s, k, f) for s in seeds])) for k in sizes} for f in rows}
     ch = r0.chance; lv = list(ch.values()) if label == 'mean' else [ch[label]]
@@ -163,7 +165,7 @@ def probe_data(data:str='dsprites', # 'dsprites' or 'celeba'
                pool_size:int=20_000, # images in the pool (CelebA: at most its heldout faces)
                data_root=None # celeba: the CelebA folder (None: `mpvae.celeba.celeba_root`'s lookup)
               )->tuple: # (dataset, pool indices, labels (n, L), label names)
-    "The probe pool of a table: dSprites' seeded 20,000 images and 5 factors, or CelebA's heldout faces and 40 attributes."
+    "The probe pool of a table: dSprites' seeded 20,000 images and 5 factors, or CelebA's heldout faces, 40 attributes."
     from mpvae.stages import DSPRITES_LABELS, pool_indices, celeba_pool
     if data == 'celeba':
         from mpvae.celeba import load_celeba
@@ -198,7 +200,8 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
     if data not in ('dsprites', 'celeba'): raise ValueError(f"data must be 'dsprites' or 'celeba', not {data!r}")
     bset = (DSPRITES_SETTINGS.get(setting, setting) if data == 'dsprites' else setting) if baseline_setting is None \
         else baseline_setting
-    have = sorted(set(pretrained_seeds(BASELINE, data=data).get(bset, [])) & set(pretrained_seeds('mpvae', data=data).get(setting, [])))
+    have = sorted(set(pretrained_seeds(BASELINE, data=data).get(bset, []))
+                  & set(pretrained_seeds('mpvae', data=data).get(setting, [])))
     seeds = have if seeds is None else list(seeds)
     if not seeds or set(seeds) - set(have):
         raise ValueError(f"setting {setting!r} (baseline {bset!r}) ships both models for seeds {have}, asked {seeds}: "
@@ -208,18 +211,22 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
         path = Path(out)/name/f'seed{s}.json' if out is not None else None
         if path is not None and path.exists():
             runs[s], times[s] = _load_runs(path)
-            if sorted(runs[s]) == sorted(sizes) and times[s].get('pool_size') == pool_size and times[s].get('valid_size') == valid_size:
+            same = (times[s].get('pool_size'), times[s].get('valid_size')) == (pool_size, valid_size)
+            if sorted(runs[s]) == sorted(sizes) and same:
                 if progress: progress_line(f"scarce {name} seed {s}: read back {path.name}")
                 continue
         if ds is None: ds, pool, y, labels = probe_data(data, pool_size, data_root)
         t = time.perf_counter()
-        feats, _ = encode_pair(*shipped_pair(s, setting, bset, device=device, data=data), ds.images, pool, device=device)
+        pair = shipped_pair(s, setting, bset, device=device, data=data)
+        feats, _ = encode_pair(*pair, ds.images, pool, device=device)
         enc = time.perf_counter() - t; t = time.perf_counter()
         runs[s] = probe_curve(feats, y, labels, sizes, valid_size, n_splits, rep_seed=s,
                               progress='lines' if progress else False)
-        times[s] = dict(encode_seconds=enc, probe_seconds=time.perf_counter() - t, pool_size=pool_size, valid_size=valid_size,
+        times[s] = dict(encode_seconds=enc, probe_seconds=time.perf_counter() - t, pool_size=pool_size,
+                        valid_size=valid_size,
                         size_seconds={str(k): r.info['seconds'] for k, r in runs[s].items()})
-        if progress: progress_line(f"scarce {name} seed {s}: encoded in {enc:.0f} s, probed in {times[s]['probe_seconds']:.0f} s")
+        if progress:
+            progress_line(f"scarce {name} seed {s}: encoded in {enc:.0f} s, probed in {times[s]['probe_seconds']:.0f} s")
         if path is not None: _save_runs(path, runs[s], times[s])
     return runs, times
 
@@ -260,7 +267,7 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
                   data:str='dsprites', # 'dsprites' or 'celeba' (its shipped pair, on any CelebA folder: `data_root`)
                   **kw # more `shipped_curves` arguments (sizes, pool_size, valid_size, n_splits, device, data_root)
                  )->dict: # the record written to scarce.json
-    "Curves of every shipped setting of `data`, from the shipped models (nothing trained): JSON, Markdown tables, figures."
+    "Curves of every shipped setting of `data`, from the shipped models (no training): JSON, Markdown tables, figures."
     import torch
     from mpvae.pretrained import pretrained_seeds
     from mpvae.reports import save_fig
@@ -270,11 +277,13 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
     known = DSPRITES_SETTINGS if data == 'dsprites' else mp
     settings = [s for s in known if s in mp] if settings is None else list(settings)
     t0 = time.perf_counter(); rec = dict(settings={}, cpu=cpu_name(), torch=torch.__version__, threads=1,
-                                         command=' '.join(['python -m mpvae.scarce'] + sys.argv[1:]) if __name__ == '__main__' else None)
+                                         command=' '.join(['python -m mpvae.scarce'] + sys.argv[1:])
+                                         if __name__ == '__main__' else None)
     for st in settings:
         runs, times = shipped_curves(st, seeds=seeds, out=out, data=data, **kw)
         bst = DSPRITES_SETTINGS.get(st, st) if data == 'dsprites' else st
-        rec['settings'][_setting_name(st, data)] = setting_record(runs, times, setting=st, baseline_setting=bst, data=data)
+        rec['settings'][_setting_name(st, data)] = setting_record(runs, times, setting=st, baseline_setting=bst,
+                                                                  data=data)
     rec['seconds'] = time.perf_counter() - t0
     stem = 'scarce' if data == 'dsprites' else f'scarce_{data}'
     with atomic_write(out/f'{stem}.json', 'w') as f: json.dump(rec, f, indent=1)
@@ -287,7 +296,8 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
     with atomic_write(out/('tables.md' if data == 'dsprites' else f'tables_{data}.md'), 'w') as f: f.write('\n'.join(md))
     panels = {f"{n} (seeds {r['seeds']})": r['curves']['acc']['mean'] for n, r in rec['settings'].items()}
     if data != 'dsprites':
-        panels.update({f"{n}, balanced (seeds {r['seeds']})": r['curves']['balanced']['mean'] for n, r in rec['settings'].items()})
+        panels.update({f"{n}, balanced (seeds {r['seeds']})": r['curves']['balanced']['mean']
+                       for n, r in rec['settings'].items()})
     save_fig(plot_curves(panels), out/('curves.png' if data == 'dsprites' else f'curves_{data}.png'))
     for n, r in rec['settings'].items():          # each label's curves, one figure per setting
         save_fig(plot_curves({f'{n}: {l}': c for l, c in r['curves']['acc'].items() if l != 'mean'}, ncols=3),
@@ -299,21 +309,26 @@ def main(argv:list|None=None # the arguments (None: the command line's)
         )->int: # the exit status
     "`python -m mpvae.scarce`: the curves of the shipped dSprites models, written into `--out`."
     ap = argparse.ArgumentParser(prog='python -m mpvae.scarce', description=scarce_report.__doc__)
-    ap.add_argument('--settings', nargs='*', default=None, help=f"shipped MPVAE settings (default: all of {list(DSPRITES_SETTINGS)}; '' is lr 1e-3)")
-    ap.add_argument('--seeds', nargs='*', type=int, default=None, help="representation seeds (default: every seed shipped)")
+    ap.add_argument('--settings', nargs='*', default=None,
+                    help=f"shipped MPVAE settings (default: all of {list(DSPRITES_SETTINGS)}; '' is lr 1e-3)")
+    ap.add_argument('--seeds', nargs='*', type=int, default=None,
+                    help="representation seeds (default: every seed shipped)")
     ap.add_argument('--sizes', nargs='*', type=int, default=list(SIZES), help="training sizes (default: %(default)s)")
     ap.add_argument('--pool', type=int, default=20_000, help="images in the probe pool (default: %(default)s)")
     ap.add_argument('--valid-size', type=int, default=5_000, help="validation images per split (default: %(default)s)")
     ap.add_argument('--out', default='results/scarce', help="output folder (default: %(default)s)")
-    ap.add_argument('--splits', nargs='*', type=int, help="splits at each size, in --sizes' order (default: splits_for_size)")
-    ap.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'), help="whose shipped models (default: %(default)s)")
+    ap.add_argument('--splits', nargs='*', type=int,
+                    help="splits at each size, in --sizes' order (default: splits_for_size)")
+    ap.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'),
+                    help="whose shipped models (default: %(default)s)")
     ap.add_argument('--data-root', help="--data celeba: the CelebA folder (default: $MPVAE_CELEBA)")
     a = ap.parse_args(argv)
     kw = dict(data_root=a.data_root) if a.data == 'celeba' else {}
     if a.splits:
         if len(a.splits) != len(a.sizes): ap.error(f"--splits gives {len(a.splits)} counts for {len(a.sizes)} sizes")
         kw['n_splits'] = dict(zip(a.sizes, a.splits))
-    rec = scarce_report(a.settings, a.out, a.seeds, data=a.data, sizes=a.sizes, pool_size=a.pool, valid_size=a.valid_size, **kw)
+    rec = scarce_report(a.settings, a.out, a.seeds, data=a.data, sizes=a.sizes, pool_size=a.pool,
+                        valid_size=a.valid_size, **kw)
     print(f"wrote {a.out}: the record, tables and figures of {len(rec['settings'])} settings")
     return 0
 
