@@ -40,8 +40,8 @@ _WORK = (
     (r'\b(encode_dataset|encode_pair)\(', 'encoding'),
     (r'\b(run_probe|probe_pair)\(', 'probes'),
     (r'\brepresent_and_probe\(', 'training, encoding, probes'),   # the stages of mpvae.stages, one call per seed
-    (r'\bevaluate_paths\(', 'disentanglement metrics'),
-    (r'\b(plot_\w+|save_fig)\(', 'figures'),
+    (r'\b(evaluate_paths|metrics_table)\(', 'disentanglement metrics'),
+    (r'\b(plot_\w+|save_fig|table_figures)\(', 'figures'),
     (r'\bwrite_results\(', 'results'),
 )
 

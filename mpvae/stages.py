@@ -218,7 +218,7 @@ def probe_sizes(n:int, # images the pool can hold (e.g. the heldout faces)
                 pool:int|None=None, # images asked for the pool (None: all `n`)
                 train:int|None=None, # training rows asked per split (None: 60% of the pool)
                 valid:int|None=None, # validation rows asked per split (None: the rest of the pool)
-                min_train:int=50, min_valid:int=20 # the least a probe can be trained and scored on
+                min_train:int=10, min_valid:int=5 # the least a probe can be trained (5 CV folds) and scored on
                )->tuple: # (pool, train, valid, note): the sizes used, and a sentence on what changed ('' if nothing)
     "The probe's pool and per-split sizes, fitted to the `n` images there are; a clear error when too few."
     size = n if pool is None else min(pool, n)
