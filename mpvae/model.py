@@ -27,7 +27,57 @@ def _tup(v, name):
     except TypeError: raise TypeError(f"{name} must be an int or a sequence of ints, got {v!r}") from None
     return t
 
-# %% ../nbs/03_model.ipynb #22b18c09
+# %% ../nbs/03_model.ipynb #dceec2ff
+def _check_sizes(latent_dims:tuple, # size of each path's latent
+                 in_channels:int, # image channels
+                 img_size:int, # input height = width
+                 trunk_channels:tuple # output channels of the encoder's shared convolutions
+                ):
+    "Fail with a message naming the field unless the basic sizes make a net."
+    if not latent_dims:
+        raise ValueError("latent_dims must name at least one path, e.g. (12,) for the baseline VAE or (3, 9) for MPVAE")
+    if any(d < 1 for d in latent_dims): raise ValueError(f"every latent size must be >= 1, got latent_dims={latent_dims}")
+    if in_channels < 1: raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    if img_size < 2: raise ValueError(f"img_size must be >= 2, got {img_size}")
+    if not trunk_channels or any(c < 1 for c in trunk_channels):
+        raise ValueError(f"trunk_channels must be positive ints, got {trunk_channels}")
+
+# %% ../nbs/03_model.ipynb #8f9f45d1
+def _resolve_taps(latent_dims:tuple, # size of each path's latent
+                  trunk_channels:tuple, # output channels of the encoder's shared convolutions
+                  taps:tuple|None, # stride-2 convs before each path's tap; None: one path after the trunk, then one deeper each
+                  img_size:int # input height = width
+                 )->tuple: # the tap depths, one per path
+    "The tap depth of every path, checked against the number of paths and the input size."
+    n = len(latent_dims)
+    taps = _tup(taps, 'taps') if taps is not None else tuple(len(trunk_channels) + k for k in range(n))
+    if len(taps) != n:
+        raise ValueError(f"latent_dims has {n} paths but taps has {len(taps)} depths {taps}: give one tap depth per path")
+    if taps[0] < 1:
+        raise ValueError(f"tap depths must be >= 1 (a path reads the map after at least one conv), got {taps}")
+    if any(b <= a for a, b in zip(taps, taps[1:])):
+        raise ValueError(f"taps must be strictly increasing (z_k is taken deeper than z_(k-1)), got {taps}")
+    max_depth = (img_size & -img_size).bit_length() - 1   # how often img_size halves exactly
+    if taps[-1] > max_depth:
+        raise ValueError(f"tap depth {taps[-1]} needs img_size divisible by 2**{taps[-1]} = {2**taps[-1]}; "
+                         f"img_size={img_size} allows taps up to {max_depth} "
+                         f"(a {img_size >> max_depth}x{img_size >> max_depth} map): use shallower taps or another input size")
+    return taps
+
+# %% ../nbs/03_model.ipynb #0a104751
+def _extra_convs(extra_channels:int|tuple, # channels of each conv deeper than the trunk (an int: the same for all)
+                 taps:tuple, # the tap depths
+                 n_trunk:int # convolutions in the shared trunk
+                )->tuple: # the channels of every extra conv the deepest tap needs (and any beyond, as given)
+    "Output channels of the encoder convs beyond the trunk, checked against the deepest tap."
+    n_extra = max(0, taps[-1] - n_trunk)
+    ex = (int(extra_channels),)*n_extra if isinstance(extra_channels, int) else _tup(extra_channels, 'extra_channels')
+    if len(ex) < n_extra:
+        raise ValueError(f"the deepest tap {taps[-1]} needs {n_extra} convs beyond the "
+                         f"{n_trunk}-conv trunk but extra_channels gives {len(ex)}")
+    return ex
+
+# %% ../nbs/03_model.ipynb #e578eb5e
 @dataclass
 class MPVAEConfig:
     "Architecture of an `MPVAE`; defaults: the paper's dSprites net (CelebA: `latent_dims=(8, 24)`, `in_channels=3`)."
@@ -47,41 +97,11 @@ class MPVAEConfig:
         self.latent_dims = _tup(self.latent_dims, 'latent_dims')
         self.trunk_channels = _tup(self.trunk_channels, 'trunk_channels')
         self.merge_channels = _tup(self.merge_channels, 'merge_channels')
-        if not self.latent_dims:
-            raise ValueError(
-                "latent_dims must name at least one path, e.g. (12,) for the baseline VAE or (3, 9) for MPVAE"
-            )
-        if any(d < 1 for d in self.latent_dims):
-            raise ValueError(f"every latent size must be >= 1, got latent_dims={self.latent_dims}")
-        if self.in_channels < 1: raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
-        if self.img_size < 2: raise ValueError(f"img_size must be >= 2, got {self.img_size}")
-        if not self.trunk_channels or any(c < 1 for c in self.trunk_channels):
-            raise ValueError(f"trunk_channels must be positive ints, got {self.trunk_channels}")
+        _check_sizes(self.latent_dims, self.in_channels, self.img_size, self.trunk_channels)
+        self.taps = taps = _resolve_taps(self.latent_dims, self.trunk_channels, self.taps, self.img_size)
+        self._ex = _extra_convs(self.extra_channels, taps, len(self.trunk_channels))
+        if not isinstance(self.extra_channels, int): self.extra_channels = self._ex
         n = len(self.latent_dims)
-        default_taps = tuple(len(self.trunk_channels) + k for k in range(n))
-        taps = _tup(self.taps, 'taps') if self.taps is not None else default_taps
-        if len(taps) != n:
-            raise ValueError(f"latent_dims has {n} paths but taps has {len(taps)} depths {taps}: "
-                             "give one tap depth per path")
-        if taps[0] < 1:
-            raise ValueError(f"tap depths must be >= 1 (a path reads the map after at least one conv), got {taps}")
-        if any(b <= a for a, b in zip(taps, taps[1:])):
-            raise ValueError(f"taps must be strictly increasing (z_k is taken deeper than z_(k-1)), got {taps}")
-        max_depth = (self.img_size & -self.img_size).bit_length() - 1   # how often img_size halves exactly
-        if taps[-1] > max_depth:
-            raise ValueError(f"tap depth {taps[-1]} needs img_size divisible by 2**{taps[-1]} = {2**taps[-1]}; "
-                             f"img_size={self.img_size} allows taps up to {max_depth} "
-                             f"(a {self.img_size >> max_depth}x{self.img_size >> max_depth} map): "
-                             "use shallower taps or another input size")
-        self.taps = taps
-        n_extra = max(0, taps[-1] - len(self.trunk_channels))
-        ex = self.extra_channels
-        ex = (int(ex),)*n_extra if isinstance(ex, int) else _tup(ex, 'extra_channels')
-        if len(ex) < n_extra:
-            raise ValueError(f"the deepest tap {taps[-1]} needs {n_extra} convs beyond the "
-                             f"{len(self.trunk_channels)}-conv trunk but extra_channels gives {len(ex)}")
-        self.extra_channels = self.extra_channels if isinstance(self.extra_channels, int) else ex
-        self._ex = ex
         if self.dec_path_channels is not None:
             self.dec_path_channels = _tup(self.dec_path_channels, 'dec_path_channels')
             if len(self.dec_path_channels) != n:
@@ -94,28 +114,44 @@ class MPVAEConfig:
         if self.logvar_bound is not None and not self.logvar_bound > 0:
             raise ValueError(f"logvar_bound must be > 0 or None, got {self.logvar_bound}")
 
-    # derived sizes, used by `MPVAE` and handy for readers
-    @property
-    def n_paths(self): return len(self.latent_dims)
-    def enc_channels(self, depth:int) -> int:
-        "Output channels of encoder conv number `depth` (1-based)."
-        t = self.trunk_channels
-        return t[depth-1] if depth <= len(t) else self._ex[depth-len(t)-1]
-    def map_size(self, depth:int) -> int:
-        "Side of the feature map after `depth` stride-2 convs."
-        return self.img_size >> depth
-    def path_channels(self) -> tuple:
-        "Channels of each path's decoder map."
-        return self.dec_path_channels or tuple(self.enc_channels(d) for d in self.taps)
-    def up_chs(self) -> tuple:
-        "Output channels of every decoder transposed conv (after the merge), the last being `in_channels`."
-        m = self.taps[0]
-        mirror = tuple(self.enc_channels(d) for d in range(m-1, 0, -1))
-        ups = self.up_channels if self.up_channels is not None else mirror
-        return tuple(ups) + (self.in_channels,)
-    def to_dict(self) -> dict:
-        "Plain-python description (JSON/torch.save friendly); `MPVAEConfig(**d)` rebuilds it."
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+# %% ../nbs/03_model.ipynb #bb1a32bf
+@patch(as_prop=True)
+def n_paths(self:MPVAEConfig) -> int:
+    "Number of latent paths."
+    return len(self.latent_dims)
+
+# %% ../nbs/03_model.ipynb #7e3c19c9
+@patch
+def enc_channels(self:MPVAEConfig, depth:int) -> int:
+    "Output channels of encoder conv number `depth` (1-based)."
+    t = self.trunk_channels
+    return t[depth-1] if depth <= len(t) else self._ex[depth-len(t)-1]
+
+# %% ../nbs/03_model.ipynb #38ce5243
+@patch
+def map_size(self:MPVAEConfig, depth:int) -> int:
+    "Side of the feature map after `depth` stride-2 convs."
+    return self.img_size >> depth
+
+# %% ../nbs/03_model.ipynb #7e063e80
+@patch
+def path_channels(self:MPVAEConfig) -> tuple:
+    "Channels of each path's decoder map."
+    return self.dec_path_channels or tuple(self.enc_channels(d) for d in self.taps)
+
+# %% ../nbs/03_model.ipynb #cdb48024
+@patch
+def up_chs(self:MPVAEConfig) -> tuple:
+    "Output channels of every decoder transposed conv (after the merge), the last being `in_channels`."
+    mirror = tuple(self.enc_channels(d) for d in range(self.taps[0]-1, 0, -1))
+    ups = self.up_channels if self.up_channels is not None else mirror
+    return tuple(ups) + (self.in_channels,)
+
+# %% ../nbs/03_model.ipynb #06f0d3f6
+@patch
+def to_dict(self:MPVAEConfig) -> dict:
+    "Plain-python description (JSON/torch.save friendly); `MPVAEConfig(**d)` rebuilds it."
+    return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
 # %% ../nbs/03_model.ipynb #da7d5873
 class MPVAEOutput(tuple):
