@@ -10,7 +10,7 @@ import csv, json, re, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, load_torch_file, upgrade_names
-from .stages import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, table_rows, table_results
+from .stages import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, celeba_pool, table_rows, table_results
 from .reports import save_fig
 from .stats import PAPER, paired_t, combine_seeds, t_pvalue
 
@@ -130,7 +130,7 @@ def _encode_kl(m, images, pool, name:str, bs:int=512) -> tuple[list, dict]:
 # %% ../nbs/15_curves.ipynb #f502bba6
 def curve_data(data:str='dsprites', # 'dsprites' (Table 2) or 'celeba' (Table 1)
                data_path=None, # the official dSprites file or the CelebA folder; None: the package's usual lookup
-               pool_size:int=20_000 # dSprites: images in the probe pool (CelebA: every heldout face)
+               pool_size:int=20_000 # images in the probe pool (CelebA: at most its heldout faces)
               )->dict: # table, images (idx -> float batch), pool, y (n, labels), labels
     "The data a table's probes read: Table 2's dSprites pool and factors, or Table 1's heldout CelebA faces and attributes."
     if data == 'dsprites':
@@ -141,7 +141,7 @@ def curve_data(data:str='dsprites', # 'dsprites' (Table 2) or 'celeba' (Table 1)
     if data == 'celeba':
         from mpvae.celeba import load_celeba
         ds = load_celeba(data_path, progress=False)
-        pool = np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
+        pool = celeba_pool(ds, 'heldout', pool_size)
         return dict(table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool],
                     labels=list(ds.attr_names))
     raise ValueError(f"data={data!r}: the learning curves probe 'dsprites' or 'celeba'")
@@ -189,7 +189,7 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
                   images:list|None=None, # only the snapshots after these many images
                   force:bool=False, # re-evaluate pairs already evaluated
                   baseline_evals:Path|None=None, # probe MPVAE snapshots only; the baseline's rows from this eval folder
-                  pool_size:int=20_000, # the probe pool (the paper preset's; CelebA: every heldout face)
+                  pool_size:int=20_000, # the probe pool (the paper preset's; CelebA: at most its heldout faces)
                   data:str='dsprites', # 'dsprites' or 'celeba' (`curve_data`)
                   data_path=None, # the dataset's file or folder; None: the package's usual lookup
                   progress:bool=True, # a line per pair, with elapsed time and ETA

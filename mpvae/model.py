@@ -36,7 +36,8 @@ def _check_sizes(latent_dims:tuple, # size of each path's latent
     "Fail with a message naming the field unless the basic sizes make a net."
     if not latent_dims:
         raise ValueError("latent_dims must name at least one path, e.g. (12,) for the baseline VAE or (3, 9) for MPVAE")
-    if any(d < 1 for d in latent_dims): raise ValueError(f"every latent size must be >= 1, got latent_dims={latent_dims}")
+    if any(d < 1 for d in latent_dims):
+        raise ValueError(f"every latent size must be >= 1, got latent_dims={latent_dims}")
     if in_channels < 1: raise ValueError(f"in_channels must be >= 1, got {in_channels}")
     if img_size < 2: raise ValueError(f"img_size must be >= 2, got {img_size}")
     if not trunk_channels or any(c < 1 for c in trunk_channels):
@@ -45,14 +46,15 @@ def _check_sizes(latent_dims:tuple, # size of each path's latent
 # %% ../nbs/03_model.ipynb #8f9f45d1
 def _resolve_taps(latent_dims:tuple, # size of each path's latent
                   trunk_channels:tuple, # output channels of the encoder's shared convolutions
-                  taps:tuple|None, # stride-2 convs before each path's tap; None: one path after the trunk, then one deeper each
+                  taps:tuple|None, # stride-2 convs before each path's tap; None: after the trunk, one deeper each
                   img_size:int # input height = width
                  )->tuple: # the tap depths, one per path
     "The tap depth of every path, checked against the number of paths and the input size."
     n = len(latent_dims)
     taps = _tup(taps, 'taps') if taps is not None else tuple(len(trunk_channels) + k for k in range(n))
     if len(taps) != n:
-        raise ValueError(f"latent_dims has {n} paths but taps has {len(taps)} depths {taps}: give one tap depth per path")
+        raise ValueError(f"latent_dims has {n} paths but taps has {len(taps)} depths {taps}: "
+                         "give one tap depth per path")
     if taps[0] < 1:
         raise ValueError(f"tap depths must be >= 1 (a path reads the map after at least one conv), got {taps}")
     if any(b <= a for a, b in zip(taps, taps[1:])):
@@ -61,7 +63,8 @@ def _resolve_taps(latent_dims:tuple, # size of each path's latent
     if taps[-1] > max_depth:
         raise ValueError(f"tap depth {taps[-1]} needs img_size divisible by 2**{taps[-1]} = {2**taps[-1]}; "
                          f"img_size={img_size} allows taps up to {max_depth} "
-                         f"(a {img_size >> max_depth}x{img_size >> max_depth} map): use shallower taps or another input size")
+                         f"(a {img_size >> max_depth}x{img_size >> max_depth} map): "
+                         "use shallower taps or another input size")
     return taps
 
 # %% ../nbs/03_model.ipynb #0a104751

@@ -174,7 +174,7 @@ def problem(self:Param, v) -> str|None:
     return None
 
 # %% ../nbs/08a_params.ipynb #99321a62
-_PROBES, _PRECISIONS = ('logreg_cv', 'logreg', 'boost', 'mlp'), ('auto', 'fp32', 'bf16', 'fp16')
+_PROBES = ('logreg_cv', 'logreg', 'boost', 'mlp')
 _PROBE_PARAMS = dict(   # the probe protocol: declared once, the same in both tables
     n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
     n_probe_seeds=Param('int', lo=1, default=2,
@@ -185,6 +185,14 @@ _PROBE_PARAMS = dict(   # the probe protocol: declared once, the same in both ta
                      'mlp'),
     probe_C=Param('float', lo=0, gt=True, default=1.0,
                   help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
+)
+_RUN_PARAMS = dict(   # how each seed's pair is trained or loaded: declared once, the same in both tables
+    lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
+    precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                    help="'auto' (the fastest here, measured once), 'fp32', 'bf16' (CPU or CUDA), 'fp16' "
+                         '(CUDA)'),
+    device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
+    rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
 )
 
 # %% ../nbs/08a_params.ipynb #78b01108
@@ -208,12 +216,7 @@ _DSPRITES_PARAMS = dict(   # Table 2's notebook, 10_table_dsprites
     train_images=Param('int', lo=1, default=1024, help='images seen per model in training'),
     epochs=Param('int', lo=1, default=2, help='log/checkpoint points over training'),
     bs=Param('int', lo=1, default=64, help='training batch size'),
-    lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
-    precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
-                    help="'auto' (the fastest here, measured once), 'fp32', 'bf16' (CPU or CUDA), 'fp16' "
-                         '(CUDA)'),
-    device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
-    rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
+    **_RUN_PARAMS,
     pretrained=Param('bool', default=False,
                      help='True: the shipped models of each seed (mpvae.pretrained) instead of training'),
     pretrained_setting=Param('str', default='',
@@ -254,11 +257,7 @@ _CELEBA_PARAMS = dict(   # Table 1's notebook, 11_table_celeba
     train_images=Param('int', lo=1, default=256, help='images seen per model in training'),
     epochs=Param('int', lo=1, default=1, help='log/checkpoint points over training'),
     bs=Param('int', lo=1, default=32, help='training batch size'),
-    lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
-    precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
-                    help="'auto' (the fastest here, measured once), 'fp32', 'bf16', 'fp16' (CUDA)"),
-    device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
-    rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
+    **_RUN_PARAMS,
     pretrained=Param('bool', default=False,
                      help='True: the shipped CelebA models of each seed (mpvae.pretrained) instead of training'),
     pretrained_setting=Param('str', default='',

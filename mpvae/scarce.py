@@ -15,8 +15,7 @@ from .stats import aggregate, paired_t, t_pvalue, all_paths_row
 
 # %% auto #0
 __all__ = ['SIZES', 'DSPRITES_SETTINGS', 'probe_curve', 'curve_rows', 'sample_efficiency', 'paired_sizes', 'plot_curves',
-           'curve_markdown', 'probe_data', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report',
-           'main']
+           'curve_markdown', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report', 'main']
 
 # %% ../nbs/18_scarce.ipynb #ea68041d
 SIZES = (10, 100, 1_000, 10_000)   # disentanglement_lib's training sizes of its downstream task
@@ -160,21 +159,6 @@ def _load_runs(path:Path) -> tuple:
     d = json.loads(Path(path).read_text())
     return {int(k): ProbeResult.from_dict(v) for k, v in d.pop('results').items()}, d
 
-# %% ../nbs/18_scarce.ipynb #83241953
-def probe_data(data:str='dsprites', # 'dsprites' or 'celeba'
-               pool_size:int=20_000, # images in the pool (CelebA: at most its heldout faces)
-               data_root=None # celeba: the CelebA folder (None: `mpvae.celeba.celeba_root`'s lookup)
-              )->tuple: # (dataset, pool indices, labels (n, L), label names)
-    "The probe pool of a table: dSprites' seeded 20,000 images and 5 factors, or CelebA's heldout faces, 40 attributes."
-    from mpvae.stages import DSPRITES_LABELS, pool_indices, celeba_pool
-    if data == 'celeba':
-        from mpvae.celeba import load_celeba
-        ds = load_celeba(data_root, progress=False); pool = celeba_pool(ds, 'heldout', pool_size)
-        return ds, pool, ds.attrs[pool], list(ds.attr_names)
-    from mpvae.dsprites import load_dsprites
-    ds = load_dsprites(); pool = pool_indices(len(ds), pool_size)
-    return ds, pool, np.stack([ds.labels(l)[pool] for l in DSPRITES_LABELS], 1), list(DSPRITES_LABELS)
-
 # %% ../nbs/18_scarce.ipynb #86c8c727
 def _setting_name(setting:str, data:str='dsprites') -> str:
     "How a shipped setting is named in the report and its folders: 'lr1e-3' for dSprites' '', 'celeba' for CelebA's."
@@ -197,6 +181,7 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
     "`probe_curve` of the shipped baseline and MPVAE of each seed on the table's probe pool (dSprites or CelebA)."
     from mpvae.pretrained import pretrained_seeds
     from mpvae.stages import shipped_pair, encode_pair
+    from mpvae.curves import curve_data
     if data not in ('dsprites', 'celeba'): raise ValueError(f"data must be 'dsprites' or 'celeba', not {data!r}")
     bset = (DSPRITES_SETTINGS.get(setting, setting) if data == 'dsprites' else setting) if baseline_setting is None \
         else baseline_setting
@@ -206,7 +191,7 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
     if not seeds or set(seeds) - set(have):
         raise ValueError(f"setting {setting!r} (baseline {bset!r}) ships both models for seeds {have}, asked {seeds}: "
                          f"pick among them (settings: {list(DSPRITES_SETTINGS)})")
-    ds = pool = y = None; runs, times = {}, {}; name = _setting_name(setting, data)
+    d = None; runs, times = {}, {}; name = _setting_name(setting, data)
     for s in seeds:
         path = Path(out)/name/f'seed{s}.json' if out is not None else None
         if path is not None and path.exists():
@@ -215,12 +200,12 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
             if sorted(runs[s]) == sorted(sizes) and same:
                 if progress: progress_line(f"scarce {name} seed {s}: read back {path.name}")
                 continue
-        if ds is None: ds, pool, y, labels = probe_data(data, pool_size, data_root)
+        if d is None: d = curve_data(data, data_root, pool_size)   # the table's pool: images, indices, labels
         t = time.perf_counter()
         pair = shipped_pair(s, setting, bset, device=device, data=data)
-        feats, _ = encode_pair(*pair, ds.images, pool, device=device)
+        feats, _ = encode_pair(*pair, d['images'], d['pool'], device=device)
         enc = time.perf_counter() - t; t = time.perf_counter()
-        runs[s] = probe_curve(feats, y, labels, sizes, valid_size, n_splits, rep_seed=s,
+        runs[s] = probe_curve(feats, d['y'], d['labels'], sizes, valid_size, n_splits, rep_seed=s,
                               progress='lines' if progress else False)
         times[s] = dict(encode_seconds=enc, probe_seconds=time.perf_counter() - t, pool_size=pool_size,
                         valid_size=valid_size,

@@ -412,6 +412,8 @@ def table_record(table:str, # 'dsprites' or 'celeba'
     prs = run['probe_results']
     res = table_results(table, table_rows(prs, feats), prs, params, times=run['times'], **extra)
     if trained: res['precision'], res['images_seen'] = precision_record(run['models']), images_record(run['models'])
+    elif recs := extra.get('pretrained_records'):   # shipped models: what their training records say they saw
+        res['images_seen'] = {str(s): {k: r['images'] for k, r in rec.items()} for s, rec in recs.items()}
     if prs[0].params.get('kind') == 'logreg_cv':   # the C chosen for every row and label, over splits and seeds
         res['probe_C'] = {
             row: {l: [c for r in prs for c in r.info['cv'][f][l]['C']] for l in prs[0].labels}
