@@ -135,8 +135,10 @@ def test_weights_are_package_data():
 def test_pretrained_preset_reproduces_report(tmp_path):
     "`mpvae-tables --preset pretrained`: no training, Table 2 within 0.3 points of the committed report (the metrics: next test)."
     ref = json.loads(REPORT.read_text())
-    # metrics=none: the metrics cost as much as the probes, and the next test checks them in-process on its own worker
-    r = subprocess.run([str(CLI), '--preset', 'pretrained', '--tables', 'dsprites', '--out', str(tmp_path), '-p', 'metrics=none'],
+    # metrics=none: the metrics cost as much as the probes, and the next test checks them in-process on its own worker;
+    # figures=false: the figures are the smoke run's to check (tests/test_tables.py, check_smoke_run)
+    r = subprocess.run([str(CLI), '--preset', 'pretrained', '--tables', 'dsprites', '--out', str(tmp_path), '-p', 'metrics=none',
+                        '-p', 'figures=false'],
                        capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     res = json.loads((tmp_path/'dsprites'/'results.json').read_text())

@@ -2,7 +2,8 @@
 
 dSprites uses the package's rendered grid (cached under $MPVAE_DATA or ~/.cache/mpvae); CelebA uses a small folder in
 CelebA's layout that this test builds. The smoke preset's numbers mean nothing; what is checked is that every
-artefact is produced and is well formed, and that a failing notebook gives a non-zero exit naming the cell."""
+artefact is produced and is well formed (`check_smoke_run`, on the run tests/test_package.py makes from the wheel), that
+a failing notebook gives a non-zero exit naming the cell, sweeps, resumed runs and the pretrained presets' guards."""
 import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
@@ -12,16 +13,12 @@ CLI = Path(sys.executable).parent/'mpvae-tables'
 # the other xdist worker keeps one core busy: one torch thread per kernel (oversubscribed threads are many times slower here)
 ENV = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('MPVAE_TEST_THREADS', '1')}
 
-@pytest.mark.xdist_group('tables')
-def test_smoke_tables(tmp_path):
-    "Both tables with the smoke preset: every artefact well formed, and the terminal shows the run as it goes."
-    from mpvae.celeba import make_celeba_folder
-    celeba = make_celeba_folder(tmp_path/'celeba', n=120, seed=1)
-    out = tmp_path/'results'
-    r = subprocess.run([str(CLI), '--preset', 'smoke', '--tables', 'dsprites', 'celeba', '--out', str(out),
-                        '-p', f'data_root={json.dumps(str(celeba))}'],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+def check_smoke_run(out:Path, stdout:str, cwd:Path):
+    """What `mpvae-tables --preset smoke --tables dsprites celeba --out OUT` (CelebA: a folder `make_celeba_folder` built)
+    must leave in OUT and print: every artefact well formed, and the terminal showing the run as it goes.
+
+    One such run costs two minutes, so it is made once, from the installed wheel, by `test_wheel_runs_the_tables`
+    (tests/test_package.py), whose notebooks and library are this clone's (it checks that too)."""
     for t, labels in (('dsprites', ['shape', 'scale', 'orientation', 'posX', 'posY']), ('celeba', None)):
         d = out/t
         res = json.loads((d/'results.json').read_text())
@@ -37,14 +34,14 @@ def test_smoke_tables(tmp_path):
         assert all(p['precision'] in ('fp32', 'bf16') and isinstance(p['channels_last'], bool) for p in prec.values()), prec
         assert (d/'table.md').read_text().startswith('| features')
         assert (d/TABLES[t]).exists(), "the executed notebook is kept"
-        for f in res['figures']: assert Path(f).stat().st_size > 1000
+        for f in res['figures']: assert (cwd/f).stat().st_size > 1000   # (cwd/f is f where f is absolute)
     dres = json.loads((out/'dsprites'/'results.json').read_text())
     assert dres['disentanglement'] and 'mig' in dres['disentanglement']
     assert 'Disentanglement per path (the models of representation seed 0' in (out/'dsprites'/'table.md').read_text()
     assert (out/'celeba'/'results.json').read_text().count('"synthetic": false') == 1   # it used the folder we built
     summary = (out/'summary.md').read_text()
     assert '55.19' in summary and '82.02' in summary    # the paper's numbers beside ours
-    check_progress_lines(r.stdout)
+    check_progress_lines(stdout)
 
 def check_progress_lines(stdout):
     "The terminal's progress, in order: per model and epoch, then the probes' and the metrics' cells, for each table."
