@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/scarce.html.md"""
 
 # %% ../nbs/18_scarce.ipynb #b3c37d5d
 from __future__ import annotations
-import argparse, json, platform, sys, time
+import argparse, json, sys, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, progress_line
