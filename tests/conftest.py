@@ -21,3 +21,26 @@ def pytest_configure(config):
 
 @pytest.fixture
 def root(): return ROOT
+
+# The longest tests (and the xdist groups that hold them), longest first: pytest-xdist hands out work in collection
+# order, so starting these first keeps either worker from being left with a three-minute test at the end. Seconds on an
+# idle 2-core machine (BENCHMARKS.md, "make test"); a test missing from the list just runs in its usual place.
+LONGEST_FIRST = [
+    'test_pretrained.py::test_pretrained_preset_reproduces_report',     # ~210 s
+    'test_package.py',                                                   # the wheel group: ~200 s
+    'test_tables.py',                                                    # the tables group: ~200 s in all
+    'test_pretrained.py::test_pretrained_metrics_reproduce_report',     # ~115 s
+    'test_notebooks.py::test_notebook[15_curves.ipynb]',                # ~80 s
+    'test_pretrained.py::test_three_paths_preset_rows_and_baselines',   # ~50 s
+    'test_long_run.py::test_extended_run_is_the_uninterrupted_run',     # ~50 s
+    'test_notebooks.py::test_notebook[18_scarce.ipynb]',                # ~37 s
+    'test_long_run.py::test_warmup_counts_images_over_the_whole_run',   # ~36 s
+]
+
+def pytest_collection_modifyitems(config, items):
+    "Put `LONGEST_FIRST` at the front, in its order; the rest keep theirs (a stable sort)."
+    def rank(item):
+        nid = item.nodeid.split('tests/', 1)[-1]
+        return next((i for i, p in enumerate(LONGEST_FIRST) if nid == p or nid.startswith(p + '::') or
+                     (p.endswith('.py') and nid.startswith(p))), len(LONGEST_FIRST))
+    items.sort(key=rank)
