@@ -161,10 +161,9 @@ FUZZ = [
     ('pretrained=1', 'pretrained'), ('data_path=/no/such/dsprites.npz', 'data_path'), ('data_path=3', 'data_path'),
 ]
 
-def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
+def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys, monkeypatch):
     "Over 60 malformed values: each refused in under 10 s, exit 2, one line naming the parameter, nothing written."
     import time
-    from mpvae.cli import tables_main as main
     assert len(FUZZ) >= 50
     (tmp_path/'a_file.txt').write_text('not a folder')
     cases = [(['-p', kv], name) for kv, name in FUZZ] + [
@@ -176,17 +175,16 @@ def test_fuzz_tables_rejects_malformed_values(tmp_path, capsys):
     for i, (args, name) in enumerate(cases):
         out = tmp_path/f'r{i}'
         t = time.perf_counter()
-        try: rc = main(['--preset', 'smoke', '--tables', 'dsprites', '--out', str(out), *args])
-        except SystemExit as e: rc = e.code
+        rc, _, err = call('mpvae-tables', '--preset', 'smoke', '--tables', 'dsprites', '--out', str(out), *args, cwd=tmp_path,
+                          capsys=capsys, monkeypatch=monkeypatch)
         dt = time.perf_counter() - t
-        err = capsys.readouterr().err
         assert rc == 2, (args, rc, err)
         assert dt < 10, (args, dt)
         line = one_line(err)
         assert line.startswith('mpvae-tables: ') and name in line, (args, line)
         assert not out.exists(), (args, 'an output folder was made')
-    rc = main(['--out', str(tmp_path/'a_file.txt')])
-    assert rc == 2 and 'is a file, not a folder' in capsys.readouterr().err
+    rc, _, err = call('mpvae-tables', '--out', str(tmp_path/'a_file.txt'), cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert rc == 2 and 'is a file, not a folder' in err
 
 
 def test_tables_workflow_runs_real_presets_against_matching_reports():
