@@ -19,7 +19,8 @@ from .folder import (center_crop_box, u8_to_unit, with_image, decode_images, cac
 # %% auto #0
 __all__ = ['CELEBA_ATTRS', 'CELEBA_SPLITS', 'CELEBA_SPLIT_SIZES', 'CELEBA_IMAGE_SIZE', 'IMG_DIR', 'ATTR_FILE', 'PARTITION_FILE',
            'celeba_root', 'read_celeba_attrs', 'read_celeba_partition', 'celeba_preprocess', 'decode_celeba_images',
-           'CelebA', 'load_celeba', 'celeba_dls', 'attribute_balance', 'make_celeba_folder']
+           'CelebA', 'load_celeba', 'celeba_dls', 'attribute_balance', 'make_celeba_folder', 'read_id_list', 'id_rows',
+           'nested_id_lists', 'write_id_list']
 
 # %% ../nbs/02_celeba.ipynb #0dc67ada
 CELEBA_ATTRS = (
@@ -311,10 +312,11 @@ def celeba_dls(ds:CelebA, # the dataset
                val_bs:int|None=None, # validation batch size (None: `bs`)
                seed:int=0, # seeds the shuffling
                device=None, # where batches go; None: the default device
-               drop_last:bool=True # drop the last incomplete training batch
+               drop_last:bool=True, # drop the last incomplete training batch
+               train_ids:list|None=None # image names to train on (`read_id_list`), all in `split`; None: all of `split`
               ):
     "fastai `DataLoaders` over `ds`'s official partition; batches are (x, x) with x float in [0, 1]."
-    trn = ds.split_idx(split)
+    trn = ds.split_idx(split) if train_ids is None else id_rows(ds, train_ids, split)
     if len(trn) == 0: raise ValueError(f"{ds} has no {split!r} images to train on (was it loaded with another split=?)")
     val = ds.split_idx(valid_split) if valid_split is not None else np.zeros(0, np.int64)
     if valid_split is not None and len(val) == 0:
@@ -405,3 +407,60 @@ def make_celeba_folder(root:str|Path, # folder to create (or overwrite files in)
     with atomic_write(root/PARTITION_FILE, 'w') as fh:
         for f, p in zip(files, part): fh.write(f"{f} {p}\n")
     return root
+
+# %% ../nbs/02_celeba.ipynb #17efbd07
+def read_id_list(path:str|Path # a text file: one image file name per line; '#' starts a comment
+                ) -> list[str]:
+    "The image names of an id list file, in its order; each named once, at least one."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"id list {p} not found: give a text file with one image name per line")
+    names = [n for n in (l.split('#', 1)[0].strip() for l in _lines(p)) if n]
+    if not names: raise ValueError(f"id list {p} names no image: give one image file name per line")
+    bad = next((n for n in names if len(n.split()) != 1), None)
+    if bad: raise ValueError(f"id list {p}: {bad!r} is not one file name (one name per line, nothing after it)")
+    seen = set(); dup = [n for n in names if n in seen or seen.add(n)]   # the second and later mentions
+    if dup: raise ValueError(f"id list {p} names {len(set(dup)):,} image(s) twice, e.g. {dup[0]}: list each image once")
+    return names
+
+# %% ../nbs/02_celeba.ipynb #f80e57bd
+def id_rows(ds:CelebA, # the dataset
+            ids:list, # image file names (`read_id_list`)
+            split='train' # the split every named image must lie in
+           ) -> np.ndarray: # sorted row indices of `ds`
+    "The rows of `ds` that hold the images `ids`, each checked to be in the folder and in `split`."
+    pos = {f: i for i, f in enumerate(ds.filenames)}
+    missing = [n for n in ids if n not in pos]
+    if missing:
+        raise ValueError(f"{len(missing):,} of the {len(ids):,} listed images are not in {ds} (e.g. {missing[0]}): "
+                         "the list belongs to another folder; give the CelebA folder that holds them")
+    rows = np.sort(np.array([pos[n] for n in ids], np.int64))
+    out = rows[~np.isin(rows, ds.split_idx(split))]
+    if len(out):
+        raise ValueError(f"{len(out):,} listed images are not in the {split!r} split (e.g. {ds.filenames[out[0]]}): "
+                         f"list {split} images only")
+    return rows
+
+# %% ../nbs/02_celeba.ipynb #794c97fe
+def nested_id_lists(ids:list, # the largest set's image names
+                    sizes:list, # smaller set sizes, each at most len(ids)
+                    seed:int=0 # seeds the draws
+                   ) -> dict: # size -> sorted names; each set a subset of the next larger one
+    "Nested training sets: each size a seeded random subset of the next larger set, down from `ids`."
+    if len(set(ids)) != len(ids): raise ValueError("ids names an image twice: give each image once")
+    rng, cur = np.random.default_rng(seed), sorted(ids)
+    out = {len(cur): cur}
+    for n in sorted(set(sizes), reverse=True):
+        if not 0 < n <= len(cur): raise ValueError(f"size {n:,} must lie in [1, {len(cur):,}] (the next larger set)")
+        cur = sorted(rng.choice(cur, n, replace=False).tolist()); out[n] = cur
+    return dict(sorted(out.items()))
+
+# %% ../nbs/02_celeba.ipynb #a0c81e70
+def write_id_list(path:str|Path, # the file to write (its folder is created)
+                  names:list, # image file names
+                  comment:str='' # lines written first, each as a '# ' comment
+                 ) -> Path:
+    "Write an id list that `read_id_list` reads back: the comment, then one name per line."
+    p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
+    head = ''.join(f'# {l}\n' for l in comment.splitlines())
+    with atomic_write(p, 'w') as f: f.write(head + ''.join(f'{n}\n' for n in names))
+    return p

@@ -16,7 +16,7 @@ from .core import atomic_path, load_torch_file, is_main_process
 from .callbacks import InFit, Ramp, unwrap, rank_world
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import ParamScheduler
 from .model import MPVAE, MPVAEConfig, config_diff, config_from_dict
 from .loss import MPVAELoss
@@ -24,7 +24,7 @@ from .speed import cpu_name
 
 # %% auto #0
 __all__ = ['read_checkpoint', 'convert_checkpoint', 'Checkpoint', 'load_checkpoint_model', 'RunSpec', 'source_commit',
-           'log2_epochs', 'Snapshots']
+           'log2_epochs', 'Snapshots', 'rising_stop', 'StopWhenRising']
 
 # %% ../nbs/04d_checkpoint.ipynb #2c2e89a0
 _CKPT = 'mpvae-checkpoint'
@@ -380,3 +380,38 @@ class Snapshots(Callback):
         self.learn.save_model(self.fname.format(images=images),   # under learn.path
                               train_images=images,
                               seed=getattr(self.learn, 'seed', None), record=record, **self.meta)
+
+# %% ../nbs/04d_checkpoint.ipynb #0d955575
+def rising_stop(values:list, # the validation NELBO at each snapshot so far, in order
+                patience:int=2 # snapshots after the lowest that stop the run
+               ) -> int|None: # the index of the lowest snapshot when the run should stop, else None
+    "The patience rule: the lowest of `values` (the first if tied) has `patience` or more snapshots after it."
+    if patience < 1: raise ValueError(f"patience must be >= 1, got {patience}")
+    if not values: return None
+    best = min(range(len(values)), key=lambda i: (values[i], i))
+    return best if len(values) - 1 - best >= patience else None
+
+# %% ../nbs/04d_checkpoint.ipynb #8e8be630
+class StopWhenRising(Callback):
+    "Stop a fit once its validation NELBO at the snapshot epochs has not beaten its lowest for `patience` snapshots."
+    order = 96   # after Snapshots and Checkpoint: the epoch that stops the run is saved and snapshotted first
+    def __init__(self, patience:int=2, # snapshots after the lowest that stop the run (`rising_stop`)
+                 epochs:list|None=None, # the snapshot epochs (counted from 1); None: `log2_epochs(n_epoch)`
+                 metric:str='nelbo' # the recorded validation column (`valid_loss` where there is none)
+                ):
+        rising_stop([], patience); store_attr(); self.stopped = None
+    def curve(self) -> list: # (epoch, value) at the snapshot epochs recorded so far
+        names = list(self.recorder.metric_names[1:-1])
+        col = names.index(self.metric if self.metric in names else 'valid_loss')
+        at = set(self.epochs if self.epochs is not None else log2_epochs(self.n_epoch))
+        return [(e + 1, float(v[col])) for e, v in enumerate(self.recorder.values) if e + 1 in at]
+    def _check(self):
+        c = self.curve(); best = rising_stop([v for _, v in c], self.patience)
+        if best is None: return
+        self.stopped = dict(epoch=c[-1][0], best_epoch=c[best][0], best=c[best][1], patience=self.patience,
+                            after=[v for _, v in c[best + 1:]])
+        self.learn.stopped_early = self.stopped
+        raise CancelFitException()
+    def before_epoch(self):   # a resumed run that had stopped trains nothing more
+        if self.recorder.values: self._check()
+    def after_epoch(self): self._check()

@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/distributed.html.md"""
 
 # %% ../nbs/12_distributed.ipynb #a77e46b6
 from __future__ import annotations
-import os, sys, json, time, math, datetime
+import os, sys, json, time, math, datetime, hashlib
 from pathlib import Path
 import torch
 from torch import nn
@@ -153,6 +153,9 @@ def _data_args(ap:CLIParser # the parser to add the options to
     ap.add_argument('--valid-images', type=int, default=4096,
                     help="dSprites: images held out for validation; CelebA: validate on at most this many (default "
                          "4096)")
+    ap.add_argument('--train-ids', default=None, metavar='FILE',
+                    help="--data celeba: train on these faces only, a text file of image names, one per line "
+                         "(train-partition faces; validation stays the valid partition)")
     ap.add_argument('--split-seed', type=int, default=0,
                     help="seeds the dSprites train/validation split and the shuffling (default 0, for every model "
                          "seed)")
@@ -169,6 +172,8 @@ def _schedule_args(ap:CLIParser # the parser to add the options to
                     help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)")
     ap.add_argument('--snapshots', choices=['log2', 'none'], default='log2',
                     help="long run: save the model after 2^k epochs and at the end (log2), or not")
+    ap.add_argument('--stop-rising', type=int, default=None, metavar='N',
+                    help="long run: stop once N snapshots came after the lowest validation NELBO (default: never)")
     ap.add_argument('--warmup-images', type=int, default=0,
                     help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
 
@@ -247,6 +252,13 @@ def _check_args(a, world:int=1):
                              f"--chunk-images {a.chunk_images}")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
+    if a.train_ids is not None:
+        if a.data != 'celeba': raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data celeba")
+        if not Path(a.train_ids).is_file(): raise FileNotFoundError(f"--train-ids {a.train_ids} does not exist")
+    if a.stop_rising is not None:
+        if a.stop_rising < 1: raise ValueError(f"--stop-rising must be >= 1 (or left out), got {a.stop_rising}")
+        if a.stop_images is None or a.snapshots == 'none':
+            raise ValueError("--stop-rising compares the snapshots of a long run: give --stop-images and log2 snapshots")
     if a.data == 'folder' and a.data_path is None:
         raise ValueError("--data folder needs --data-path DIR: the folder of PNG/JPEG images to train on")
     if a.image_size < 1: raise ValueError(f"--image-size must be >= 1, got {a.image_size}")
@@ -269,11 +281,20 @@ def _data(a, device):
         ds = load_folder(a.data_path, size=a.image_size, fit=a.fit, progress=False)
         n_valid = min(a.valid_images, len(ds) // 10)   # at most a tenth of a small folder
         return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), _DIMS['folder']
-    from mpvae.celeba import load_celeba, celeba_dls
+    from mpvae.celeba import load_celeba, celeba_dls, read_id_list
     ds = load_celeba(a.data_path)
-    dls = celeba_dls(ds, bs=a.bs, seed=a.seed, device=device)
+    ids = None if a.train_ids is None else read_id_list(a.train_ids)
+    dls = celeba_dls(ds, bs=a.bs, seed=a.seed, device=device, train_ids=ids)
     dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
     return dls, _DIMS['celeba']
+
+# %% ../nbs/12_distributed.ipynb #24bc3949
+def _ids_digest(path) -> str|None:
+    "The training faces of `--train-ids` as the run's settings hold them: their count and a hash of the sorted names."
+    if path is None: return None
+    from mpvae.celeba import read_id_list
+    names = sorted(read_id_list(path))
+    return f"{len(names)} faces, sha256 {hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}"
 
 # %% ../nbs/12_distributed.ipynb #f7ba89a2
 def build_learner(a, world:int=1, device='cpu'):
@@ -300,7 +321,8 @@ def build_learner(a, world:int=1, device='cpu'):
         resume=a.resume,
         cbs=cbs,
     )
-    spec = dict(data=a.data, split_seed=a.split_seed, valid_images=a.valid_images, warmup_images=a.warmup_images)
+    spec = dict(data=a.data, split_seed=a.split_seed, valid_images=a.valid_images, warmup_images=a.warmup_images,
+                train_ids=_ids_digest(a.train_ids))
     return learn, spec
 
 # %% ../nbs/12_distributed.ipynb #e498f534
@@ -322,12 +344,15 @@ def train(argv=None) -> dict:
     t0, it0 = time.time(), None
     with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
         if a.stop_images is None:learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
-        else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec)
+        else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec,
+                               stop_rising=a.stop_rising)
     secs = time.time() - t0
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,
                device=str(device), precision=learn.precision, train_seconds=secs,
                final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
+               train_faces=len(learn.dls.train.dataset), train_ids=spec['train_ids'],
+               stopped_early=getattr(learn, 'stopped_early', None),
                finished=datetime.datetime.now().isoformat(timespec='seconds'),
                argv=list(argv if argv is not None else sys.argv[1:]))
     # under learn.path = out

@@ -25,7 +25,7 @@ from .speed import auto_precision, ChannelsLast, FlushDenormals
 from .callbacks import (unwrap, rank_world, LossTerm, loss_metrics, BetaWarmup, CapacitySchedule, Autocast,
                              NonFiniteError, NaNGuard, PosteriorCollapseWarning, CollapseWatch, InFit, Ramp)
 from .logs import CSVLog, ReconTracker, show_image_rows, show_reconstructions, plot_loss_curves, ProgressLines
-from .checkpoint import (Checkpoint, RunSpec, Snapshots, load_checkpoint_model, convert_checkpoint, source_commit,
+from .checkpoint import (Checkpoint, RunSpec, Snapshots, StopWhenRising, load_checkpoint_model, convert_checkpoint, source_commit,
                               log2_epochs, read_checkpoint)
 
 # %% auto #0
@@ -231,7 +231,8 @@ def fit_images(self:MPVAELearner, images:int, # train until this many training i
                chunk:int=76_800, # images per epoch: one validation, log row and checkpoint each
                state:str|Path|None='state.pth', # checkpoint under `learn.path`; resumed (and extended) if it exists
                snapshots:list|bool=True, # epochs to snapshot the model after; True: `log2_epochs`; False: none
-               spec:dict|None=None): # more settings for `RunSpec` (beyond lr, bs, chunk, seed, loss, precision)
+               spec:dict|None=None, # more settings for `RunSpec` (beyond lr, bs, chunk, seed, loss, precision)
+               stop_rising:int|None=None): # stop once this many snapshots came after the lowest validation NELBO
     "Train a run defined by its image budget, in epochs of `chunk` images; continue or extend it from `state`."
     bs = (getattr(self.dls.train, 'bs', None) or 1) * rank_world()[1]
     if chunk < 1 or chunk % bs: raise ValueError(f"chunk={chunk} must be a positive multiple of the global batch {bs}")
@@ -244,4 +245,8 @@ def fit_images(self:MPVAELearner, images:int, # train until this many training i
     cbs = [RunSpec(self.run_spec(lr, chunk, spec))]
     if state is not None: cbs.append(Checkpoint(state, every_epochs=1, resume=True))
     if snapshots is not False: cbs.append(Snapshots(None if snapshots is True else list(snapshots)))
+    if stop_rising is not None:
+        if snapshots is False: raise ValueError("stop_rising needs snapshots: it compares the snapshots' NELBO")
+        cbs.append(StopWhenRising(stop_rising, None if snapshots is True else list(snapshots)))
+    self.stopped_early = None
     self.fit(images // chunk, lr, cbs=cbs)
