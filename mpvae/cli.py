@@ -15,6 +15,7 @@ from .core import atomic_write
 from .distributed import train
 from .pretrained import list_pretrained, load_pretrained, pretrained_dir, pretrained_table
 from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, compare_md
+from .scale import size_runs, scale_report
 
 # %% auto #0
 __all__ = ['tables_main', 'train_main', 'pretrained_main', 'curves_main']
@@ -144,11 +145,33 @@ def _compare_args(c:argparse.ArgumentParser # the `compare` subcommand's parser
     c.add_argument('--name', default='dsprites_schedules'); c.add_argument('--notes', default=None)
     c.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
 
+# %% ../nbs/17_cli.ipynb #96279d15
+def _scale_args(s:argparse.ArgumentParser # the `scale` subcommand's parser
+               ):
+    "The options of `scale`: the study's runs, the sizes kept elsewhere, where the report goes."
+    s.add_argument('--root', default='runs/celeba_scale', help="the folder of n<faces>/ runs folders (default: "
+                   "runs/celeba_scale)")
+    s.add_argument('--extra', nargs='*', default=['15979=runs/celeba'], metavar='FACES=RUNS',
+                   help="more sizes and their runs folders (default: 15979=runs/celeba, the shipped Table 1's runs)")
+    s.add_argument('--out', default='reports', help="the report's folder"); s.add_argument('--notes', default=None)
+    s.add_argument('--name', default='celeba_data_scale', help="the report's name (NAME.md and NAME.png)")
+    s.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
+
+def _faces_runs(specs:list) -> dict:
+    "`--extra`'s FACES=RUNS pairs as {faces: folder}."
+    out = {}
+    for spec in specs:
+        n, sep, d = spec.partition('=')
+        if not (sep and n.strip().isdigit() and d): raise ValueError(f"--extra {spec!r}: give FACES=RUNS, e.g. 15979=runs/celeba")
+        out[int(n)] = d
+    return out
+
 # %% ../nbs/17_cli.ipynb #39825dfe
 def _curves_parser():
     p = argparse.ArgumentParser(
         prog='mpvae-curves',
-        description='Learning curves of long dSprites runs: evaluate snapshots, write the report, compare settings.')
+        description='Learning curves of long runs: evaluate snapshots, write the report, compare settings; and Table 1 '
+                    'against the amount of data (scale).')
     sub = p.add_subparsers(dest='cmd', required=True)
     for name in ('evaluate', 'report'):
         s = sub.add_parser(name, help='probe the snapshot pairs not evaluated yet' if name == 'evaluate'
@@ -157,6 +180,7 @@ def _curves_parser():
         if name == 'evaluate': _evaluate_args(s)
         else: _report_args(s)
     _compare_args(sub.add_parser('compare', help='training settings side by side at an image budget'))
+    _scale_args(sub.add_parser('scale', help="Table 1 against the amount of data: the report from the evaluations"))
     return p
 
 # %% ../nbs/17_cli.ipynb #b42e2155
@@ -189,6 +213,11 @@ def curves_main(argv=None):
             evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data,
                           data_path=a.data_path, **sizes)
         return 0
+    if a.cmd == 'scale':
+        try: p = scale_report(size_runs(a.root, _faces_runs(a.extra)), a.out, a.name,
+                              Path(a.notes).read_text() if a.notes else '', a.probe)
+        except (ValueError, FileNotFoundError) as e: print(f"mpvae-curves: {e}", file=sys.stderr); return 2
+        print(f"wrote {p} and {p.with_suffix('.png')}"); return 0
     if a.cmd == 'compare':
         md = compare_md([(a.reference_name, a.reference)] + [(Path(v).name, v) for v in a.variants],
                         a.images, a.out, a.seeds, a.probe, a.name)
