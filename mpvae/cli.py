@@ -15,7 +15,7 @@ from .core import atomic_write
 from .distributed import train
 from .pretrained import list_pretrained, load_pretrained, pretrained_dir, pretrained_table
 from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, compare_md
-from .scale import size_runs, scale_report
+from .scale import size_runs, scale_report, chosen_images
 
 # %% auto #0
 __all__ = ['tables_main', 'train_main', 'pretrained_main', 'curves_main']
@@ -119,6 +119,8 @@ def _evaluate_args(s:argparse.ArgumentParser # the `evaluate` subcommand's parse
     "The options of `evaluate` alone: which snapshots, and the data they were trained on."
     s.add_argument('--images', type=int, nargs='*', help='only the snapshots after these many images')
     s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
+    s.add_argument('--chosen', action='store_true', help="only the snapshots the finished runs chose by validation "
+                   "NELBO (what the data-scale tables read)")
     s.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites',
                    help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)")
     s.add_argument('--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)")
@@ -210,7 +212,9 @@ def curves_main(argv=None):
     if a.cmd == 'evaluate':
         sizes = dict(train_size=a.train_size, valid_size=a.valid_size, n_splits=a.splits)
         for d in a.runs:
-            evaluate_runs(d, a.probe, a.images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data,
+            images = chosen_images(d) if a.chosen else a.images
+            if a.chosen and not images: print(f"{d}: no finished pair of runs yet"); continue
+            evaluate_runs(d, a.probe, images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data,
                           data_path=a.data_path, **sizes)
         return 0
     if a.cmd == 'scale':

@@ -23,7 +23,7 @@ from .train import BetaWarmup
 from .core import CLIParser
 
 # %% auto #0
-__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'build_learner', 'train']
+__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'out_folder', 'build_learner', 'train']
 
 # %% ../nbs/12_distributed.ipynb #81101e1a
 def _comm_device() -> str:
@@ -148,6 +148,10 @@ def _data_args(ap:CLIParser # the parser to add the options to
                     "sees (default 64; a multiple of 32 for the default taps)")
     ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest "
                     "centred square then resize (default), or 'squash' the whole image to a square")
+    ap.add_argument('--recursive', action='store_true', help="--data folder: also read the images of sub-folders "
+                    "(e.g. one folder per class)")
+    ap.add_argument('--upscale', action='store_true', help="--data folder: enlarge images smaller than "
+                    "--image-size (default: refuse them, naming them)")
     ap.add_argument('--train-images', type=int, default=None,
                     help="images per run, split over the epochs (default: one pass over the training set per epoch)")
     ap.add_argument('--valid-images', type=int, default=4096,
@@ -199,10 +203,13 @@ def _model_args(ap:CLIParser # the parser to add the options to
 def _output_args(ap:CLIParser # the parser to add the options to
                  ):
     "Where the run is written, how often it is checkpointed, and whether it resumes."
-    ap.add_argument('--out', default='runs/mpvae', help="output folder (written by rank 0)")
+    ap.add_argument('--out', default=None, help="output folder, written by rank 0 (default: a new folder "
+                    "runs/<data>-<date>-<time>)")
     ap.add_argument('--checkpoint-every-iters', type=int, default=None)
     ap.add_argument('--resume', action='store_true',
-                    help="continue from OUT/checkpoint.pth if it exists (--epochs runs; a long run always continues)")
+                    help="continue from OUT/checkpoint.pth (--epochs runs; a long run continues OUT/state.pth always)")
+    ap.add_argument('--overwrite', action='store_true',
+                    help="delete the earlier run in --out and train a new one there (default: refuse)")
 
 # %% ../nbs/12_distributed.ipynb #300193bb
 def _parser():
@@ -250,7 +257,7 @@ def _check_args(a, world:int=1):
         if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
             raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of "
                              f"--chunk-images {a.chunk_images}")
-    if Path(a.out).exists() and not Path(a.out).is_dir():
+    if a.out is not None and Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.train_ids is not None:
         if a.data != 'celeba': raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data celeba")
@@ -265,6 +272,41 @@ def _check_args(a, world:int=1):
     if a.data_path is not None and not Path(a.data_path).exists():
         raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
 
+# %% ../nbs/12_distributed.ipynb #553c6507
+# the Python arguments the library's messages suggest, as the flags a shell user types instead
+_SHELL_WORDS = {'recursive=True': '--recursive', 'upscale=True': '--upscale', 'a smaller size': 'a smaller --image-size'}
+
+def _shell_words(msg:str) -> str:
+    "A library message with each suggested Python argument replaced by `mpvae-train`'s flag."
+    for k, v in _SHELL_WORDS.items(): msg = msg.replace(k, v)
+    return msg
+
+# %% ../nbs/12_distributed.ipynb #57a7279d
+_RUN_FILES = ('history.csv', 'checkpoint.pth', 'state.pth', 'run.json', 'model.pth', 'loss.png')
+
+def out_folder(a, # the parsed arguments of `mpvae-train`
+               world:int=1 # processes in the run
+              ) -> Path:
+    "The run's folder: `--out`, else a new `runs/<data>-<date>-<time>`; an earlier run there is continued or refused."
+    if a.out is None:
+        if world > 1: raise ValueError("several processes must agree on one folder: give --out")
+        stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+        out, k = Path('runs')/f'{a.data}-{stamp}', 1
+        while out.exists(): k += 1; out = Path('runs')/f'{a.data}-{stamp}-{k}'
+        return out
+    out = Path(a.out)
+    held = [f for f in _RUN_FILES if (out/f).exists()] + sorted(p.name for p in out.glob('snap_*.pth'))
+    long, ckpt = a.stop_images is not None, (out/'checkpoint.pth').exists()
+    if not held or (long and (out/'state.pth').exists()) or (not long and a.resume and ckpt): return out
+    if a.overwrite:
+        if is_main_process():
+            for f in held: (out/f).unlink()
+        return out
+    more = ', ...' if len(held) > 4 else ''
+    raise ValueError(f"--out {out} holds an earlier run ({', '.join(held[:4])}{more}): pass "
+                     f"{'--resume to continue it, ' if not long and ckpt else ''}--overwrite to replace it, or give "
+                     "another --out")
+
 # %% ../nbs/12_distributed.ipynb #bc29f988
 def _data(a, device):
     if a.data == 'dsprites':
@@ -278,7 +320,9 @@ def _data(a, device):
         )
     if a.data == 'folder':
         from mpvae.folder import load_folder, folder_dls
-        ds = load_folder(a.data_path, size=a.image_size, fit=a.fit, progress=False)
+        try: ds = load_folder(a.data_path, size=a.image_size, fit=a.fit, recursive=a.recursive, upscale=a.upscale,
+                              progress=False)
+        except ValueError as e: raise ValueError(_shell_words(str(e))) from None
         n_valid = min(a.valid_images, len(ds) // 10)   # at most a tenth of a small folder
         return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), _DIMS['folder']
     from mpvae.celeba import load_celeba, celeba_dls, read_id_list
@@ -338,9 +382,10 @@ def train(argv=None) -> dict:
         a.precision = 'fp32'
         if rank_distrib() == 0: print("mpvae-train: --precision auto with several CPU processes trains in fp32 "
                                       "(pass --precision bf16 for bf16)", file=sys.stderr)
-    out = Path(a.out)
-    if is_main_process(): out.mkdir(parents=True, exist_ok=True)
-    learn, spec = build_learner(a, world, device)
+    out = out_folder(a, world); a.out = str(out)
+    learn, spec = build_learner(a, world, device)   # the data are read and checked before the folder is made
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True); print(f"mpvae-train: the run goes to {out}", flush=True)
     t0, it0 = time.time(), None
     with learn.no_bar(), learn.no_logging(), learn.distrib_ctx():
         if a.stop_images is None:learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines

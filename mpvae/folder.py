@@ -19,7 +19,8 @@ from .loader import array_dls
 # %% auto #0
 __all__ = ['GRAY_MODES', 'FITS', 'IMAGE_EXTS', 'SHAPES', 'COLOURS', 'center_crop_box', 'to_channels', 'fit_square', 'with_image',
            'decode_images', 'cache_key', 'default_cache_dir', 'cached_array', 'image_files', 'image_channels',
-           'u8_to_unit', 'FolderImages', 'load_folder', 'folder_dls', 'read_labels', 'make_shapes_folder']
+           'u8_to_unit', 'FolderImages', 'load_folder', 'folder_dls', 'read_labels', 'class_labels',
+           'make_shapes_folder']
 
 # %% ../nbs/02a_folder.ipynb #44bfeae3
 def center_crop_box(w:int, # image width
@@ -300,6 +301,18 @@ def read_labels(csv:str|Path, # a CSV: header, then `file,label1,label2,...` per
             raise ValueError(f"{csv}: {empty[0]} has no {c!r} label; give every image a value")
     coded = [_classes(sub[c].str.strip().tolist()) for c in cols]
     return np.stack([k for k, _ in coded], 1), cols, [v for _, v in coded]
+
+# %% ../nbs/02a_folder.ipynb #ec1f2a78
+def class_labels(ds:FolderImages # images loaded with `recursive=True` from a folder of class sub-folders
+                )->tuple: # (classes `(N, 1)` int64, ['class'], [the class names])
+    "Labels from class sub-folders: each image's class is the name of its first folder under the root."
+    top = [f for f in ds.files if len(Path(f).parts) < 2]
+    if top:
+        raise ValueError(f"{len(top)} of {len(ds)} images are not in a class sub-folder (e.g. {top[0]}): put each "
+                         "image in its class's folder and load with recursive=True, or give the labels as a CSV")
+    codes, vals = _classes([Path(f).parts[0] for f in ds.files])
+    if len(vals) < 2: raise ValueError(f"every image is in one folder, {vals[0]!r}: a label needs two classes or more")
+    return codes[:, None], ['class'], [vals]
 
 # %% ../nbs/02a_folder.ipynb #988907a7
 SHAPES = ('circle', 'square', 'triangle')

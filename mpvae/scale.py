@@ -15,8 +15,8 @@ from .curves import run_history, run_seeds, run_dir, EVAL_DIRS
 from .stats import paired_t
 
 # %% auto #0
-__all__ = ['PAPER_FACES', 'size_runs', 'chosen_snapshot', 'scale_point', 'scale_points', 'lead_trend', 'size_summary', 'scale_md',
-           'plot_scale', 'scale_report']
+__all__ = ['PAPER_FACES', 'size_runs', 'chosen_snapshot', 'chosen_images', 'scale_point', 'scale_points', 'lead_trend',
+           'size_summary', 'scale_md', 'plot_scale', 'scale_report']
 
 # %% ../nbs/19_scale.ipynb #d4853dbc
 PAPER_FACES = 162_770   # CelebA's train partition, what the paper's Table 1 models were trained on
@@ -44,6 +44,16 @@ def chosen_snapshot(run:str|Path # one run's folder (history.csv; run.json once 
     if not rows: raise ValueError(f"{run}/history.csv has no row at a snapshot epoch {sorted(at)}")
     best = min(rows, key=lambda r: (r['nelbo'], r['images']))
     return dict(images=int(best['images']), epoch=int(best['epoch']) + 1, nelbo=float(best['nelbo']))
+
+# %% ../nbs/19_scale.ipynb #546ebf28
+def chosen_images(runs:str|Path # a runs folder (`baseline_seed<s>/`, `mpvae_seed<s>/`)
+                 ) -> list: # sorted images of the chosen snapshots of both models, finished pairs only
+    "The lengths at which a runs folder's finished pairs have their chosen snapshots: what the tables read."
+    out = set()
+    for s in sorted(set(run_seeds(runs)) | set(run_seeds(runs, 'mpvae'))):
+        snaps = [chosen_snapshot(run_dir(runs, k, s)) for k in (BASELINE, 'mpvae')]
+        if None not in snaps: out |= {x['images'] for x in snaps}
+    return sorted(out)
 
 # %% ../nbs/19_scale.ipynb #087ade75
 def _evaluation(runs:Path, seed:int, images:int, probe:str) -> dict:

@@ -205,3 +205,28 @@ def test_tables_workflow_runs_real_presets_against_matching_reports():
             ref = json.loads((root/opt('--expect')).read_text())
             assert ref['preset'] == opt('--preset') and ref['table'] in tables, (c, ref['preset'])
     assert any('--expect' in c for c in cmds) and {'dsprites', 'celeba'} <= {t for c in cmds for t in c}
+
+
+def test_train_never_replaces_an_earlier_run(tmp_path, capsys, monkeypatch):
+    "An --epochs run into a folder holding a run: refused in one line naming --resume and --overwrite, nothing touched."
+    out = tmp_path/'run'; out.mkdir()
+    (out/'history.csv').write_text('epoch,train_loss\n0,1.0\n'); (out/'checkpoint.pth').write_bytes(b'weights')
+    rc, stdout, err = call('mpvae-train', '--out', str(out), '--epochs', '1', cwd=tmp_path, capsys=capsys,
+                           monkeypatch=monkeypatch)
+    line = one_line(err)
+    assert rc == 2 and 'holds an earlier run (history.csv, checkpoint.pth)' in line, line
+    assert '--resume to continue it' in line and '--overwrite to replace it' in line
+    assert (out/'history.csv').read_text() == 'epoch,train_loss\n0,1.0\n' and (out/'checkpoint.pth').read_bytes() == b'weights'
+
+def test_train_class_folders_need_recursive_and_say_so(tmp_path, capsys, monkeypatch):
+    "The message about sub-folders names the shell flag, and the run folder is not made."
+    from PIL import Image
+    for k, cls in enumerate(('cat', 'dog')):
+        (tmp_path/'imgs'/cls).mkdir(parents=True)
+        for i in range(3): Image.new('RGB', (40, 40), (60 * k + i, 0, 0)).save(tmp_path/'imgs'/cls/f'{i}.png')
+    out = tmp_path/'run'
+    rc, stdout, err = call('mpvae-train', '--data', 'folder', '--data-path', str(tmp_path/'imgs'), '--out', str(out),
+                           cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    line = one_line(err)
+    assert rc == 2 and 'pass --recursive to read them' in line and 'recursive=True' not in line, line
+    assert not out.exists()

@@ -235,3 +235,15 @@ def test_shapes_folder_labels_are_in_the_pixels(tmp_path):
         colour = classes[1][row[1]]
         assert (bright - torch.tensor(COLOURS[colour])).abs().max(1).values.lt(40).float().mean() > 0.8, colour
     assert (root/'0000.png').read_bytes() == (make_shapes_folder(tmp_path/'t', n=1, seed=3)/'0000.png').read_bytes()
+
+def test_class_folders_give_the_labels_the_csv_gives(tmp_path):
+    "One sub-folder per shape, made from a CSV-labelled folder: class_labels must agree with the CSV row by row."
+    src = make_shapes_folder(tmp_path/'flat', n=30, seed=3)
+    rows = [l.split(',') for l in (src/'labels.csv').read_text().splitlines()[1:]]
+    for f, shape, *_ in rows: put(tmp_path/'classes'/shape/f, np.asarray(Image.open(src/f)))
+    ds = load(tmp_path/'classes', size=32, recursive=True)
+    y, names, classes = F.class_labels(ds)
+    want = {f'{shape}/{f}': shape for f, shape, *_ in rows}
+    assert names == ['class'] and classes == [sorted(set(want.values()))]
+    assert [classes[0][k] for k in y[:, 0]] == [want[f] for f in ds.files]
+    with pytest.raises(ValueError, match='sub-folders: pass recursive=True'): load(tmp_path/'classes', size=32)

@@ -7,6 +7,9 @@
 # CELEBA_DIR: the 37,062-face combined folder (../shared/tools/celeba_extend.py) or any full CelebA: the id lists name
 # the faces, so any folder that holds them gives the same runs. LANES runs go at once (default 2, one thread each).
 # Every run resumes exactly where it stopped: rerun the same command. A finished run has its run.json.
+# Then probe the snapshots the tables read, and write the report:
+#   mpvae-curves evaluate --runs runs/celeba_scale/n* --data celeba --data-path CELEBA_DIR --chosen
+#   mpvae-curves scale --notes reports/celeba_data_scale_notes.md
 #
 # Recipe: beta 1, Bernoulli, Adam at a constant lr 1e-4, batch 64, bf16 autocast, the same budget of 1,019,904
 # images (the shipped pair's) at every size, snapshots at 2^k chunks, stopped once two snapshots came after the lowest
@@ -18,8 +21,8 @@ cd "$(dirname "$0")/../.."
 DATA=${1:?give the CelebA folder (e.g. data/celeba37k)}; LANES=${2:-2}
 OUT=runs/celeba_scale; BUDGET=${BUDGET:-1019904}
 declare -A CHUNK=([2000]=2048 [4000]=4096 [8000]=6144 [34041]=31872)
-# seed 0 at every size first (a first trend), then the other seeds; a pair's two models run side by side
-QUEUE=${QUEUE:-"2000:0 4000:0 8000:0 34041:0 34041:1 2000:1 4000:1 8000:1 34041:2 2000:2 4000:2 8000:2"}
+# seed 0 at every size first (a first trend; the largest early), then the other seeds; a pair's two models side by side
+QUEUE=${QUEUE:-"2000:0 34041:0 4000:0 8000:0 34041:1 2000:1 4000:1 8000:1 34041:2 2000:2 4000:2 8000:2"}
 
 run() {   # size seed model
   local n=$1 s=$2 m=$3 nn dims d
