@@ -1,7 +1,7 @@
 """benchmarks/train_speed.py stays runnable: a tiny run (not a timing) prints and writes every field BENCHMARKS.md quotes.
 
 The script is run as a user runs it (a subprocess with the command line), one thread, 1 warm-up + 2 timed batches,
-one round. pythae is an optional extra (`pip install -e '.[bench]'`): without it the script must say it skipped it,
+one round. pythae comes with the dev extra (`make test` installs it); without it the script must say it skipped it,
 and the pythae-specific checks are skipped with that reason.
 """
 import importlib.util, json, re, subprocess, sys
