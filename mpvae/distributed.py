@@ -324,6 +324,9 @@ def _data(a, device):
                               progress=False)
         except ValueError as e: raise ValueError(_shell_words(str(e))) from None
         n_valid = min(a.valid_images, len(ds) // 10)   # at most a tenth of a small folder
+        if n_valid == 0 or len(ds) - n_valid < a.bs:
+            raise ValueError(f"--data-path {a.data_path} holds {len(ds)} images: a run needs a tenth of them (at least "
+                             f"1) to validate on and --bs {a.bs} more to train on; add images, or pass a smaller --bs")
         return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), _DIMS['folder']
     from mpvae.celeba import load_celeba, celeba_dls, read_id_list
     ds = load_celeba(a.data_path)

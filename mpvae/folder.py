@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/folder.html.md"""
 
 # %% ../nbs/02a_folder.ipynb #3746556f
 from __future__ import annotations
-import os, json, hashlib, stat, warnings
+import os, json, hashlib, stat, warnings, math
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
@@ -264,6 +264,12 @@ def folder_dls(ds:FolderImages, # the images
     "fastai `DataLoaders` over `ds` with a seeded random split; batches are (x, x) with x float in [0, 1]."
     if not isinstance(ds, FolderImages):
         raise TypeError(f"folder_dls needs the FolderImages of load_folder, got {type(ds).__name__}")
+    n_valid = int(round(len(ds) * valid_pct)) if 0 <= valid_pct < 1 else 0
+    if valid_pct > 0 and n_valid == 0:
+        raise ValueError(f"{len(ds)} images leave none for validation at valid_pct={valid_pct}: add images (a run "
+                         f"needs at least {math.ceil(0.5 / valid_pct)}), or pass a larger valid_pct")
+    if drop_last and 0 < len(ds) - n_valid < bs:
+        raise ValueError(f"{len(ds) - n_valid} training images make no batch of {bs}: add images, or pass a smaller bs")
     return array_dls(ds.imgs, decode=u8_to_unit, valid_pct=valid_pct, bs=bs, val_bs=val_bs, seed=seed, device=device,
                      drop_last=drop_last)
 

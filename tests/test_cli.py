@@ -230,3 +230,16 @@ def test_train_class_folders_need_recursive_and_say_so(tmp_path, capsys, monkeyp
     line = one_line(err)
     assert rc == 2 and 'pass --recursive to read them' in line and 'recursive=True' not in line, line
     assert not out.exists()
+
+def test_train_refuses_too_few_images_before_training(tmp_path, capsys, monkeypatch):
+    "3 images: no validation image and no batch of 64; one line naming --bs, exit 2, no run folder, well under 10 s."
+    import time
+    from PIL import Image
+    (tmp_path/'imgs').mkdir()
+    for i in range(3): Image.new('RGB', (64, 64), (30 * i, 0, 0)).save(tmp_path/'imgs'/f'{i}.png')
+    out, t = tmp_path/'run', time.time()
+    rc, stdout, err = call('mpvae-train', '--data', 'folder', '--data-path', str(tmp_path/'imgs'), '--out', str(out),
+                           cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    line = one_line(err)
+    assert rc == 2 and 'holds 3 images: a run needs a tenth of them' in line and 'a smaller --bs' in line, line
+    assert not out.exists() and time.time() - t < 10
