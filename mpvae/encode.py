@@ -25,9 +25,11 @@ def _row_getter(images, idx):
     else:
         arr = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
         if not arr.is_floating_point():
-            raise TypeError(f"images is a {arr.dtype} tensor: pass float images in the model's "
-                            f"input range, or a function "
-                            "that decodes rows (e.g. `ds.images` of a DSprites/CelebA object)")
+            got = (f"a numpy {images.dtype} array" if isinstance(images, np.ndarray) else f"a {arr.dtype} tensor"
+                   if isinstance(images, torch.Tensor) else f"a {type(images).__name__} of {arr.dtype} values")
+            fix = "torch.as_tensor(x).float() / 255" if arr.dtype == torch.uint8 else "torch.as_tensor(x).float()"
+            raise TypeError(f"images is {got}: pass float images in [0, 1] (e.g. {fix}), or a function that "
+                            "decodes rows (e.g. `ds.images` of a DSprites/CelebA object)")
         if idx is None: idx = np.arange(len(arr))
         get = lambda i: arr[torch.as_tensor(i)]
     idx = np.asarray(idx)

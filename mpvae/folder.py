@@ -75,6 +75,15 @@ def with_image(path:str|Path, # an image file
         raise ValueError(f"could not decode {path} ({type(e).__name__}: {e}); it is not a readable (or complete) "
                          f"image file: {fix}") from None
 
+# %% ../nbs/02a_folder.ipynb #84b1c395
+def _unreadable(bad:list, # (index, error) of every file that could not be read, in file order
+                paths:list # all the files
+               ):
+    "Raise one error for all the unreadable files: the only one's own message, or the count, up to 10 names, the first's."
+    if len(bad) == 1: raise bad[0][1]
+    names = ', '.join(paths[i].name for i, _ in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else '')
+    raise ValueError(f"{len(bad)} of {len(paths)} images could not be read ({names}); the first: {bad[0][1]}")
+
 # %% ../nbs/02a_folder.ipynb #5064054b
 def decode_images(paths:list, # image files
                   read, # path -> uint8 array of `shape` (e.g. via `with_image`)
@@ -82,23 +91,25 @@ def decode_images(paths:list, # image files
                   n_workers:int|None=None, # decoding threads (default: the CPU count, at most 8)
                   progress:bool=True # show a fastprogress bar
                  )->np.ndarray: # uint8 `(N, *shape)`
-    "`read(path)` of every path into one uint8 array `(N, *shape)`, in parallel threads."
+    "`read(path)` of every path into one uint8 array `(N, *shape)`, in parallel threads; every unreadable file named."
     paths = [Path(p) for p in paths]; n = len(paths)
-    out = np.empty((n, *shape), np.uint8)
+    out, bad = np.empty((n, *shape), np.uint8), []
     n_workers = n_workers or min(8, os.cpu_count() or 1)
     chunk = max(16, min(512, -(-n // (4 * n_workers)) if n else 16))
     starts = list(range(0, n, chunk))
     def work(s):
-        for i in range(s, min(s + chunk, n)): out[i] = read(paths[i])
+        for i in range(s, min(s + chunk, n)):
+            try: out[i] = read(paths[i])
+            except (ValueError, FileNotFoundError) as e: bad.append((i, e))   # the rest are still read and checked
     if n_workers == 1 or len(starts) <= 1:
         for s in (progress_bar(starts, leave=False) if progress and len(starts) > 1 else starts): work(s)
-        return out
-    ex = ThreadPoolExecutor(n_workers)
-    try:
-        futs = [ex.submit(work, s) for s in starts]
-        for f in (progress_bar(futs, leave=False) if progress else futs): f.result()
-    finally: ex.shutdown(wait=True, cancel_futures=True)
-    return out
+    else:
+        ex = ThreadPoolExecutor(n_workers)
+        try:
+            futs = [ex.submit(work, s) for s in starts]
+            for f in (progress_bar(futs, leave=False) if progress else futs): f.result()
+        finally: ex.shutdown(wait=True, cancel_futures=True)
+    return out if not bad else _unreadable(sorted(bad, key=lambda b: b[0]), paths)
 
 # %% ../nbs/02a_folder.ipynb #bfbdcdf0
 def cache_key(**settings # JSON-able: the preprocessing, and the files with their byte sizes
@@ -170,7 +181,12 @@ def image_channels(paths:list, # image files
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None, got {channels!r}")
     if channels is not None: return channels
-    return 1 if all(with_image(p, lambda im: im.mode in GRAY_MODES) for p in paths) else 3   # headers only: fast
+    gray, bad = [], []
+    for i, p in enumerate(paths):   # headers only: fast; every unreadable file is found before any error
+        try: gray.append(with_image(p, lambda im: im.mode in GRAY_MODES))
+        except (ValueError, FileNotFoundError) as e: bad.append((i, e))
+    if bad: _unreadable(bad, [Path(p) for p in paths])
+    return 1 if all(gray) else 3
 
 # %% ../nbs/02a_folder.ipynb #cb074c43
 def u8_to_unit(x:torch.Tensor # uint8 images
@@ -280,6 +296,17 @@ def _classes(col:list) -> tuple:
     idx = {v: i for i, v in enumerate(vals)}
     return np.array([idx[v] for v in col], np.int64), vals
 
+def _separator(csv:Path) -> str:
+    "The separator of a labels CSV, sniffed among `,` `;` tab and `|` in its first lines (`,` when it cannot tell)."
+    import csv as _csv
+    try: return _csv.Sniffer().sniff(csv.read_text(errors='replace')[:4096], delimiters=',;\t|').delimiter
+    except _csv.Error: return ','
+
+def _fractional(v:str) -> bool:
+    "Is `v` a number that is not whole (e.g. '0.37'), which a class label cannot be?"
+    try: return not float(v).is_integer()
+    except ValueError: return False
+
 def read_labels(csv:str|Path, # a CSV: header, then `file,label1,label2,...` per image
                 ds:FolderImages, # the images the labels belong to
                 columns:list|None=None # the label columns to read; None: all after the first
@@ -288,14 +315,21 @@ def read_labels(csv:str|Path, # a CSV: header, then `file,label1,label2,...` per
     import pandas as pd
     csv = Path(csv)
     if not csv.is_file(): raise FileNotFoundError(f"labels file {csv} does not exist")
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True)
+    sep = _separator(csv)
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
     if df.shape[1] < 2:
-        raise ValueError(f"{csv} needs a header and at least two columns: the file name, then the labels")
+        raise ValueError(f"{csv} needs a header and at least two columns, the file name, then the labels; read as "
+                         f"{sep!r}-separated, it has one ({df.columns[0]!r})")
     name, cols = df.columns[0], list(columns) if columns is not None else list(df.columns[1:])
     if (bad := [c for c in cols if c not in df.columns[1:]]):
         raise ValueError(f"{csv} has no column {bad[0]!r}; its label columns are {list(df.columns[1:])}")
+    df[name] = df[name].str.strip()
+    if len(ds.files) and not set(df[name]) & set(ds.files):
+        raise ValueError(f"{csv}: the first column must hold the image file names, as ds.files lists them (e.g. "
+                         f"{ds.files[0]}); its first column {name!r} holds {df[name].head(3).tolist()} (read as "
+                         f"{sep!r}-separated)")
     if (dup := df[name][df[name].duplicated()].tolist()): raise ValueError(f"{csv} has more than one row for {dup[:5]}")
-    df[name] = df[name].str.strip(); rows = dict(zip(df[name], range(len(df))))
+    rows = dict(zip(df[name], range(len(df))))
     if (no_row := [f for f in ds.files if f not in rows]): raise ValueError(
         f"{len(no_row)} image(s) have no row in {csv}: {', '.join(no_row[:5])}; add their rows, or move the images out")
     if (no_img := sorted(set(rows) - set(ds.files))): raise ValueError(
@@ -305,6 +339,10 @@ def read_labels(csv:str|Path, # a CSV: header, then `file,label1,label2,...` per
     for c in cols:
         if (empty := sub[name][sub[c].str.strip() == ''].tolist()):
             raise ValueError(f"{csv}: {empty[0]} has no {c!r} label; give every image a value")
+    for c in cols:
+        if (frac := next((v for v in sub[c].str.strip() if _fractional(v)), None)) is not None:
+            raise ValueError(f"{csv}: column {c!r} holds numbers that are not whole (e.g. {frac}): labels are classes; "
+                             "bin the values into classes first (e.g. with pandas.cut) and write the classes")
     coded = [_classes(sub[c].str.strip().tolist()) for c in cols]
     return np.stack([k for k, _ in coded], 1), cols, [v for _, v in coded]
 

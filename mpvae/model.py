@@ -258,6 +258,8 @@ def check_images(x, # a batch of images, as a model reads them: float `(n, c, h,
     if not x.is_floating_point(): raise TypeError(
         f"images are {x.dtype}, but the model reads floats in [0, 1]: use " + ("x.float()" if x.dtype == torch.bool
         else "x.float() / 255 (pixel values 0..255)" if x.dtype == torch.uint8 else "x.float() scaled to [0, 1]"))
+    if x.dtype == torch.float64:
+        raise TypeError("images are torch.float64, but the model's weights are float32: use x.float()")
     if (channels is not None and c != channels) or (size is not None and (h, w) != (size, size)):
         raise ValueError(f"MPVAE expects images of shape (n, {channels or 'c'}, {size or 'h'}, {size or 'w'}), got "
                          f"{tuple(x.shape)}; build the model with MPVAEConfig(in_channels=..., img_size=...) matching "

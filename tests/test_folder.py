@@ -184,8 +184,9 @@ def test_folder_dls(tmp_path):
     seen = torch.cat([b[0] for b in dls.train])
     assert len(seen) == 40 and set((seen[:, 0, 0, 0] * 255 / 5).round().int().tolist()) == set(tr)  # each image's value
     assert torch.equal(torch.cat([b[0] for b in dls.valid]), ds.images(va))
-    assert folder_dls(ds, valid_pct=0.2, seed=1, device='cpu').valid.dataset.rows.tolist() == va   # seeded
-    assert folder_dls(ds, valid_pct=0.2, seed=2, device='cpu').valid.dataset.rows.tolist() != va
+    assert folder_dls(ds, valid_pct=0.2, bs=8, seed=1, device='cpu').valid.dataset.rows.tolist() == va   # seeded
+    assert folder_dls(ds, valid_pct=0.2, bs=8, seed=2, device='cpu').valid.dataset.rows.tolist() != va
+    with pytest.raises(ValueError, match='40 training images make no batch of 64'): folder_dls(ds, valid_pct=0.2)
     with pytest.raises(TypeError, match='needs the FolderImages'): folder_dls(ds.imgs)
 
 # ---------------------------------------------------------------- labels
@@ -212,6 +213,11 @@ def test_labels_round_trip(labelled, tmp_path):
     ('file,animal\na.png,cat\na.png,dog\nb.png,x\nsub/c.png,x\nsub/d.png,x\n', r"more than one row for \['a\.png'\]"),
     ('file,animal\na.png,cat\nb.png,\nsub/c.png,x\nsub/d.png,x\n', r"b\.png has no 'animal' label"),
     ('file\na.png\n', 'at least two columns'),
+    # the label column first: the message says what the first column must be, not "more than one row"
+    ('animal,file\ncat,a.png\ndog,b.png\ncat,sub/c.png\ncat,sub/d.png\n',
+     r"the first column must hold the image file names, as ds\.files lists them \(e\.g\. a\.png\); its first column 'animal'"),
+    # measurements are not classes: refused, with the fix
+    ('file,weight\na.png,3.5\nb.png,4\nsub/c.png,2.25\nsub/d.png,1\n', r"column 'weight' holds numbers that are not whole \(e\.g\. 3\.5\).*pandas\.cut"),
 ])
 def test_bad_labels(labelled, tmp_path, text, match):
     (tmp_path/'l.csv').write_text(text)
@@ -247,3 +253,20 @@ def test_class_folders_give_the_labels_the_csv_gives(tmp_path):
     assert names == ['class'] and classes == [sorted(set(want.values()))]
     assert [classes[0][k] for k in y[:, 0]] == [want[f] for f in ds.files]
     with pytest.raises(ValueError, match='sub-folders: pass recursive=True'): load(tmp_path/'classes', size=32)
+
+def test_every_unreadable_file_is_named_at_once(tmp_path):
+    "12 good images and 12 broken ones: one error with the count, the first 10 names in order, and the first's reason."
+    for i in range(12): put(tmp_path/f'good{i:02d}.png', noise(40, 40, seed=i))
+    for i in range(12): (tmp_path/f'bad{i:02d}.png').write_bytes(b'not a png')
+    with pytest.raises(ValueError) as e: load(tmp_path, size=32, cache=False, n_workers=2)
+    msg = str(e.value)
+    assert msg.startswith('12 of 24 images could not be read (bad00.png, bad01.png,'), msg
+    assert 'bad09.png and 2 more); the first: could not decode' in msg and 'bad00.png' in msg.split('the first:')[1]
+
+def test_labels_semicolons_are_read_and_named(labelled, tmp_path):
+    "A ';'-separated CSV is read as such; when it is still wrong, the message says which separator was read."
+    (tmp_path/'l.csv').write_text('file;animal\na.png;cat\nb.png;dog\nsub/c.png;cat\nsub/d.png;bird\n')
+    y, names, classes = read_labels(tmp_path/'l.csv', labelled)
+    assert names == ['animal'] and [classes[0][k] for k in y[:, 0]] == ['cat', 'dog', 'cat', 'bird']
+    (tmp_path/'l.csv').write_text('animal;file\ncat;a.png\ndog;b.png\ncat;sub/c.png\nbird;sub/d.png\n')
+    with pytest.raises(ValueError, match="read as ';'-separated"): read_labels(tmp_path/'l.csv', labelled)
