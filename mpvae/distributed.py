@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/distributed.html.md"""
 
 # %% ../nbs/12_distributed.ipynb #a77e46b6
 from __future__ import annotations
-import os, sys, json, time, math, datetime, hashlib
+import os, sys, json, time, math, datetime, hashlib, shutil
 from pathlib import Path
 import torch
 from torch import nn
@@ -282,7 +282,7 @@ def _shell_words(msg:str) -> str:
     return msg
 
 # %% ../nbs/12_distributed.ipynb #57a7279d
-_RUN_FILES = ('history.csv', 'checkpoint.pth', 'state.pth', 'run.json', 'model.pth', 'loss.png')
+_RUN_FILES = ('history.csv', 'checkpoint.pth', 'state.pth', 'run.json', 'model', 'model.pth', 'loss.png')
 
 def out_folder(a, # the parsed arguments of `mpvae-train`
                world:int=1 # processes in the run
@@ -300,7 +300,7 @@ def out_folder(a, # the parsed arguments of `mpvae-train`
     if not held or (long and (out/'state.pth').exists()) or (not long and a.resume and ckpt): return out
     if a.overwrite:
         if is_main_process():
-            for f in held: (out/f).unlink()
+            for f in held: shutil.rmtree(out/f) if (out/f).is_dir() else (out/f).unlink()
         return out
     more = ', ...' if len(held) > 4 else ''
     raise ValueError(f"--out {out} holds an earlier run ({', '.join(held[:4])}{more}): pass "
@@ -404,7 +404,7 @@ def train(argv=None) -> dict:
                finished=datetime.datetime.now().isoformat(timespec='seconds'),
                argv=list(argv if argv is not None else sys.argv[1:]))
     # under learn.path = out
-    learn.save_model('model.pth', betas=learn.loss_func.config.betas, seed=a.seed, train_images=n_seen)
+    learn.save_pretrained('model')   # MPVAE.from_pretrained(OUT/'model'): safetensors, config, meta.json
     if is_main_process():
         from mpvae.reports import save_fig
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')

@@ -85,6 +85,18 @@ def save_model(self:MPVAELearner, path:str|Path, # the file; relative: under `le
     if not is_main_process(): return path    # in a distributed run every rank holds the same weights: one file
     return save_model(unwrap(self.model), path, **{**self.training_record(), **meta})
 
+# %% ../nbs/05_train.ipynb #debcb034
+@patch
+def save_pretrained(self:MPVAELearner, folder:str|Path, # the folder; relative: under `learn.path`
+                    **meta) -> Path:
+    "Save the model as `MPVAE.from_pretrained` loads it (safetensors, config, meta.json with its `training_record`)."
+    folder = _under(self.path, folder)
+    if not is_main_process(): return folder
+    m = unwrap(self.model)
+    m.meta = {**self.training_record(), **meta}
+    m.save_pretrained(folder)
+    return folder
+
 # %% ../nbs/05_train.ipynb #f27e889f
 def _resumed_precision(ckpt:Path|None) -> dict|None:
     "The precision of the checkpoint a fit will resume, so that 'auto' does not measure again and switch mid-run."

@@ -97,7 +97,7 @@ def test_mpvae_train_resume_from_damaged_checkpoint(tmp_path):
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and str(out/'checkpoint.pth') in lines[0] and 'a text file' in lines[0] and 'resume=False' in lines[0], r.stderr
-    assert not (out/'model.pth').exists()
+    assert not (out/'model').exists() and not (out/'model.pth').exists()
 
 
 def _calls(text:str, name:str='torch.' 'load('):   # spelt in two parts, so this line is not a call
