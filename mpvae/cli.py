@@ -170,7 +170,7 @@ def _faces_runs(specs:list) -> dict:
 
 # %% ../nbs/17_cli.ipynb #39825dfe
 def _curves_parser():
-    p = argparse.ArgumentParser(
+    p = CLIParser(
         prog='mpvae-curves',
         description='Learning curves of long runs: evaluate snapshots, write the report, compare settings; and Table 1 '
                     'against the amount of data (scale).')

@@ -14,8 +14,8 @@ import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['BASELINE', 'fastai_quietly', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path',
-           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'parse_value', 'CLIParser', 'is_main_process', 'hms',
-           'progress_line']
+           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'parse_value', 'DefaultsHelp', 'CLIParser',
+           'is_main_process', 'hms', 'progress_line']
 
 # %% ../nbs/00_core.ipynb #1528af7f
 @contextlib.contextmanager
@@ -180,10 +180,27 @@ def parse_value(v:str):
     except (ValueError, SyntaxError): return v
     return list(o) if isinstance(o, tuple) else o
 
+# %% ../nbs/00_core.ipynb #76195dc6
+class DefaultsHelp(argparse.HelpFormatter):
+    "Help lines that end with the option's default, unless the help already names it or there is none to name."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if ('default' in h or any(action.default is v for v in (None, False, argparse.SUPPRESS)) or not action.option_strings
+                or isinstance(action, argparse._HelpAction)): return h
+        d = ' '.join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{h} (default: {d})" if h else f"(default: {d})"
+
 # %% ../nbs/00_core.ipynb #b1938af1
 class CLIParser(argparse.ArgumentParser):
     "An `ArgumentParser` for the console scripts: no abbreviations; every error one line (closest option) and exit 2."
-    def __init__(self, *args, **kwargs): super().__init__(*args, allow_abbrev=False, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **{'formatter_class': DefaultsHelp, **kwargs})
+    def add_argument(self, *args, **kwargs):
+        "argparse's; an option given no help still shows its default."
+        a = super().add_argument(*args, **kwargs)
+        if a.help is None and a.option_strings and not any(a.default is v for v in (None, False, argparse.SUPPRESS)):
+            a.help = DefaultsHelp._get_help_string(None, a)
+        return a
     def error(self, message):
         bad = (
             re.findall(r'(--?[\w-]+)', message.split(':', 1)[1]) if message.startswith('unrecognized arguments') else []
