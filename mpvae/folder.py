@@ -119,11 +119,11 @@ def cache_key(**settings # JSON-able: the preprocessing, and the files with thei
 
 # %% ../nbs/02a_folder.ipynb #17727d95
 def default_cache_dir(root:Path, # the image folder
-                      name:str # the folder under `data_dir()` used when `root` is read-only
+                      name:str # the kind of cache, a folder under `data_dir()` (e.g. 'folder_cache')
                      )->Path:
-    "`root/.mpvae_cache` if the folder's mode allows writing (root ignores modes), else `data_dir()/name`."
-    writable = os.access(root, os.W_OK) and root.stat().st_mode & stat.S_IWUSR
-    return root/'.mpvae_cache' if writable else data_dir()/name
+    "`data_dir()/name/<folder name>-<hash of its full path>`: a cache per image folder, never inside it."
+    full = str(Path(root).expanduser().resolve())
+    return data_dir()/name/f"{Path(full).name or 'root'}-{hashlib.sha1(full.encode()).hexdigest()[:10]}"
 
 # %% ../nbs/02a_folder.ipynb #68dfdde7
 def cached_array(path:Path|None, # the cache file (.npy); None: no cache
@@ -242,7 +242,7 @@ def load_folder(folder:str|Path, # the folder of images
                 exts:tuple=IMAGE_EXTS, # file endings read as images
                 upscale:bool=False, # enlarge images smaller than `size` (else an error names them)
                 cache:bool=True, # read/write the decoded array from/to `cache_dir`
-                cache_dir:str|Path|None=None, # default: folder/.mpvae_cache (data_dir()/folder_cache if read-only)
+                cache_dir:str|Path|None=None, # default: `default_cache_dir(folder, 'folder_cache')`, under `data_dir()`
                 n_workers:int|None=None, # decoding threads
                 progress:bool=True, # progress bar while decoding
                 mmap:bool=False # memory-map the cache instead of reading it into RAM

@@ -21,9 +21,12 @@ def base(tmp_path_factory):
     return make_celeba_folder(tmp_path_factory.mktemp('celeba')/'base', n=N, seed=0)
 
 @pytest.fixture
-def root(base, tmp_path):
-    "A private copy of the fake folder that a test may break."
+def root(base, tmp_path, monkeypatch):
+    "A private copy of the fake folder that a test may break; its caches go to the test's own $MPVAE_DATA."
+    monkeypatch.setenv('MPVAE_DATA', str(tmp_path/'data'))
     return Path(shutil.copytree(base, tmp_path/'celeba', ignore=shutil.ignore_patterns('.mpvae_cache')))
+
+def cache_of(root): return C.default_cache_dir(root, 'celeba_cache')
 
 def load(root, **kw):
     kw.setdefault('progress', False)
@@ -150,7 +153,8 @@ def test_matches_torchvision(root):
 
 def test_second_load_does_not_decode(root, monkeypatch):
     ds = load(root)
-    assert ds.cache_path.exists() and ds.cache_path.parent == root/'.mpvae_cache'
+    assert ds.cache_path.exists() and ds.cache_path.parent == cache_of(root)
+    assert not (root/'.mpvae_cache').exists()                  # nothing written into the dataset folder
     assert not [p for p in ds.cache_path.parent.iterdir() if p.name.endswith('.tmp') or '.tmp.' in p.name]
     def boom(*a, **k): raise AssertionError('decoded although a cache exists')
     monkeypatch.setattr(C, 'decode_celeba_images', boom)
@@ -175,12 +179,12 @@ def test_cache_invalidation(root, monkeypatch):
     _put(root, '000005.jpg', np.full((218, 178, 3), 77, np.uint8))
     after = load(root)
     assert len(calls) == n + 1 and not torch.equal(after.imgs[4], before) and (after.imgs[4] == 77).all()
-    assert len(list((root/'.mpvae_cache').glob('*.npy'))) == 5
+    assert len(list(cache_of(root).glob('*.npy'))) == 5
 
 def test_explicit_cache_dir_and_corrupt_cache(root, tmp_path):
     cd = tmp_path/'cache'
     ds = load(root, cache_dir=cd)
-    assert ds.cache_path.parent == cd and not (root/'.mpvae_cache').exists()
+    assert ds.cache_path.parent == cd and not cache_of(root).exists()
     ds.cache_path.write_bytes(ds.cache_path.read_bytes()[:1000])   # damaged behind our back
     with pytest.warns(UserWarning, match='unreadable CelebA cache'): again = load(root, cache_dir=cd)
     assert torch.equal(again.imgs, ds.imgs)
@@ -192,7 +196,7 @@ def test_failed_cache_write_leaves_nothing(root, monkeypatch):
     monkeypatch.setattr(C.np, 'save', half_save)
     with pytest.warns(UserWarning, match='could not write the CelebA cache'): ds = load(root)
     assert ds.cache_path is None and len(ds) == N
-    assert leftovers(root/'.mpvae_cache') == []
+    assert leftovers(cache_of(root)) == []
 
 # ---------------------------------------------------------------- loaders
 
@@ -234,7 +238,7 @@ def test_missing_image(root):
     (root/'img_align_celeba'/'000007.jpg').unlink()
     with pytest.raises(FileNotFoundError, match=r'1 image\(s\) listed in .*list_attr_celeba.txt are missing from .*img_align_celeba: 000007.jpg'):
         load(root)
-    assert leftovers(root/'.mpvae_cache') == []
+    assert leftovers(cache_of(root)) == []
 
 @pytest.mark.parametrize('case, edit, match', [
     ('columns', lambda L: L.__setitem__(4, L[4].rsplit(' ', 1)[0]), r'line 5 \(000003.jpg\) has 39 values; expected a filename and 40 values'),
@@ -250,7 +254,7 @@ def test_bad_attribute_file(root, case, edit, match):
     _edit(root/'list_attr_celeba.txt', edit)
     with pytest.raises(ValueError, match=match) as e: load(root)
     assert 'list_attr_celeba.txt' in str(e.value)
-    assert leftovers(root/'.mpvae_cache') == []
+    assert leftovers(cache_of(root)) == []
 
 def test_partition_and_attribute_files_disagree(root, tmp_path):
     r2 = Path(shutil.copytree(root, tmp_path/'r2'))
@@ -270,7 +274,7 @@ def test_wrong_image_size(root):
     assert 'expect_size=None' in str(e.value)
     with pytest.raises(ValueError, match=r'000002.jpg is 100x120, smaller than the 148x148 centre crop'):
         load(root, expect_size=None)
-    assert leftovers(root/'.mpvae_cache') == []
+    assert leftovers(cache_of(root)) == []
     # larger images are accepted when asked, cropped about their own centre
     a = np.zeros((240, 200, 3), np.uint8); a[46:194, 26:174] = 255
     _put(root, '000002.jpg', a, 'PNG')
@@ -285,7 +289,7 @@ def test_unreadable_jpeg(root, kind):
     p.write_bytes({'garbage': b'not a jpeg at all' * 50, 'truncated': data[:len(data) // 3], 'empty': b''}[kind])
     with pytest.raises(ValueError, match=r'could not decode .*000009.jpg') as e: load(root)
     assert 'img_align_celeba.zip' in str(e.value)
-    assert leftovers(root/'.mpvae_cache') == []
+    assert leftovers(cache_of(root)) == []
 
 def test_bad_arguments(root):
     with pytest.raises(ValueError, match='size must be'): load(root, size=0)

@@ -103,13 +103,18 @@ def test_files_order_extensions_and_recursion(tmp_path):
 # ---------------------------------------------------------------- the cache
 
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, monkeypatch):
+    "Five images; caches go to this test's own data folder ($MPVAE_DATA)."
+    monkeypatch.setenv('MPVAE_DATA', str(tmp_path/'data'))
     for i, (w, h) in enumerate(SIZES): put(tmp_path/'imgs'/f'{i}.png', noise(h, w, seed=i))
     return tmp_path/'imgs'
 
+def cache_of(folder): return F.default_cache_dir(folder, 'folder_cache')
+
 def test_second_load_decodes_nothing(folder, monkeypatch):
     ds = load(folder, size=32)
-    assert ds.cache_path.exists() and ds.cache_path.parent == folder/'.mpvae_cache'
+    assert ds.cache_path.exists() and ds.cache_path.parent == cache_of(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [f'{i}.png' for i in range(5)]   # nothing written among the images
     monkeypatch.setattr(F, 'decode_images', lambda *a, **k: pytest.fail('decoded although a cache exists'))
     monkeypatch.setattr(F, 'image_channels', lambda *a, **k: pytest.fail('opened images although a cache exists'))
     again = load(folder, size=32)
@@ -127,19 +132,21 @@ def test_cache_invalidation(folder, monkeypatch):
     (folder/'4.png').unlink()
     assert len(load(folder, size=32)) == 4 and len(calls) == 6
 
-def test_read_only_folder_caches_under_data_dir(folder, tmp_path, monkeypatch):
-    monkeypatch.setenv('MPVAE_DATA', str(tmp_path/'data'))
-    os.chmod(folder, 0o555)
+def test_cache_lives_under_data_dir_never_in_the_folder(folder, tmp_path):
+    os.chmod(folder, 0o555)                                   # a read-only folder loads the same way
     try: ds = load(folder, size=32)
     finally: os.chmod(folder, 0o755)
-    assert ds.cache_path.parent == tmp_path/'data'/'folder_cache' and not (folder/'.mpvae_cache').exists()
+    assert ds.cache_path.parent.parent == tmp_path/'data'/'folder_cache' and ds.cache_path.parent.name.startswith('imgs-')
+    assert sorted(p.name for p in folder.iterdir()) == [f'{i}.png' for i in range(5)]
+    shutil.copytree(folder, tmp_path/'other'/'imgs')          # the same name and files elsewhere: a cache of its own
+    assert load(tmp_path/'other'/'imgs', size=32).cache_path.parent != ds.cache_path.parent
     assert load(folder, size=32, cache_dir=tmp_path/'c').cache_path.parent == tmp_path/'c'
 
 def test_failed_cache_write_leaves_nothing(folder, monkeypatch):
     def half_save(f, arr, *a, **k): Path(f).write_bytes(b'\x93NUMPY half'); raise OSError('disk full')
     monkeypatch.setattr(F.np, 'save', half_save)
     with pytest.warns(UserWarning, match='could not write the image cache'): ds = load(folder, size=32)
-    assert ds.cache_path is None and len(ds) == 5 and leftovers(folder/'.mpvae_cache') == []
+    assert ds.cache_path is None and len(ds) == 5 and leftovers(cache_of(folder)) == []
 
 def test_damaged_cache_is_rebuilt(folder):
     ds = load(folder, size=32)
@@ -155,7 +162,7 @@ def test_corrupt_image_is_named(folder, kind):
     p.write_bytes({'garbage': b'not an image' * 40, 'truncated': data[:len(data) // 3], 'empty': b''}[kind])
     with pytest.raises(ValueError, match=r'could not decode .*3\.png.*not a readable \(or complete\) image file') as e:
         load(folder, size=32)
-    assert '\n' not in str(e.value) and leftovers(folder/'.mpvae_cache') == []
+    assert '\n' not in str(e.value) and leftovers(cache_of(folder)) == []
 
 def test_bad_folders_and_arguments(tmp_path, folder):
     with pytest.raises(FileNotFoundError, match='image folder .*nowhere does not exist'): load(tmp_path/'nowhere')
@@ -169,7 +176,7 @@ def test_bad_folders_and_arguments(tmp_path, folder):
     with pytest.raises(ValueError, match="fit must be one of"): load(folder, fit='pad')
     with pytest.raises(ValueError, match='channels must be 1'): load(folder, channels=4)
     with pytest.raises(ValueError, match='size must be a positive int'): load(folder, size=0)
-    assert not [p for p in leftovers(folder/'.mpvae_cache') if '.tmp' in p]          # nothing half-written
+    assert not [p for p in leftovers(cache_of(folder)) if '.tmp' in p]          # nothing half-written
 
 # ---------------------------------------------------------------- loaders
 
