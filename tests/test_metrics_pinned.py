@@ -106,3 +106,30 @@ def test_balanced_accuracy_skips_a_class_absent_from_the_validation_rows():
     with warnings.catch_warnings():   # scikit-learn may note that class 2 is predicted but absent from y_true
         warnings.simplefilter('ignore'); sk = balanced_accuracy_score([0, 0, 1, 1], [0, 0, 1, 2])
     assert ours == pytest.approx(0.75) and sk == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------- FactorVAE and BetaVAE: codes that miss factors
+
+from mpvae.disentangle import factor_vae_score, beta_vae_score, ToyGroundTruth
+TOY = ToyGroundTruth([1, 3, 4, 5, 6], ['color', 'shape', 'scale', 'posX', 'posY'])   # four usable factors
+
+def without(n_missing, seed=3):
+    "A code holding the first 4 - n_missing usable factors exactly, and independent noise in place of the others."
+    g = np.random.default_rng(seed)
+    return lambda im: np.c_[im[:, 1:5 - n_missing].astype(float), g.normal(size=(len(im), n_missing))]
+
+def test_factor_vae_score_of_a_code_missing_one_factor_by_hand():
+    """posY is not encoded. Fixing shape, scale or posX zeroes its own dimension: always the argmin, always voted right.
+    Fixing posY zeroes none: every dimension's normalised variance is about 1 and the argmin falls on each of the four
+    with probability 1/4; the noise dimension gets votes from posY batches only, so the classifier maps it to posY and
+    those batches are right 1 time in 4. Accuracy = 3/4 + 1/4 x 1/4 = 0.8125."""
+    r = factor_vae_score(TOY, without(1), n_train=800, n_eval=800, n_var=3000, batch_size=64)
+    assert r['eval_accuracy'] == pytest.approx(0.8125, abs=0.04)      # sd of the posY share: sqrt(.25 * .75 / 200) = .03
+    assert factor_vae_score(TOY, without(0), n_train=400, n_eval=400, n_var=2000)['eval_accuracy'] == 1.0
+
+def test_beta_vae_score_of_a_code_missing_two_factors_by_hand():
+    """posX and posY are not encoded: batches that fix either one have the same feature distribution (no dimension
+    near 0), so no classifier tells them apart; the two encoded factors are read exactly. Accuracy = 2/4 + 2/4 x 1/2."""
+    r = beta_vae_score(TOY, without(2), n_train=800, n_eval=800)
+    assert r['eval_accuracy'] == pytest.approx(0.75, abs=0.05)
+    assert beta_vae_score(TOY, without(0), n_train=400, n_eval=400)['eval_accuracy'] >= 0.97
