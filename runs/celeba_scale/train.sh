@@ -8,7 +8,8 @@
 # the faces, so any folder that holds them gives the same runs. LANES runs go at once (default 2, one thread each).
 # Every run resumes exactly where it stopped: rerun the same command. A finished run has its run.json.
 # Then probe the snapshots the tables read, and write the report:
-#   mpvae-curves evaluate --runs runs/celeba_scale/n* --data celeba --data-path CELEBA_DIR --chosen
+#   mpvae-curves evaluate --runs runs/celeba_scale/n* --data celeba --data-path CELEBA_DIR --chosen \
+#       --train-size 1812 --valid-size 1209 --splits 5     (the shipped Table 1's probe sizes on its 3,021 faces)
 #   mpvae-curves scale --notes reports/celeba_data_scale_notes.md
 #
 # Recipe: beta 1, Bernoulli, Adam at a constant lr 1e-4, batch 64, bf16 autocast, the same budget of 1,019,904
