@@ -121,6 +121,8 @@ def _evaluate_args(s:argparse.ArgumentParser # the `evaluate` subcommand's parse
     s.add_argument('--force', action='store_true', help='re-evaluate pairs already evaluated')
     s.add_argument('--chosen', action='store_true', help="only the snapshots the finished runs chose by validation "
                    "NELBO (what the data-scale tables read)")
+    s.add_argument('--budget', type=int, default=None, help="with --chosen: choose among the snapshots after at most "
+                   "this many images")
     s.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites',
                    help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)")
     s.add_argument('--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)")
@@ -158,6 +160,8 @@ def _scale_args(s:argparse.ArgumentParser # the `scale` subcommand's parser
     s.add_argument('--out', default='reports', help="the report's folder"); s.add_argument('--notes', default=None)
     s.add_argument('--name', default='celeba_data_scale', help="the report's name (NAME.md and NAME.png)")
     s.add_argument('--probe', choices=sorted(EVAL_DIRS), default='logreg_cv')
+    s.add_argument('--budget', type=int, default=1_019_904, help="the snapshots after at most this many images, the "
+                   "same at every size (runs extended beyond it are read up to it)")
 
 def _faces_runs(specs:list) -> dict:
     "`--extra`'s FACES=RUNS pairs as {faces: folder}."
@@ -212,14 +216,14 @@ def curves_main(argv=None):
     if a.cmd == 'evaluate':
         sizes = dict(train_size=a.train_size, valid_size=a.valid_size, n_splits=a.splits)
         for d in a.runs:
-            images = chosen_images(d) if a.chosen else a.images
+            images = chosen_images(d, a.budget) if a.chosen else a.images
             if a.chosen and not images: print(f"{d}: no finished pair of runs yet"); continue
             evaluate_runs(d, a.probe, images, a.force, a.baseline_evals, pool_size=a.pool, data=a.data,
                           data_path=a.data_path, **sizes)
         return 0
     if a.cmd == 'scale':
         try: p = scale_report(size_runs(a.root, _faces_runs(a.extra)), a.out, a.name,
-                              Path(a.notes).read_text() if a.notes else '', a.probe)
+                              Path(a.notes).read_text() if a.notes else '', a.probe, a.budget)
         except (ValueError, FileNotFoundError) as e: print(f"mpvae-curves: {e}", file=sys.stderr); return 2
         print(f"wrote {p} and {p.with_suffix('.png')}"); return 0
     if a.cmd == 'compare':

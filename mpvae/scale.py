@@ -34,24 +34,26 @@ def size_runs(root:str|Path, # a folder of `n<faces>/` runs folders, e.g. runs/c
     return dict(sorted(out.items()))
 
 # %% ../nbs/19_scale.ipynb #3a5b6f8c
-def chosen_snapshot(run:str|Path # one run's folder (history.csv; run.json once finished)
+def chosen_snapshot(run:str|Path, # one run's folder (history.csv; run.json once finished)
+                    budget:int|None=None # only snapshots after at most this many images (a run extended beyond it)
                    ) -> dict|None: # images, epoch, nelbo of the chosen snapshot; None while the run is unfinished
     "The snapshot Table 1's protocol takes from a run: the lowest validation NELBO among its snapshots (the first if tied)."
     run = Path(run)
     if not (run/'run.json').exists(): return None
     at = set(log2_epochs(int(json.loads((run/'run.json').read_text())['epochs'])))
-    rows = [r for r in run_history(run) if int(r['epoch']) + 1 in at]
+    rows = [r for r in run_history(run) if int(r['epoch']) + 1 in at and (budget is None or r['images'] <= budget)]
     if not rows: raise ValueError(f"{run}/history.csv has no row at a snapshot epoch {sorted(at)}")
     best = min(rows, key=lambda r: (r['nelbo'], r['images']))
     return dict(images=int(best['images']), epoch=int(best['epoch']) + 1, nelbo=float(best['nelbo']))
 
 # %% ../nbs/19_scale.ipynb #546ebf28
-def chosen_images(runs:str|Path # a runs folder (`baseline_seed<s>/`, `mpvae_seed<s>/`)
+def chosen_images(runs:str|Path, # a runs folder (`baseline_seed<s>/`, `mpvae_seed<s>/`)
+                  budget:int|None=None # only snapshots after at most this many images
                  ) -> list: # sorted images of the chosen snapshots of both models, finished pairs only
     "The lengths at which a runs folder's finished pairs have their chosen snapshots: what the tables read."
     out = set()
     for s in sorted(set(run_seeds(runs)) | set(run_seeds(runs, 'mpvae'))):
-        snaps = [chosen_snapshot(run_dir(runs, k, s)) for k in (BASELINE, 'mpvae')]
+        snaps = [chosen_snapshot(run_dir(runs, k, s), budget) for k in (BASELINE, 'mpvae')]
         if None not in snaps: out |= {x['images'] for x in snaps}
     return sorted(out)
 
@@ -70,11 +72,12 @@ def _rows(ev:dict, keys) -> dict:
 def scale_point(faces:int, # the training set's size
                 runs:str|Path, # its runs folder
                 seed:int, # the representation seed
-                probe:str='logreg_cv' # the evaluations to read (`EVAL_DIRS`)
+                probe:str='logreg_cv', # the evaluations to read (`EVAL_DIRS`)
+                budget:int|None=None # only snapshots after at most this many images
                ) -> dict|None: # rows, lead, snapshots; None while a run of the pair is unfinished
     "One seed at one size: each model's chosen snapshot and its probe rows, and the paired lead of z1+z2 over the VAE."
     runs = Path(runs)
-    snaps = {k: chosen_snapshot(run_dir(runs, k, seed)) for k in (BASELINE, 'mpvae')}
+    snaps = {k: chosen_snapshot(run_dir(runs, k, seed), budget) for k in (BASELINE, 'mpvae')}
     if None in snaps.values(): return None
     eb, em = (_evaluation(runs, seed, snaps[k]['images'], probe) for k in (BASELINE, 'mpvae'))
     if eb['probe']['pool'] != em['probe']['pool']:
@@ -89,13 +92,14 @@ def scale_point(faces:int, # the training set's size
 
 # %% ../nbs/19_scale.ipynb #9a161abd
 def scale_points(runs:dict, # faces -> runs folder (`size_runs`)
-                 probe:str='logreg_cv' # the evaluations to read
+                 probe:str='logreg_cv', # the evaluations to read
+                 budget:int|None=None # only snapshots after at most this many images (the study's equal budget)
                 ) -> tuple: # (points, pending): finished (size, seed) points, and the (size, seed) still training
     "Every size's finished seeds as points (`scale_point`), checked to share one probe pool."
     pts, pending = [], []
     for n, d in runs.items():
         for s in sorted(set(run_seeds(d)) | set(run_seeds(d, 'mpvae'))):
-            p = scale_point(n, d, s, probe)
+            p = scale_point(n, d, s, probe, budget)
             if p is None: pending.append((n, s))
             else: pts.append(p)
     pools = sorted({p['pool'] for p in pts})
@@ -243,11 +247,12 @@ def scale_report(runs:dict, # faces -> runs folder (`size_runs`)
                  out:str|Path='reports', # the report's folder
                  name:str='celeba_data_scale', # the report's name: <name>.md and <name>.png
                  notes:str='', # Markdown written by hand, appended
-                 probe:str='logreg_cv' # the evaluations to read
+                 probe:str='logreg_cv', # the evaluations to read
+                 budget:int|None=None # only snapshots after at most this many images (runs extended beyond it)
                 ) -> Path: # the report
     "Write the data-scale report of Table 1 and its figure from the runs' evaluation records."
     from mpvae.reports import save_fig
-    points, pending = scale_points(runs, probe)
+    points, pending = scale_points(runs, probe, budget)
     if not points: raise ValueError("no size has a finished, evaluated pair of runs yet: nothing to report")
     rows = size_summary(points)
     try: trend = lead_trend(points)
@@ -258,7 +263,8 @@ def scale_report(runs:dict, # faces -> runs folder (`size_runs`)
              f"Generated by `mpvae-curves scale` from the evaluations of {len(points)} pairs of runs at "
              f"{len(rows)} training-set sizes (" + ', '.join(f"{r['faces']:,}: seeds {', '.join(map(str, r['seeds']))}"
                                                             for r in rows) + "). "
-             f"Probe: {EVAL_DIRS[probe]} evaluations on the same {points[0]['pool']:,} heldout faces at every size.", '']
+             f"Probe: {EVAL_DIRS[probe]} evaluations on the same {points[0]['pool']:,} heldout faces at every size."
+             + (f" Snapshots after at most {budget:,} images (the same budget at every size)." if budget else ''), '']
     if pending: lines += ["Still training (not in the tables): " + ', '.join(f"{n:,} faces seed {s}" for n, s in pending)
                           + '.', '']
     lines += [f"![]({name}.png)", '', scale_md(rows), '', *(l + '\n' for l in _words(rows, trend))]
