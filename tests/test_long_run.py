@@ -36,7 +36,10 @@ def test_extended_run_is_the_uninterrupted_run(tmp_path):
     assert m.meta['record']['images'] == 1280 and m.meta['record']['steps'] == 20 and m.meta['record']['spec']['lr'] == 1e-3
     # every file the run wrote has the mode open() gives a new file (0644 under umask 022), not mkstemp's 0600
     um = os.umask(0o022); os.umask(um)
-    assert {p.name: oct(p.stat().st_mode & 0o777) for p in b.iterdir()} == {p.name: oct(0o666 & ~um) for p in b.iterdir()}
+    files = [p for p in b.rglob('*') if p.is_file()]               # the model/ folder's files included
+    assert {str(p.relative_to(b)): oct(p.stat().st_mode & 0o777) for p in files} == \
+           {str(p.relative_to(b)): oct(0o666 & ~um) for p in files}
+    assert (b/'model'/'model.safetensors') in files
     # other settings into the same folder: refused in one line naming the difference, the state untouched
     before = (b/'state.pth').read_bytes()
     r3 = run(b, '--stop-images', 2560, '--betas', 4)
