@@ -1,4 +1,4 @@
-"""The four console commands: `mpvae-tables`, `mpvae-train`, `mpvae-pretrained` and `mpvae-curves`, one `main` each.
+"""Every console command, each parser next to its `main`: `mpvae-tables`, `mpvae-train`, `mpvae-pretrained`, `mpvae-curves`, `mpvae-scarce` and `mpvae-report`, and `mpvae`, which runs any of them as a subcommand.
 
 Docs: https://mpvae.github.io/mpvae/cli.html.md"""
 
@@ -6,19 +6,23 @@ Docs: https://mpvae.github.io/mpvae/cli.html.md"""
 
 # %% ../nbs/17_cli.ipynb #a0847207
 from __future__ import annotations
-import re, sys, json, time, argparse
+import re, sys, json, math, time, argparse, difflib
 from pathlib import Path
-from .core import closed_pipe_ok, CLIParser, parse_value
+from .core import closed_pipe_ok, CLIParser, parse_value, fastai_quietly
 from .params import PRESETS, TABLE_NOTEBOOKS, params_help
 from .runner import run_tables
 from .core import atomic_write
-from .distributed import train
+from .distributed import run_training, DEFAULT_DIMS
+with fastai_quietly(): from fastai.torch_core import num_distrib
 from .pretrained import list_pretrained, load_pretrained, pretrained_dir, pretrained_table
 from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, compare_md
 from .scale import size_runs, scale_report, chosen_images
+from .scarce import scarce_report, SIZES, DSPRITES_SETTINGS
+from .table_report import write_report, kinds_md, read_kind, FIGURES
 
 # %% auto #0
-__all__ = ['tables_main', 'train_main', 'pretrained_main', 'curves_main']
+__all__ = ['COMMANDS', 'tables_main', 'train', 'train_main', 'pretrained_main', 'curves_main', 'scarce_main', 'report_main',
+           'main']
 
 # %% ../nbs/17_cli.ipynb #08b785c6
 def _tables_parser():
@@ -68,6 +72,147 @@ def tables_main(argv=None):
     print(f"[mpvae-tables] {len(recs)-len(bad)}/{len(recs)} jobs ok in {(time.time()-t0)/60:.1f} min; summary:"
           f" {Path(a.out)/'summary.md'}")
     return 1 if bad or any(r.get('expect') for r in recs) else 0
+
+# %% ../nbs/17_cli.ipynb #31bb4a99
+def _data_args(ap:CLIParser # the parser to add the options to
+               ):
+    "The options that choose the images: the dataset, its folder and image size, the validation split."
+    ap.add_argument('--data', choices=['dsprites', 'celeba', 'folder'], default='dsprites',
+                    help="dsprites, celeba, or folder: any folder of PNG/JPEG images (--data-path), your own data")
+    ap.add_argument('--data-path', help="official dSprites npz, CelebA folder, or the image folder of --data folder "
+                    "(default: the mpvae data folder; dSprites is rendered if absent)")
+    ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model "
+                    "sees (default 64; a multiple of 32 for the default taps)")
+    ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest "
+                    "centred square then resize (default), or 'squash' the whole image to a square")
+    ap.add_argument('--recursive', action='store_true', help="--data folder: also read the images of sub-folders "
+                    "(e.g. one folder per class)")
+    ap.add_argument('--upscale', action='store_true', help="--data folder: enlarge images smaller than "
+                    "--image-size (default: refuse them, naming them)")
+    ap.add_argument('--train-images', type=int, default=None,
+                    help="images per run, split over the epochs (default: one pass over the training set per epoch)")
+    ap.add_argument('--valid-images', type=int, default=4096,
+                    help="dSprites: images held out for validation; CelebA: validate on at most this many (default "
+                         "4096)")
+    ap.add_argument('--train-ids', default=None, metavar='FILE',
+                    help="--data celeba: train on these faces only, a text file of image names, one per line "
+                         "(train-partition faces; validation stays the valid partition)")
+    ap.add_argument('--split-seed', type=int, default=0,
+                    help="seeds the dSprites train/validation split and the shuffling (default 0, for every model "
+                         "seed)")
+
+# %% ../nbs/17_cli.ipynb #ef3617c3
+def _schedule_args(ap:CLIParser # the parser to add the options to
+                   ):
+    "The options that set how long it trains: epochs, or a long run of chunks to an image budget."
+    ap.add_argument('--epochs', type=int, default=1)
+    ap.add_argument('--stop-images', type=int, default=None,
+                    help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to "
+                         "continue or extend it")
+    ap.add_argument('--chunk-images', type=int, default=76_800,
+                    help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)")
+    ap.add_argument('--snapshots', choices=['log2', 'none'], default='log2',
+                    help="long run: save the model after 2^k epochs and at the end (log2), or not")
+    ap.add_argument('--stop-rising', type=int, default=None, metavar='N',
+                    help="long run: stop once N snapshots came after the lowest validation NELBO (default: never)")
+    ap.add_argument('--warmup-images', type=int, default=0,
+                    help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
+
+# %% ../nbs/17_cli.ipynb #c9a7221a
+def _model_args(ap:CLIParser # the parser to add the options to
+                ):
+    "The options of the model and its optimisation: batch, lr, paths, betas, precision, threads, seed."
+    ap.add_argument('--bs', type=int, default=64, help="batch size PER PROCESS (global batch = bs x processes)")
+    ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--latent-dims', type=int, nargs='+', default=None,
+                    help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)")
+    ap.add_argument('--taps', type=int, nargs='+', default=None,
+                    help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)")
+    ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
+    ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
+    ap.add_argument('--layout', choices=['auto', 'cl', 'contig'], default='auto',
+                    help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else "
+                         "contiguous)")
+    ap.add_argument('--threads', type=int, default=None, help="torch threads per process (default: torch's choice)")
+    ap.add_argument('--seed', type=int, default=0)
+
+# %% ../nbs/17_cli.ipynb #2f7be955
+def _output_args(ap:CLIParser # the parser to add the options to
+                 ):
+    "Where the run is written, how often it is checkpointed, and whether it resumes."
+    ap.add_argument('--out', default=None, help="output folder, written by rank 0 (default: a new folder "
+                    "runs/<data>-<date>-<time>)")
+    ap.add_argument('--checkpoint-every-iters', type=int, default=None)
+    ap.add_argument('--resume', action='store_true',
+                    help="continue from OUT/checkpoint.pth (--epochs runs; a long run continues OUT/state.pth always)")
+    ap.add_argument('--overwrite', action='store_true',
+                    help="delete the earlier run in --out and train a new one there (default: refuse)")
+
+# %% ../nbs/17_cli.ipynb #54d6dd57
+def _train_parser():
+    "`mpvae-train`'s argument parser: data, schedule, model and optimisation, output (in this order in `--help`)."
+    ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
+                                 "`accelerate launch` / `torchrun` (rank 0 writes every file).")
+    for add in (_data_args, _schedule_args, _model_args, _output_args): add(ap)
+    return ap
+
+# %% ../nbs/17_cli.ipynb #dfaa00cb
+def _check_train_args(a, world:int=1):
+    "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
+    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images),
+                   ('--chunk-images', a.chunk_images)):
+        if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
+    for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
+        if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
+    if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
+    if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
+        raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
+    dims = a.latent_dims or DEFAULT_DIMS[a.data]
+    if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
+    if a.taps is not None and len(a.taps) != len(dims):
+        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): "
+                         "give one per path")
+    if len(a.betas) not in (1, len(dims)):
+        raise ValueError(
+            f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
+            " one per path"
+        )
+    if a.train_images is not None and a.train_images < a.bs * world * a.epochs:
+        raise ValueError(
+            f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
+        )
+    if a.stop_images is not None:
+        if a.train_images is not None:
+            raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
+        if a.chunk_images % (a.bs * world):
+            raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
+        if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
+            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of "
+                             f"--chunk-images {a.chunk_images}")
+    if a.out is not None and Path(a.out).exists() and not Path(a.out).is_dir():
+        raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
+    if a.train_ids is not None:
+        if a.data != 'celeba': raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data celeba")
+        if not Path(a.train_ids).is_file(): raise FileNotFoundError(f"--train-ids {a.train_ids} does not exist")
+    if a.stop_rising is not None:
+        if a.stop_rising < 1: raise ValueError(f"--stop-rising must be >= 1 (or left out), got {a.stop_rising}")
+        if a.stop_images is None or a.snapshots == 'none':
+            raise ValueError("--stop-rising compares the snapshots of a long run: give --stop-images and log2 snapshots")
+    if a.data == 'folder' and a.data_path is None:
+        raise ValueError("--data folder needs --data-path DIR: the folder of PNG/JPEG images to train on")
+    if a.image_size < 1: raise ValueError(f"--image-size must be >= 1, got {a.image_size}")
+    if a.data_path is not None and not Path(a.data_path).exists():
+        raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
+
+# %% ../nbs/17_cli.ipynb #4d85969a
+def train(argv:list|None=None # `mpvae-train`'s arguments (None: the command line's)
+         ) -> dict: # the run record, also written to `OUT/run.json` by rank 0
+    "Parse and check `argv` as `mpvae-train` does, then train (`mpvae.distributed.run_training`)."
+    a = _train_parser().parse_args(argv)
+    world = max(1, num_distrib())
+    _check_train_args(a, world)
+    return run_training(a, world, argv=list(argv if argv is not None else sys.argv[1:]))
 
 # %% ../nbs/17_cli.ipynb #3f6f6f80
 @closed_pipe_ok
@@ -239,3 +384,103 @@ def curves_main(argv=None):
               f"{rec['error']}; see {Path(a.work)/'curves'/CURVES_NOTEBOOK}", file=sys.stderr)
         return 1
     print(f"wrote the report into {a.out} (executed notebook: {Path(a.work)/'curves'/CURVES_NOTEBOOK})"); return 0
+
+# %% ../nbs/17_cli.ipynb #4eceaa58
+def _scarce_parser():
+    "`mpvae-scarce`'s argument parser."
+    ap = CLIParser(prog='mpvae-scarce', description="Probe accuracy against the number of training labels, from the "
+                   "shipped models (nothing trained): scarce.json, tables.md and figures in --out.")
+    ap.add_argument('--settings', nargs='*', default=None,
+                    help=f"shipped MPVAE settings (default: all of {list(DSPRITES_SETTINGS)}; '' is lr 1e-3)")
+    ap.add_argument('--seeds', nargs='*', type=int, default=None,
+                    help="representation seeds (default: every seed shipped)")
+    ap.add_argument('--sizes', nargs='*', type=int, default=list(SIZES), help="training sizes")
+    ap.add_argument('--pool', type=int, default=20_000, help="images in the probe pool")
+    ap.add_argument('--valid-size', type=int, default=5_000, help="validation images per split")
+    ap.add_argument('--out', default='results/scarce', help="output folder")
+    ap.add_argument('--splits', nargs='*', type=int,
+                    help="splits at each size, in --sizes' order (default: splits_for_size)")
+    ap.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'), help="whose shipped models")
+    ap.add_argument('--data-root', help="--data celeba: the CelebA folder (default: $MPVAE_CELEBA)")
+    return ap
+
+# %% ../nbs/17_cli.ipynb #25189279
+@closed_pipe_ok
+def scarce_main(argv:list|None=None # the arguments (None: the command line's)
+               ) -> int: # the exit status
+    "Console script `mpvae-scarce`: the label-scarcity curves of the shipped models (`mpvae.scarce.scarce_report`)."
+    ap = _scarce_parser(); a = ap.parse_args(argv)
+    kw = dict(data_root=a.data_root) if a.data == 'celeba' else {}
+    if a.splits:
+        if len(a.splits) != len(a.sizes): ap.error(f"--splits gives {len(a.splits)} counts for {len(a.sizes)} sizes")
+        kw['n_splits'] = dict(zip(a.sizes, a.splits))
+    if any(s < 1 for s in a.sizes + [a.pool, a.valid_size] + (a.splits or [])):
+        ap.error("--sizes, --splits, --pool and --valid-size must be whole numbers >= 1")
+    command = ' '.join(['mpvae-scarce', *(argv if argv is not None else sys.argv[1:])])
+    try: rec = scarce_report(a.settings, a.out, a.seeds, data=a.data, sizes=a.sizes, pool_size=a.pool,
+                             valid_size=a.valid_size, command=command, **kw)
+    except (ValueError, FileNotFoundError) as e: print(f"mpvae-scarce: {e}", file=sys.stderr); return 2
+    print(f"wrote {a.out}: the record, tables and figures of {len(rec['settings'])} settings")
+    return 0
+
+# %% ../nbs/17_cli.ipynb #bfec6e39
+def _report_parser():
+    "`mpvae-report`'s argument parser."
+    ap = CLIParser(prog='mpvae-report', description="Write a table run's committed report: reports/NAME.md, .json, "
+                   "figures; or, with --kinds, the same models read by different probes.")
+    ap.add_argument('out', nargs='?', help='the --out folder of the mpvae-tables run (holding <table>/results.json)')
+    ap.add_argument('--kinds', nargs='+', metavar='KIND=FOLDER',
+                    help='instead: runs that differ only in the probe (kinds_md)')
+    ap.add_argument('--table', default='dsprites', choices=sorted(FIGURES), help='which table')
+    ap.add_argument('--name', required=True, help='the report name, e.g. dsprites_pretrained_lr1e-4')
+    ap.add_argument('--reports', default='reports', help='where the report goes')
+    ap.add_argument('--notes', help='Markdown written by hand (the interpretation), between the header and the table')
+    return ap
+
+# %% ../nbs/17_cli.ipynb #ca8fd74e
+@closed_pipe_ok
+def report_main(argv:list|None=None # the arguments (None: the command line's)
+               ) -> int: # the exit status
+    "Console script `mpvae-report`: `mpvae.table_report.write_report`, or `kinds_md` with `--kinds`."
+    ap = _report_parser(); a = ap.parse_args(argv)
+    if a.notes and not Path(a.notes).is_file(): ap.error(f"--notes {a.notes}: no such file")
+    if a.kinds:
+        md = kinds_md([read_kind(k, a.table)[:2] for k in a.kinds], Path(a.notes).read_text() if a.notes else '')
+        Path(a.reports).mkdir(parents=True, exist_ok=True)
+        with atomic_write(p := Path(a.reports)/f'{a.name}.md', 'w') as f: f.write(md)
+    elif a.out is None: ap.error('give the run folder OUT, or --kinds')
+    else: p = write_report(a.out, a.name, a.table, a.reports, a.notes)
+    print(f"wrote {p}" + ('' if a.kinds else ', its .json and figures')); return 0
+
+# %% ../nbs/17_cli.ipynb #d5d78f55
+COMMANDS = dict(tables=tables_main, train=train_main, pretrained=pretrained_main, curves=curves_main,
+                scarce=scarce_main, report=report_main)
+
+# %% ../nbs/17_cli.ipynb #85c95d8a
+def _commands_help() -> str:
+    "`mpvae --help`: one line per command, its console script's docstring."
+    lines = ["usage: mpvae COMMAND [ARGS ...]   (the same as mpvae-COMMAND [ARGS ...]; mpvae COMMAND --help for its options)",
+             '', 'commands:']
+    for name, f in COMMANDS.items():
+        lines.append(f"  {name:<11} {f.__doc__.split(': ', 1)[-1].rstrip('.')}")
+    return '\n'.join(lines)
+
+# %% ../nbs/17_cli.ipynb #1f4d88e9
+@closed_pipe_ok
+def main(argv:list|None=None # `COMMAND ARGS...` (None: the command line's)
+        ) -> int: # the command's exit status
+    "Console script `mpvae`: run the console script `mpvae-COMMAND` with the remaining arguments."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(_commands_help(), file=sys.stdout if argv else sys.stderr); return 0 if argv else 2
+    cmd, *rest = argv
+    if cmd not in COMMANDS:
+        close = difflib.get_close_matches(cmd, COMMANDS, n=1)
+        print(f"mpvae: no command {cmd!r}" + (f" (did you mean {close[0]}?)" if close else '')
+              + f"; the commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return COMMANDS[cmd](rest)
+
+# %% ../nbs/17_cli.ipynb #4bfef21d
+if __name__ == '__main__' and '__file__' in globals():   # python -m mpvae.cli COMMAND ..., as a launcher runs it
+    sys.exit(main())

@@ -20,10 +20,10 @@ with fastai_quietly():
     from fastai.callback.progress import ProgressCallback
 from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines
 from .train import BetaWarmup
-from .core import CLIParser
 
 # %% auto #0
-__all__ = ['ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'out_folder', 'build_learner', 'train']
+__all__ = ['DEFAULT_DIMS', 'ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'out_folder', 'build_learner',
+           'run_training']
 
 # %% ../nbs/12_distributed.ipynb #81101e1a
 def _comm_device() -> str:
@@ -136,141 +136,9 @@ def init_distributed() -> torch.device:
         torch.cuda.set_device(local); return torch.device('cuda', local)
     return torch.device('cpu')
 
-# %% ../nbs/12_distributed.ipynb #667c1c05
-def _data_args(ap:CLIParser # the parser to add the options to
-               ):
-    "The options that choose the images: the dataset, its folder and image size, the validation split."
-    ap.add_argument('--data', choices=['dsprites', 'celeba', 'folder'], default='dsprites',
-                    help="dsprites, celeba, or folder: any folder of PNG/JPEG images (--data-path), your own data")
-    ap.add_argument('--data-path', help="official dSprites npz, CelebA folder, or the image folder of --data folder "
-                    "(default: the mpvae data folder; dSprites is rendered if absent)")
-    ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model "
-                    "sees (default 64; a multiple of 32 for the default taps)")
-    ap.add_argument('--fit', choices=['crop', 'squash'], default='crop', help="--data folder: 'crop' the largest "
-                    "centred square then resize (default), or 'squash' the whole image to a square")
-    ap.add_argument('--recursive', action='store_true', help="--data folder: also read the images of sub-folders "
-                    "(e.g. one folder per class)")
-    ap.add_argument('--upscale', action='store_true', help="--data folder: enlarge images smaller than "
-                    "--image-size (default: refuse them, naming them)")
-    ap.add_argument('--train-images', type=int, default=None,
-                    help="images per run, split over the epochs (default: one pass over the training set per epoch)")
-    ap.add_argument('--valid-images', type=int, default=4096,
-                    help="dSprites: images held out for validation; CelebA: validate on at most this many (default "
-                         "4096)")
-    ap.add_argument('--train-ids', default=None, metavar='FILE',
-                    help="--data celeba: train on these faces only, a text file of image names, one per line "
-                         "(train-partition faces; validation stays the valid partition)")
-    ap.add_argument('--split-seed', type=int, default=0,
-                    help="seeds the dSprites train/validation split and the shuffling (default 0, for every model "
-                         "seed)")
-
-# %% ../nbs/12_distributed.ipynb #9afc90ba
-def _schedule_args(ap:CLIParser # the parser to add the options to
-                   ):
-    "The options that set how long it trains: epochs, or a long run of chunks to an image budget."
-    ap.add_argument('--epochs', type=int, default=1)
-    ap.add_argument('--stop-images', type=int, default=None,
-                    help="a long run: train until this many images were seen, in epochs of --chunk-images; rerun to "
-                         "continue or extend it")
-    ap.add_argument('--chunk-images', type=int, default=76_800,
-                    help="long run: images per epoch (one checkpoint, log row and validation each; default 76800)")
-    ap.add_argument('--snapshots', choices=['log2', 'none'], default='log2',
-                    help="long run: save the model after 2^k epochs and at the end (log2), or not")
-    ap.add_argument('--stop-rising', type=int, default=None, metavar='N',
-                    help="long run: stop once N snapshots came after the lowest validation NELBO (default: never)")
-    ap.add_argument('--warmup-images', type=int, default=0,
-                    help="scale the betas linearly from 0 to 1 over this many images of the run (default 0: none)")
-
-# %% ../nbs/12_distributed.ipynb #2e8643c1
-def _model_args(ap:CLIParser # the parser to add the options to
-                ):
-    "The options of the model and its optimisation: batch, lr, paths, betas, precision, threads, seed."
-    ap.add_argument('--bs', type=int, default=64, help="batch size PER PROCESS (global batch = bs x processes)")
-    ap.add_argument('--lr', type=float, default=1e-3)
-    ap.add_argument('--latent-dims', type=int, nargs='+', default=None,
-                    help="latent size of each path (default: 3 9 for dSprites, 8 24 for CelebA)")
-    ap.add_argument('--taps', type=int, nargs='+', default=None,
-                    help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)")
-    ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
-    ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
-    ap.add_argument('--layout', choices=['auto', 'cl', 'contig'], default='auto',
-                    help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else "
-                         "contiguous)")
-    ap.add_argument('--threads', type=int, default=None, help="torch threads per process (default: torch's choice)")
-    ap.add_argument('--seed', type=int, default=0)
-
-# %% ../nbs/12_distributed.ipynb #695855b4
-def _output_args(ap:CLIParser # the parser to add the options to
-                 ):
-    "Where the run is written, how often it is checkpointed, and whether it resumes."
-    ap.add_argument('--out', default=None, help="output folder, written by rank 0 (default: a new folder "
-                    "runs/<data>-<date>-<time>)")
-    ap.add_argument('--checkpoint-every-iters', type=int, default=None)
-    ap.add_argument('--resume', action='store_true',
-                    help="continue from OUT/checkpoint.pth (--epochs runs; a long run continues OUT/state.pth always)")
-    ap.add_argument('--overwrite', action='store_true',
-                    help="delete the earlier run in --out and train a new one there (default: refuse)")
-
-# %% ../nbs/12_distributed.ipynb #300193bb
-def _parser():
-    "`mpvae-train`'s argument parser: data, schedule, model and optimisation, output (in this order in `--help`)."
-    ap = CLIParser(prog='mpvae-train', description="Train an MPVAE, on one process or data-parallel under "
-                                 "`accelerate launch` / `torchrun` (rank 0 writes every file).")
-    for add in (_data_args, _schedule_args, _model_args, _output_args): add(ap)
-    return ap
-
 # %% ../nbs/12_distributed.ipynb #1766835d
 # the paper's paths for each dataset (CelebA's for a folder)
-_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}
-
-# %% ../nbs/12_distributed.ipynb #e2ce78d7
-def _check_args(a, world:int=1):
-    "Every argument checked before any data is loaded: a ValueError naming the option, the value and what it must be."
-    for opt, v in (('--bs', a.bs), ('--epochs', a.epochs), ('--valid-images', a.valid_images),
-                   ('--chunk-images', a.chunk_images)):
-        if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
-    for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
-        if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
-    if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
-    if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
-    if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
-        raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
-    dims = a.latent_dims or _DIMS[a.data]
-    if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
-    if a.taps is not None and len(a.taps) != len(dims):
-        raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): "
-                         "give one per path")
-    if len(a.betas) not in (1, len(dims)):
-        raise ValueError(
-            f"--betas gives {len(a.betas)} values for {len(dims)} paths (latent dims {list(dims)}): give one beta, or"
-            " one per path"
-        )
-    if a.train_images is not None and a.train_images < a.bs * world * a.epochs:
-        raise ValueError(
-            f"--train-images {a.train_images} is less than one global batch ({a.bs} x {world} processes) per epoch"
-        )
-    if a.stop_images is not None:
-        if a.train_images is not None:
-            raise ValueError("give --stop-images (a long run) or --train-images (epochs), not both")
-        if a.chunk_images % (a.bs * world):
-            raise ValueError(f"--chunk-images {a.chunk_images} must be a multiple of the global batch {a.bs * world}")
-        if a.stop_images < a.chunk_images or a.stop_images % a.chunk_images:
-            raise ValueError(f"--stop-images {a.stop_images} must be a positive multiple of "
-                             f"--chunk-images {a.chunk_images}")
-    if a.out is not None and Path(a.out).exists() and not Path(a.out).is_dir():
-        raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
-    if a.train_ids is not None:
-        if a.data != 'celeba': raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data celeba")
-        if not Path(a.train_ids).is_file(): raise FileNotFoundError(f"--train-ids {a.train_ids} does not exist")
-    if a.stop_rising is not None:
-        if a.stop_rising < 1: raise ValueError(f"--stop-rising must be >= 1 (or left out), got {a.stop_rising}")
-        if a.stop_images is None or a.snapshots == 'none':
-            raise ValueError("--stop-rising compares the snapshots of a long run: give --stop-images and log2 snapshots")
-    if a.data == 'folder' and a.data_path is None:
-        raise ValueError("--data folder needs --data-path DIR: the folder of PNG/JPEG images to train on")
-    if a.image_size < 1: raise ValueError(f"--image-size must be >= 1, got {a.image_size}")
-    if a.data_path is not None and not Path(a.data_path).exists():
-        raise FileNotFoundError(f"--data-path {a.data_path} does not exist")
+DEFAULT_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}
 
 # %% ../nbs/12_distributed.ipynb #553c6507
 # the Python arguments the library's messages suggest, as the flags a shell user types instead
@@ -316,7 +184,7 @@ def _data(a, device):
             raise ValueError(f"--valid-images {a.valid_images} leaves no training images of {len(ds)}")
         return (
             dsprites_dls(ds, bs=a.bs, valid_pct=a.valid_images / len(ds), seed=a.split_seed, device=device),
-            _DIMS['dsprites'],
+            DEFAULT_DIMS['dsprites'],
         )
     if a.data == 'folder':
         from mpvae.folder import load_folder, folder_dls
@@ -327,13 +195,13 @@ def _data(a, device):
         if n_valid == 0 or len(ds) - n_valid < a.bs:
             raise ValueError(f"--data-path {a.data_path} holds {len(ds)} images: a run needs a tenth of them (at least "
                              f"1) to validate on and --bs {a.bs} more to train on; add images, or pass a smaller --bs")
-        return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), _DIMS['folder']
+        return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), DEFAULT_DIMS['folder']
     from mpvae.celeba import load_celeba, celeba_dls, read_id_list
     ds = load_celeba(a.data_path)
     ids = None if a.train_ids is None else read_id_list(a.train_ids)
     dls = celeba_dls(ds, bs=a.bs, seed=a.seed, device=device, train_ids=ids)
     dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
-    return dls, _DIMS['celeba']
+    return dls, DEFAULT_DIMS['celeba']
 
 # %% ../nbs/12_distributed.ipynb #24bc3949
 def _ids_digest(path) -> str|None:
@@ -373,11 +241,11 @@ def build_learner(a, world:int=1, device='cpu'):
     return learn, spec
 
 # %% ../nbs/12_distributed.ipynb #e498f534
-def train(argv=None) -> dict:
-    "Parse `argv` like the command line, train, and return the run record (also written to `OUT/run.json` by rank 0)."
-    a = _parser().parse_args(argv)
-    world = max(1, num_distrib())
-    _check_args(a, world)
+def run_training(a, # `mpvae-train`'s arguments, parsed and checked (`mpvae.cli.train`)
+                 world:int=1, # processes in the run
+                 argv:list|None=None # the command line they came from, kept in the record
+                ) -> dict: # the run record, also written to `OUT/run.json` by rank 0
+    "Train the run `mpvae-train`'s arguments describe: rank 0 writes the model, history, loss curves and record."
     torch.set_flush_denormal(True)       # before the thread pool starts: its threads inherit the flag
     if a.threads: torch.set_num_threads(a.threads)
     device = init_distributed()
@@ -402,7 +270,7 @@ def train(argv=None) -> dict:
                train_faces=len(learn.dls.train.dataset), train_ids=spec['train_ids'],
                stopped_early=getattr(learn, 'stopped_early', None),
                finished=datetime.datetime.now().isoformat(timespec='seconds'),
-               argv=list(argv if argv is not None else sys.argv[1:]))
+               argv=list(argv or []))
     # under learn.path = out
     learn.save_pretrained('model')   # MPVAE.from_pretrained(OUT/'model'): safetensors, config, meta.json
     if is_main_process():
@@ -410,8 +278,3 @@ def train(argv=None) -> dict:
         save_fig(plot_loss_curves(out/'history.csv'), out/'loss.png')
         with atomic_write(out/'run.json', 'w') as f: json.dump(rec, f, indent=1)
     return rec
-
-# %% ../nbs/12_distributed.ipynb #c1533560
-if __name__ == '__main__' and '__file__' in globals():   # python -m mpvae.distributed, as accelerate launch runs it
-    from mpvae.cli import train_main
-    sys.exit(train_main())

@@ -1,4 +1,4 @@
-"""Probe accuracy against the number of training labels (nested sizes, more splits where they are few), sample efficiency, and the paired test over seeds at each size; `python -m mpvae.scarce` regenerates `reports/scarce_labels.md`'s numbers from the shipped models.
+"""Probe accuracy against the number of training labels (nested sizes, more splits where they are few), sample efficiency, and the paired test over seeds at each size; `mpvae-scarce` regenerates `reports/scarce_labels.md`'s numbers from the shipped models.
 
 Docs: https://mpvae.github.io/mpvae/scarce.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/scarce.html.md"""
 
 # %% ../nbs/18_scarce.ipynb #b3c37d5d
 from __future__ import annotations
-import argparse, json, sys, time
+import json, sys, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, progress_line
@@ -15,7 +15,7 @@ from .stats import aggregate, paired_t, t_pvalue, all_paths_row
 
 # %% auto #0
 __all__ = ['SIZES', 'DSPRITES_SETTINGS', 'probe_curve', 'curve_rows', 'sample_efficiency', 'paired_sizes', 'plot_curves',
-           'curve_markdown', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report', 'main']
+           'curve_markdown', 'shipped_curves', 'labels_markdown', 'setting_record', 'scarce_report']
 
 # %% ../nbs/18_scarce.ipynb #ea68041d
 SIZES = (10, 100, 1_000, 10_000)   # disentanglement_lib's training sizes of its downstream task
@@ -250,6 +250,7 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
                   out:str|Path='results/scarce', # where the runs, scarce.json, tables.md and the figures go
                   seeds:list|None=None, # representation seeds (None: all each setting ships)
                   data:str='dsprites', # 'dsprites' or 'celeba' (its shipped pair, on any CelebA folder: `data_root`)
+                  command:str|None=None, # the shell command that asked for it, kept in the record
                   **kw # more `shipped_curves` arguments (sizes, pool_size, valid_size, n_splits, device, data_root)
                  )->dict: # the record written to scarce.json
     "Curves of every shipped setting of `data`, from the shipped models (no training): JSON, Markdown tables, figures."
@@ -262,8 +263,7 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
     known = DSPRITES_SETTINGS if data == 'dsprites' else mp
     settings = [s for s in known if s in mp] if settings is None else list(settings)
     t0 = time.perf_counter(); rec = dict(settings={}, cpu=cpu_name(), torch=torch.__version__, threads=1,
-                                         command=' '.join(['python -m mpvae.scarce'] + sys.argv[1:])
-                                         if __name__ == '__main__' else None)
+                                         command=command)
     for st in settings:
         runs, times = shipped_curves(st, seeds=seeds, out=out, data=data, **kw)
         bst = DSPRITES_SETTINGS.get(st, st) if data == 'dsprites' else st
@@ -288,35 +288,3 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
         save_fig(plot_curves({f'{n}: {l}': c for l, c in r['curves']['acc'].items() if l != 'mean'}, ncols=3),
                  out/f'labels_{n}.png')
     return rec
-
-# %% ../nbs/18_scarce.ipynb #121e7625
-def main(argv:list|None=None # the arguments (None: the command line's)
-        )->int: # the exit status
-    "`python -m mpvae.scarce`: the curves of the shipped dSprites models, written into `--out`."
-    ap = argparse.ArgumentParser(prog='python -m mpvae.scarce', description=scarce_report.__doc__)
-    ap.add_argument('--settings', nargs='*', default=None,
-                    help=f"shipped MPVAE settings (default: all of {list(DSPRITES_SETTINGS)}; '' is lr 1e-3)")
-    ap.add_argument('--seeds', nargs='*', type=int, default=None,
-                    help="representation seeds (default: every seed shipped)")
-    ap.add_argument('--sizes', nargs='*', type=int, default=list(SIZES), help="training sizes (default: %(default)s)")
-    ap.add_argument('--pool', type=int, default=20_000, help="images in the probe pool (default: %(default)s)")
-    ap.add_argument('--valid-size', type=int, default=5_000, help="validation images per split (default: %(default)s)")
-    ap.add_argument('--out', default='results/scarce', help="output folder (default: %(default)s)")
-    ap.add_argument('--splits', nargs='*', type=int,
-                    help="splits at each size, in --sizes' order (default: splits_for_size)")
-    ap.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'),
-                    help="whose shipped models (default: %(default)s)")
-    ap.add_argument('--data-root', help="--data celeba: the CelebA folder (default: $MPVAE_CELEBA)")
-    a = ap.parse_args(argv)
-    kw = dict(data_root=a.data_root) if a.data == 'celeba' else {}
-    if a.splits:
-        if len(a.splits) != len(a.sizes): ap.error(f"--splits gives {len(a.splits)} counts for {len(a.sizes)} sizes")
-        kw['n_splits'] = dict(zip(a.sizes, a.splits))
-    rec = scarce_report(a.settings, a.out, a.seeds, data=a.data, sizes=a.sizes, pool_size=a.pool,
-                        valid_size=a.valid_size, **kw)
-    print(f"wrote {a.out}: the record, tables and figures of {len(rec['settings'])} settings")
-    return 0
-
-# %% ../nbs/18_scarce.ipynb #0866f22b
-if __name__ == '__main__' and '__file__' in globals():   # python -m mpvae.scarce (not when this notebook runs)
-    sys.exit(main())

@@ -148,8 +148,6 @@ def _report_names(soup):
     return [c for c in soup.find('article').find_all('code', string=re.compile(r'^(\.\./)?reports/[\w.-]+\.md$'))
             if not c.find_parent('pre')]
 
-@pytest.mark.xfail(strict=True, reason="nbs/17_cli.ipynb's prose names reports/scarce_labels_celeba.md, which the "
-                   "repository does not hold (the CelebA results are a section of reports/scarce_labels.md)")
 def test_every_report_named_exists(site):
     _, pages, _ = site
     missing = {(n, c.get_text()) for n, s in pages.items() for c in _report_names(s)

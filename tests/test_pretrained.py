@@ -172,8 +172,8 @@ def test_pretrained_metrics_reproduce_report():
 
 
 def test_table_report_pretrained(tmp_path):
-    "mpvae.table_report on a pretrained run: records as sentences, paths made relative; an unfinished run writes nothing."
-    from mpvae.table_report import main
+    "mpvae-report on a pretrained run: records as sentences, paths made relative; an unfinished run writes nothing."
+    from mpvae.cli import report_main as main   # mpvae-report
     run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
     run.mkdir(parents=True); rep.mkdir()
     rec = dict(images=2457600, steps=38400, bs=64, schedule='const', lr=1e-4, precision='fp32', train_seconds=7200, cpu='AMD EPYC', commit='abc1234')
@@ -198,9 +198,9 @@ def test_table_report_pretrained(tmp_path):
     assert not (rep/'q.md').exists()
 
 
-def test_table_report_trained(tmp_path):
-    "mpvae.table_report on a run that trained its models: how (images, steps, lr, betas, the precision chosen), where, how long; notes in between."
-    from mpvae.table_report import main
+def test_table_report_trained(tmp_path, capsys):
+    "mpvae-report on a run that trained its models: how (images, steps, lr, betas, the precision chosen), where, how long; notes in between."
+    from mpvae.cli import report_main as main   # mpvae-report
     run, rep = tmp_path/'out'/'dsprites', tmp_path/'reports'
     run.mkdir(parents=True)
     fp32cl = dict(precision='fp32', channels_last=True, auto=dict(source='measured'))
@@ -213,7 +213,8 @@ def test_table_report_trained(tmp_path):
     (run/'results.json').write_text(json.dumps(res)); (run/'table.md').write_text('| features |\n')
     for f in ('vs_paper', 'kl_mpvae', 'traversals_mpvae'): (run/f'{f}.png').write_bytes(b'png')
     args = [str(tmp_path/'out'), '--name', 'p', '--reports', str(rep)]
-    with pytest.raises(SystemExit, match='no such file'): main(args + ['--notes', str(tmp_path/'none.md')])
+    with pytest.raises(SystemExit, match='2'): main(args + ['--notes', str(tmp_path/'none.md')])   # exit 2, one line:
+    assert 'none.md: no such file' in capsys.readouterr().err
     assert not rep.exists() or not list(rep.iterdir())
     (tmp_path/'notes.md').write_text('Our reading of it.\n')
     main(args + ['--notes', str(tmp_path/'notes.md')])
