@@ -33,7 +33,10 @@ def _tables_parser():
     ap.add_argument('--preset', default='smoke', choices=sorted(PRESETS), help="parameter preset (default: smoke)")
     ap.add_argument('--tables', nargs='+', default=['dsprites'], choices=sorted(TABLE_NOTEBOOKS),
                     help="which tables (default: dsprites)")
-    ap.add_argument('--out', default='results', help="results folder (default: results)")
+    ap.add_argument('--out', default='results', help="results folder (default: results); rerun into it to continue a "
+                    "killed run of the same parameters")
+    ap.add_argument('--overwrite', action='store_true', help="replace the earlier runs in --out that had other "
+                    "parameters (default: refuse)")
     ap.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
                     help="override a notebook parameter (a JSON value; a bare word is a string); unknown names "
                     "and values of the wrong type are rejected before anything runs")
@@ -64,7 +67,7 @@ def tables_main(argv=None):
         k, v = kv.split('=', 1); overrides[k.strip()] = parse_value(v)
     t0 = time.time()
     try: recs = run_tables(a.tables, a.preset, a.out, overrides, a.seeds, a.betas, a.workers, a.nbs, a.kernel,
-                           a.expect, a.tol)
+                           a.expect, a.tol, a.overwrite)
     except (FileNotFoundError, ValueError) as e:
         print(f"mpvae-tables: {e}", file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ PRESETS = {
 }
 TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
 # the preset whose run `make notebooks` keeps in each table notebook (CelebA's where real faces are found)
-NOTEBOOK_PRESETS = {'dsprites': 'pretrained', 'celeba': 'pretrained_celeba'}
+NOTEBOOK_PRESETS = {'dsprites': 'pretrained_lr1e-4', 'celeba': 'pretrained_celeba'}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
 
 # %% ../nbs/08a_params.ipynb #b208ea57

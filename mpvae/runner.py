@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/runner.html.md"""
 
 # %% ../nbs/08c_runner.ipynb #07a416b8
 from __future__ import annotations
-import os, sys, json, math, time, datetime, re, threading, contextlib
+import os, sys, json, math, time, datetime, re, threading, contextlib, shutil
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
@@ -16,7 +16,7 @@ from .params import notebook_params
 from .reports import summarize, compare_results
 
 # %% auto #0
-__all__ = ['THREAD_VARS', 'job_threads', 'cell_work', 'run_job', 'run_tables']
+__all__ = ['THREAD_VARS', 'job_threads', 'cell_work', 'earlier_job', 'run_job', 'run_tables']
 
 # %% ../nbs/08c_runner.ipynb #dac60043
 def job_threads(workers:int=1, # jobs running at once
@@ -123,6 +123,19 @@ def _kernel_name(kernel=None):
 # the kernel's log (e.g. "running over TCP without encryption") is not the user's
 _KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']
 
+# %% ../nbs/08c_runner.ipynb #65ffafca
+def earlier_job(d:str|Path, # a job's folder
+                params:dict # the parameters a new job would run with (without `out_dir`)
+               ) -> str|None: # what differs, or None: no earlier job there, or one with the same parameters
+    "How the job recorded in `d/job.json` differs from one run with `params`."
+    try: old = json.loads((Path(d)/'job.json').read_text())['params']
+    except (OSError, ValueError, KeyError, TypeError): return None
+    new = json.loads(json.dumps({k: v for k, v in params.items() if k != 'out_dir'}, default=str))
+    old = {k: v for k, v in old.items() if k != 'out_dir'}
+    show = lambda p, k: json.dumps(p[k]) if k in p else '(not set)'
+    diff = [f"{k}: {show(old, k)} there, {show(new, k)} here" for k in sorted(set(old) | set(new)) if old.get(k, d) != new.get(k, d)]
+    return '; '.join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else '') if diff else None
+
 # %% ../nbs/08c_runner.ipynb #5a23e4eb
 def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None,
             progress:bool=True, # print progress lines (epochs, working cells) while the notebook runs
@@ -136,6 +149,7 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
         (d / f).unlink(missing_ok=True)  # a failed rerun must not leave the last run's numbers
     params = {**job['params'], 'out_dir': str(d.resolve()), 'preset': job['preset']}
     t0, rec = time.time(), dict(name=job['name'], table=job['table'], out_dir=str(d), params=params, threads=threads)
+    with atomic_write(d/'job.json', 'w') as f: json.dump(dict(rec, ok=None), f, indent=1, default=str)   # if killed
     env = {k: str(int(threads)) for k in THREAD_VARS} if threads else {}
     if progress: env.update(MPVAE_PROGRESS_FILE=str((d/'progress.log').resolve()),
                             MPVAE_PROGRESS_JOB=json.dumps(dict(name=job['name'], t0=t0, models=job.get('models'))))
@@ -174,7 +188,9 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
 
 # %% ../nbs/08c_runner.ipynb #35efb01b
 def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
-               workers:int=1, nbs=None, kernel=None, expect=None, tol:float=0.5) -> list:
+               workers:int=1, nbs=None, kernel=None, expect=None, tol:float=0.5,
+               overwrite:bool=False # replace the earlier jobs in `out` that ran with other parameters (default: refuse)
+              ) -> list:
     "Check the parameters, run the jobs (`workers` at once, sharing the cores), write `out/summary.md`; return the records."
     plan_jobs(tables, preset, None, seeds, betas)   # rejects unknown tables and presets, duplicate seeds and betas
     job_threads(workers)                     # rejects workers < 1 before anything is written
@@ -201,6 +217,13 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
         try: check_params(t, full, given)
         except ValueError as e: raise ValueError(f"{j['name']}: {e}") from None
         j['models'] = MODELS_PER_SEED*len(full['rep_seeds'])
+    clash = [(j, why) for j in jobs if (why := earlier_job(out/j['name'], {**j['params'], 'preset': preset}))]
+    if clash and not overwrite:
+        j, why = clash[0]
+        more = f" (and {len(clash) - 1} more jobs)" if len(clash) > 1 else ''
+        raise ValueError(f"--out {out} holds an earlier {j['name']} run with other parameters ({why}){more}: pass "
+                         "--overwrite to replace it, or give another --out")
+    for j, _ in clash: shutil.rmtree(out/j['name'])
     out.mkdir(parents=True, exist_ok=True)
     workers = min(workers, len(jobs)); threads = job_threads(workers)
     print(f"[mpvae-tables] table notebooks from {where.resolve()}", flush=True)

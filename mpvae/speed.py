@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy, ctypes, json, os, platform, statistics, time
 from pathlib import Path
 import torch
-from .core import data_dir, default_device, atomic_write
+from .core import data_dir, default_device, atomic_write, is_main_process
 from .model import MPVAE, MPVAEConfig
 from .loss import MPVAELoss, LossConfig
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'on_every_thread', 'denormals_flushed', 'flush_denormals', 'native_bf16', 'cpu_candidates',
-           'time_candidates', 'cpu_name', 'machine_busy', 'auto_precision', 'ChannelsLast', 'FlushDenormals']
+           'time_candidates', 'cpu_name', 'machine_busy', 'auto_precision', 'forget_choice', 'ChannelsLast',
+           'FlushDenormals', 'SpeedCheck']
 
 # %% ../nbs/04a_speed.ipynb #28a2d830
 _OMP_NAMES = ('libgomp', 'libiomp', 'libomp')
@@ -192,6 +193,21 @@ def auto_precision(config:MPVAEConfig|dict, bs:int=64, device=None,
         )
     return res
 
+# %% ../nbs/04a_speed.ipynb #d2f491f1
+def forget_choice(config:MPVAEConfig|dict, # the model whose choice to forget
+                  bs:int=64, device=None,
+                  cache:str|Path|None=None # JSON cache file (default: `data_dir()/speed_cache.json`)
+                 ) -> bool: # whether there was a choice to forget
+    "Drop `auto_precision`'s cached choice for this model, batch size and machine: the next call measures again."
+    dev = default_device(device)
+    cfg = config if isinstance(config, MPVAEConfig) else MPVAEConfig(**config)
+    path = Path(cache) if cache else data_dir()/'speed_cache.json'
+    try: store = json.loads(path.read_text())
+    except (OSError, ValueError): return False
+    if store.pop(_speed_key(cfg, bs, dev), None) is None: return False
+    with atomic_write(path, 'w') as f: json.dump(store, f, indent=1)
+    return True
+
 # %% ../nbs/04a_speed.ipynb #5b077e51
 from .core import fastai_quietly
 with fastai_quietly(): from fastai.callback.core import Callback
@@ -211,3 +227,31 @@ class FlushDenormals(Callback):
     "Flush denormal floats to zero on every torch thread when training starts (see `flush_denormals`)."
     order = 0
     def before_fit(self): flush_denormals(True)
+
+# %% ../nbs/04a_speed.ipynb #c2742448
+class SpeedCheck(Callback):
+    "After the first training epoch: a run far faster than `auto_precision` measured its choice forgets that measurement."
+    order = 100
+    def __init__(self, choice:dict, # `auto_precision`'s answer, as `mpvae_learner` keeps it (`learn.precision['auto']`)
+                 factor:float=2., # how many times faster than measured is a contradiction
+                 cache:str|Path|None=None): # the cache `auto_precision` read (default: `data_dir()/speed_cache.json`)
+        self.choice, self.factor, self.cache, self.checked = choice, factor, cache, False
+    def before_train(self): self.t0, self.n = time.perf_counter(), 0
+    def after_batch(self):
+        if self.training: self.n += len(self.learn.xb[0])
+    def after_train(self):
+        if self.checked or not self.n: return
+        self.checked = True
+        c = self.choice
+        name = c['precision'] + ('+cl' if c['channels_last'] else '')
+        measured = (c.get('img_per_s') or {}).get(name)
+        if not measured: return
+        seen = self.n / max(time.perf_counter() - self.t0, 1e-9)
+        c['first_epoch_img_per_s'] = round(seen, 1)
+        if seen <= self.factor * measured or not is_main_process(): return
+        dls = self.learn.dls
+        dev = getattr(dls, 'device', None) or next(self.learn.model.parameters()).device
+        c['forgotten'] = forget_choice(self.learn.model.config, getattr(dls.train, 'bs', None) or 64, dev, self.cache)
+        print(f"precision='auto': this run trains at {seen:,.0f} img/s, {seen / measured:.1f} x the {measured:,.0f} img/s "
+              f"measured for {name}: that measurement was taken on a busy machine; "
+              + ("it is forgotten, and the next run measures again" if c['forgotten'] else "it was not in the cache"))

@@ -20,7 +20,7 @@ from fastai.optimizer import Adam
 from fastai.torch_core import params
 from .model import MPVAE, MPVAEConfig, save_model, check_images
 from .loss import MPVAELoss, LossConfig
-from .speed import auto_precision, ChannelsLast, FlushDenormals
+from .speed import auto_precision, ChannelsLast, FlushDenormals, SpeedCheck
 # what a learner trains with, in their own modules since #38; importable from here as before
 from .callbacks import (unwrap, rank_world, LossTerm, loss_metrics, BetaWarmup, CapacitySchedule, Autocast,
                              NonFiniteError, NaNGuard, PosteriorCollapseWarning, CollapseWatch, InFit, Ramp)
@@ -213,6 +213,7 @@ def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in 
     if precision not in (None, 'fp32', 'float32'): cb.append(Autocast(precision))
     if channels_last: cb.append(ChannelsLast())
     if flush_denormals: cb.append(FlushDenormals())
+    if choice and choice.get('img_per_s'): cb.append(SpeedCheck(choice))   # a measurement the run contradicts is redone
     if beta_warmup is not None:
         cb.append(BetaWarmup(pct=beta_warmup) if isinstance(beta_warmup, float) else BetaWarmup(iters=beta_warmup))
     if collapse_nats is not None: cb.append(CollapseWatch(collapse_nats))

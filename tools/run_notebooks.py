@@ -2,10 +2,12 @@
 
 Each notebook runs in a fresh kernel in `nbs/` (as `nbdev-test` runs it; the table notebooks write into a temporary
 `out_dir`), from a copy of itself with one hidden first cell that seeds Python, NumPy and torch and fixes the figure format (PNG at
-72 dpi); the table notebooks get their parameters the same way, in a cell after their `parameters` cell (as papermill
-does). Cells flagged `#| slow` or `#| notest` are skipped, as nbdev-test skips them (they time the machine or run
+72 dpi). A table notebook gets the parameters of its `NOTEBOOK_PRESETS` preset as papermill passes them, in a cell
+tagged `injected-parameters` after its `parameters` cell, which stays in the notebook so that a reader sees what the
+outputs came from (papermill replaces it on its own runs); only the temporary `out_dir` and this machine's CelebA folder
+go in a hidden cell. Cells flagged `#| slow` or `#| notest` are skipped, as nbdev-test skips them (they time the machine or run
 for long), and keep no output. fastai's fit tables lose their `time` column and warnings (stderr) are dropped: both
-depend on the machine. Only the outputs come back into the notebook: its cells and their sources are left as they are. Training runs
+depend on the machine. Otherwise only the outputs come back into the notebook: its cells and their sources are left as they are. Training runs
 in float32 (`MPVAE_PRECISION=fp32`), so the numbers do not depend on which precision a machine would find fastest.
 
 After the run, `nbs/outputs.json` records for each notebook a fingerprint of the library it ran against: the syntax
@@ -160,14 +162,23 @@ def execute(nb_path:Path, timeout:int=1800) -> float:
     # a table notebook: the parameters of its preset in mpvae.params.NOTEBOOK_PRESETS, as `mpvae-tables --preset` passes them
     from mpvae.params import TABLE_NOTEBOOKS, notebook_run_params
     table = {f: t for t, f in TABLE_NOTEBOOKS.items()}.get(nb_path.name)
-    params = dict(notebook_run_params(table), out_dir=d) if table else None
+    hidden = None
+    if table:   # kept in the notebook, as papermill shows them: a cell tagged injected-parameters after the parameters
+        params = notebook_run_params(table)
+        hidden = dict(out_dir=d, **({'data_root': params.pop('data_root')} if 'data_root' in params else {}))
+        shown = '# Parameters\n' + '\n'.join(f'{k} = {v!r}' for k, v in params.items())
+        if 'data_root' in hidden: shown += "\n# data_root: this machine's CelebA folder ($MPVAE_CELEBA; -p data_root=DIR)"
+        tags = lambda c: c.get('metadata', {}).get('tags', [])
+        nb.cells = [c for c in nb.cells if 'injected-parameters' not in tags(c)]   # an earlier run's
+        i = next(i for i, c in enumerate(nb.cells) if 'parameters' in tags(c))
+        nb.cells.insert(i + 1, nbformat.v4.new_code_cell(shown, metadata={'tags': ['injected-parameters']}))
     cells = [mark(_PRELUDE)]
     for c in nb.cells:
         c2 = nbformat.from_dict(json.loads(json.dumps(c)))
         if c.cell_type == 'code' and _skipped(c.source): c2.source = ''   # as nbdev-test: not run, no output
         cells.append(c2)
-        if params and 'parameters' in c.get('metadata', {}).get('tags', []):
-            cells.append(mark('\n'.join(f'{k} = {v!r}' for k, v in params.items())))
+        if hidden and 'injected-parameters' in c.get('metadata', {}).get('tags', []):   # where this machine keeps things
+            cells.append(mark('\n'.join(f'{k} = {v!r}' for k, v in hidden.items())))
     run = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
     env = dict(os.environ, MPVAE_PRECISION='fp32', PYTHONHASHSEED='0', MPLBACKEND='module://matplotlib_inline.backend_inline')
     for k in ('MPVAE_PROGRESS_FILE', 'MPVAE_PROGRESS_JOB'): env.pop(k, None)
