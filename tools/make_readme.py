@@ -23,6 +23,7 @@ def notebook_to_markdown(nb_path):
             if not c.source: continue
         cells.append(c)
     nb.cells = cells
+    nb.metadata['language_info'] = {'name': 'python'}   # code cells as ```python fences (highlighted; tests/test_readme.py runs them)
     body, _ = MarkdownExporter().from_notebook_node(nb)
     return HEADER + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 
