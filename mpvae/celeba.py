@@ -460,7 +460,7 @@ def write_id_list(path:str|Path, # the file to write (its folder is created)
                   comment:str='' # lines written first, each as a '# ' comment
                  ) -> Path:
     "Write an id list that `read_id_list` reads back: the comment, then one name per line."
-    p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
+    p = Path(path)   # atomic_write makes its folder
     head = ''.join(f'# {l}\n' for l in comment.splitlines())
     with atomic_write(p, 'w') as f: f.write(head + ''.join(f'{n}\n' for n in names))
     return p

@@ -198,8 +198,7 @@ class CLIParser(argparse.ArgumentParser):
     def add_argument(self, *args, **kwargs):
         "argparse's; an option given no help still shows its default."
         a = super().add_argument(*args, **kwargs)
-        if a.help is None and a.option_strings and not any(a.default is v for v in (None, False, argparse.SUPPRESS)):
-            a.help = DefaultsHelp._get_help_string(None, a)
+        if a.help is None: a.help = DefaultsHelp._get_help_string(None, a) or None   # '(default: X)', or still none
         return a
     def error(self, message):
         bad = (

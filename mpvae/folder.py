@@ -6,7 +6,7 @@ Docs: https://mpvae.github.io/mpvae/folder.html.md"""
 
 # %% ../nbs/02a_folder.ipynb #3746556f
 from __future__ import annotations
-import os, json, hashlib, stat, warnings, math
+import os, json, hashlib, warnings, math
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
