@@ -16,7 +16,7 @@ from .stats import paired_t
 
 # %% auto #0
 __all__ = ['PAPER_FACES', 'size_runs', 'chosen_snapshot', 'chosen_images', 'scale_point', 'scale_points', 'lead_trend',
-           'size_summary', 'scale_md', 'plot_scale', 'scale_report']
+           'size_summary', 'scale_md', 'longer_points', 'longer_md', 'plot_scale', 'scale_report']
 
 # %% ../nbs/19_scale.ipynb #d4853dbc
 PAPER_FACES = 162_770   # CelebA's train partition, what the paper's Table 1 models were trained on
@@ -169,6 +169,35 @@ def scale_md(rows:list # `size_summary`
             f"{_snaps(r['snapshots'][BASELINE])} | {_snaps(r['snapshots']['mpvae'])} |" for r in rows]
     return '\n'.join(out)
 
+# %% ../nbs/19_scale.ipynb #e939ac52
+def longer_points(runs:dict, # faces -> runs folder (`size_runs`)
+                  probe:str='logreg_cv', # the evaluations to read
+                  budget:int|None=None # the study's equal budget; None: no run is longer
+                 ) -> list: # (point at the budget, point over the whole run) per pair trained beyond it
+    "The pairs trained beyond `budget`, read at the budget and at their lowest-NELBO snapshot of the whole run."
+    if budget is None: return []
+    out = []
+    for n, d in runs.items():
+        for s in sorted(set(run_seeds(d)) & set(run_seeds(d, 'mpvae'))):
+            snaps = [chosen_snapshot(run_dir(d, k, s)) for k in (BASELINE, 'mpvae')]
+            if None in snaps or all(x['images'] <= budget for x in snaps): continue
+            out.append((scale_point(n, d, s, probe, budget), scale_point(n, d, s, probe)))
+    return out
+
+# %% ../nbs/19_scale.ipynb #86c49a1b
+def longer_md(pairs:list # `longer_points`
+             ) -> str: # a Markdown table, two rows per pair
+    "Each pair trained beyond the budget at both lengths: accuracy per row, the lead, and the validation NELBO."
+    out = ['| training faces | seed | images (VAE, MPVAE) | ' + ' | '.join(_COLS.values())
+           + ' | lead z1+z2 - VAE | balanced lead | validation NELBO (VAE, MPVAE) |', '|---:|---:|---|' + '---:|' * 7]
+    for pair in pairs:
+        for p in pair:
+            sb, sm = p['snapshots'][BASELINE], p['snapshots']['mpvae']
+            out.append(f"| {p['faces']:,} | {p['seed']} | {sb['images']:,}, {sm['images']:,} | "
+                       + ' | '.join(f"{p['rows'][k]['acc']:.2f}" for k in _COLS)
+                       + f" | {p['lead']:+.2f} | {p['lead_balanced']:+.2f} | {sb['nelbo']:,.1f}, {sm['nelbo']:,.1f} |")
+    return '\n'.join(out)
+
 # %% ../nbs/19_scale.ipynb #7efb90eb
 _COLORS = {BASELINE: 'tab:gray', 'z1': 'tab:blue', 'z2': 'tab:orange', 'z1+z2': 'tab:green'}
 
@@ -268,6 +297,10 @@ def scale_report(runs:dict, # faces -> runs folder (`size_runs`)
     if pending: lines += ["Still training (not in the tables): " + ', '.join(f"{n:,} faces seed {s}" for n, s in pending)
                           + '.', '']
     lines += [f"![]({name}.png)", '', scale_md(rows), '', *(l + '\n' for l in _words(rows, trend))]
+    if longer := longer_points(runs, probe, budget):
+        lines += ['## Trained beyond the budget', '', f"Pairs whose validation NELBO still fell at {budget:,} images were "
+                  "trained on; each is read at the budget (the tables' row) and at its lowest-NELBO snapshot over the "
+                  "whole run, on the same faces with the same probe:", '', longer_md(longer), '']
     if notes: lines += [notes.strip(), '']
     with atomic_write(p := out/f'{name}.md', 'w') as f: f.write('\n'.join(lines))
     return p
