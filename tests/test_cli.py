@@ -243,3 +243,46 @@ def test_train_refuses_too_few_images_before_training(tmp_path, capsys, monkeypa
     line = one_line(err)
     assert rc == 2 and 'holds 3 images: a run needs a tenth of them' in line and 'a smaller --bs' in line, line
     assert not out.exists() and time.time() - t < 10
+
+
+def _folder_mistake(root, kind):
+    "A folder with one of the mistakes a new user makes (issue #47), and the extra arguments that meet it."
+    from PIL import Image
+    imgs = root/'imgs'; imgs.mkdir()
+    if kind == 'class folders':
+        for k, cls in enumerate(('cat', 'dog')):
+            (imgs/cls).mkdir()
+            for i in range(10): Image.new('RGB', (64, 64), (60 * k + i, 0, 0)).save(imgs/cls/f'{i}.png')
+    elif kind in ('unreadable', 'too few', 'small'):
+        n, side = {'unreadable': (20, 64), 'too few': (3, 64), 'small': (20, 30)}[kind]
+        for i in range(n): Image.new('RGB', (side, side), (10 * i, 0, 0)).save(imgs/f'{i:02d}.png')
+        if kind == 'unreadable':
+            for i in (3, 7): (imgs/f'{i:02d}.png').write_bytes(b'not a png')
+    return ['--data', 'folder', '--data-path', str(imgs)]
+
+@pytest.mark.parametrize('kind, says', [
+    ('class folders', ['pass --recursive to read them']),
+    ('unreadable', ['2 of 20 images could not be read', '03.png', '07.png']),
+    ('too few', ['holds 3 images', 'a smaller --bs']),
+    ('small', ['--upscale']),
+    ('earlier run', ['holds an earlier run (history.csv, checkpoint.pth)', '--resume', '--overwrite']),
+])
+def test_own_images_mistakes_from_the_shell(tmp_path, kind, says):
+    "Each mistake of the own-images trial (#47), through the installed mpvae-train: exit 2, one line naming the fix in"
+    " shell words, nothing written, and under 10 s of CPU (a fresh process, imports included: ~4 s on an idle 2-core"
+    " machine; CPU time, not wall time, so that a busy machine does not fail it)."
+    import resource
+    out = tmp_path/'run'
+    if kind == 'earlier run':
+        out.mkdir(); (out/'history.csv').write_text('epoch\n0\n'); (out/'checkpoint.pth').write_bytes(b'weights')
+        args = ['--epochs', '1']
+    else: args = _folder_mistake(tmp_path, kind)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*'))
+    cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN))
+    t = cpu(); rc, stdout, err = run('mpvae-train', *args, '--out', str(out), cwd=tmp_path); secs = cpu() - t
+    line = one_line(err)
+    assert rc == 2 and line.startswith('mpvae-train: '), (rc, err)
+    for s in says: assert s in line, line
+    assert 'recursive=True' not in line and 'upscale=True' not in line, line     # Python words, not the shell's
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before, 'something was written'
+    assert secs < 10, f"{secs:.1f} CPU seconds to refuse"
