@@ -220,7 +220,7 @@ def train(argv:list|None=None # `mpvae-train`'s arguments (None: the command lin
 # %% ../nbs/17_cli.ipynb #3f6f6f80
 @closed_pipe_ok
 def train_main(argv=None):
-    "Console script `mpvae-train`."
+    "Console script `mpvae-train`: train an MPVAE, on one process or data-parallel under a launcher."
     try: train(argv)
     except (ValueError, FileNotFoundError) as e:   # fastai's line naming the callback: dropped
         msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', str(e))
@@ -358,7 +358,7 @@ def _check_cli(a):
 # %% ../nbs/17_cli.ipynb #3277d644
 @closed_pipe_ok
 def curves_main(argv=None):
-    "Console script `mpvae-curves`."
+    "Console script `mpvae-curves`: learning curves of long runs, and Table 1 against the amount of data."
     a = _curves_parser().parse_args(argv)
     if (msg := _check_cli(a)): print(f"mpvae-curves: {msg}", file=sys.stderr); return 2
     if a.cmd == 'evaluate':
@@ -411,7 +411,7 @@ def _scarce_parser():
 @closed_pipe_ok
 def scarce_main(argv:list|None=None # the arguments (None: the command line's)
                ) -> int: # the exit status
-    "Console script `mpvae-scarce`: the label-scarcity curves of the shipped models (`mpvae.scarce.scarce_report`)."
+    "Console script `mpvae-scarce`: probe accuracy against the number of labels, from the shipped models."
     ap = _scarce_parser(); a = ap.parse_args(argv)
     kw = dict(data_root=a.data_root) if a.data == 'celeba' else {}
     if a.splits:
@@ -444,7 +444,7 @@ def _report_parser():
 @closed_pipe_ok
 def report_main(argv:list|None=None # the arguments (None: the command line's)
                ) -> int: # the exit status
-    "Console script `mpvae-report`: `mpvae.table_report.write_report`, or `kinds_md` with `--kinds`."
+    "Console script `mpvae-report`: a table run's committed report, or (`--kinds`) probe kinds side by side."
     ap = _report_parser(); a = ap.parse_args(argv)
     if a.notes and not Path(a.notes).is_file(): ap.error(f"--notes {a.notes}: no such file")
     if a.kinds:
@@ -465,7 +465,7 @@ def _commands_help() -> str:
     lines = ["usage: mpvae COMMAND [ARGS ...]   (the same as mpvae-COMMAND [ARGS ...]; mpvae COMMAND --help for its options)",
              '', 'commands:']
     for name, f in COMMANDS.items():
-        lines.append(f"  {name:<11} {f.__doc__.split(': ', 1)[-1].rstrip('.')}")
+        lines.append(f"  {name:<11} {f.__doc__.split(': ', 1)[-1].rstrip('.').replace('`', '')}")
     return '\n'.join(lines)
 
 # %% ../nbs/17_cli.ipynb #1f4d88e9

