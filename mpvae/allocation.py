@@ -10,7 +10,7 @@ import json, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write
-from .stats import PAPER
+from .datasets import DSPRITES_SPEC
 
 # %% auto #0
 __all__ = ['factor_dim', 'one_hot', 'confound_sets', 'sampled_sets', 'allocation_diagnostics', 'allocation_md',
@@ -69,7 +69,8 @@ def allocation_diagnostics(seeds=(0, 1, 2), # representation seeds of the shippe
                           ) -> dict: # per seed and family, each feature set's accuracy per label (%)
     "Table 2's probe of the shipped MPVAEs on their means, on z2 with and without scale, and on a posterior sample."
     from mpvae.dsprites import load_dsprites
-    from mpvae.stages import DSPRITES_LABELS, shipped_pair, pool_indices, probe_pair
+    from mpvae.datasets import DSPRITES_LABELS, pool_indices
+    from mpvae.stages import shipped_pair, probe_pair
     from mpvae.encode import encode_dataset
     from mpvae.speed import cpu_name
     ds = load_dsprites(data_path, progress=False)
@@ -115,7 +116,7 @@ def allocation_md(rec:dict # `allocation_diagnostics`
                  ) -> str: # the report's Markdown
     "The diagnostics as Markdown: per-factor tables beside the paper's paths, and what they say."
     labels, pos = rec['labels'], ['posX', 'posY']
-    paper = {k: PAPER['dsprites']['acc'][k] for k in ('z1', 'z2')}
+    paper = {k: DSPRITES_SPEC.paper['acc'][k] for k in ('z1', 'z2')}
     means, conf, samp = (_mean_over_seeds(rec, k) for k in ('means', 'confound', 'sampled'))
     dims = [f"seed {s}: z1 dim {r['scale_dim']['z1_dim']} (|r| {r['scale_dim']['abs_r']:.2f})"
             for s, r in rec['seed_results'].items()]

@@ -19,6 +19,7 @@ from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, co
 from .scale import size_runs, scale_report, chosen_images
 from .scarce import scarce_report, SIZES, DSPRITES_SETTINGS
 from .table_report import write_report, kinds_md, read_kind, FIGURES
+from .datasets import DEFAULT_DATA, CELEBA_SPEC, FOLDER_SPEC, data_names
 
 # %% auto #0
 __all__ = ['COMMANDS', 'tables_main', 'train', 'train_main', 'pretrained_main', 'curves_main', 'scarce_main', 'report_main',
@@ -31,8 +32,9 @@ def _tables_parser():
                    description="Regenerate the MPVAE paper's tables by running the table notebooks with papermill.",
                    epilog='\n\n'.join(f"-p parameters of the {t} table:\n{params_help(t)}" for t in TABLE_NOTEBOOKS))
     ap.add_argument('--preset', default='smoke', choices=sorted(PRESETS), help="parameter preset (default: smoke)")
-    ap.add_argument('--tables', nargs='+', default=['dsprites'], choices=sorted(TABLE_NOTEBOOKS),
-                    help="which tables (default: dsprites)")
+    ap.add_argument('--tables', nargs='+', default=[DEFAULT_DATA], choices=list(TABLE_NOTEBOOKS),
+                    help=f"which tables, the registered datasets' (mpvae.datasets; default: {DEFAULT_DATA}); folder: the "
+                    "paper's protocol on your own labelled folder (-p data_root=DIR)")
     ap.add_argument('--out', default='results', help="results folder (default: results); rerun into it to continue a "
                     "killed run of the same parameters")
     ap.add_argument('--overwrite', action='store_true', help="replace the earlier runs in --out that had other "
@@ -80,8 +82,9 @@ def tables_main(argv=None):
 def _data_args(ap:CLIParser # the parser to add the options to
                ):
     "The options that choose the images: the dataset, its folder and image size, the validation split."
-    ap.add_argument('--data', choices=['dsprites', 'celeba', 'folder'], default='dsprites',
-                    help="dsprites, celeba, or folder: any folder of PNG/JPEG images (--data-path), your own data")
+    ap.add_argument('--data', choices=data_names(), default=DEFAULT_DATA,
+                    help=f"{', '.join(data_names())} (mpvae.datasets); folder: any folder of PNG/JPEG images "
+                    "(--data-path), your own data")
     ap.add_argument('--data-path', help="official dSprites npz, CelebA folder, or the image folder of --data folder "
                     "(default: the mpvae data folder; dSprites is rendered if absent)")
     ap.add_argument('--image-size', type=int, default=64, help="--data folder: side of the square images the model "
@@ -196,13 +199,14 @@ def _check_train_args(a, world:int=1):
     if a.out is not None and Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.train_ids is not None:
-        if a.data != 'celeba': raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data celeba")
+        if a.data != CELEBA_SPEC.name:
+            raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data {CELEBA_SPEC.name}")
         if not Path(a.train_ids).is_file(): raise FileNotFoundError(f"--train-ids {a.train_ids} does not exist")
     if a.stop_rising is not None:
         if a.stop_rising < 1: raise ValueError(f"--stop-rising must be >= 1 (or left out), got {a.stop_rising}")
         if a.stop_images is None or a.snapshots == 'none':
             raise ValueError("--stop-rising compares the snapshots of a long run: give --stop-images and log2 snapshots")
-    if a.data == 'folder' and a.data_path is None:
+    if a.data == FOLDER_SPEC.name and a.data_path is None:
         raise ValueError("--data folder needs --data-path DIR: the folder of PNG/JPEG images to train on")
     if a.image_size < 1: raise ValueError(f"--image-size must be >= 1, got {a.image_size}")
     if a.data_path is not None and not Path(a.data_path).exists():
@@ -271,8 +275,9 @@ def _evaluate_args(s:argparse.ArgumentParser # the `evaluate` subcommand's parse
                    "NELBO (what the data-scale tables read)")
     s.add_argument('--budget', type=int, default=None, help="with --chosen: choose among the snapshots after at most "
                    "this many images")
-    s.add_argument('--data', choices=['dsprites', 'celeba'], default='dsprites',
-                   help="what the runs were trained on: dsprites (Table 2's pool) or celeba (Table 1's heldout faces)")
+    s.add_argument('--data', choices=data_names(), default=DEFAULT_DATA,
+                   help="what the runs were trained on: its table's probe pool (mpvae.datasets: Table 2's, Table 1's "
+                   "heldout faces, ...)")
     s.add_argument('--data-path', help="the dSprites file or CelebA folder (default: the package's usual lookup)")
     s.add_argument('--baseline-evals',
                    help="probe the MPVAE snapshots only; the baseline's rows from this evaluations folder")
@@ -403,8 +408,9 @@ def _scarce_parser():
     ap.add_argument('--out', default='results/scarce', help="output folder")
     ap.add_argument('--splits', nargs='*', type=int,
                     help="splits at each size, in --sizes' order (default: splits_for_size)")
-    ap.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'), help="whose shipped models")
-    ap.add_argument('--data-root', help="--data celeba: the CelebA folder (default: $MPVAE_CELEBA)")
+    ap.add_argument('--data', default=DEFAULT_DATA, choices=data_names(shipped=True), help="whose shipped models")
+    ap.add_argument('--data-root', help="the dataset's file or folder, e.g. a CelebA folder (default: the package's "
+                    "lookup, $MPVAE_CELEBA for CelebA)")
     return ap
 
 # %% ../nbs/17_cli.ipynb #25189279
@@ -413,7 +419,7 @@ def scarce_main(argv:list|None=None # the arguments (None: the command line's)
                ) -> int: # the exit status
     "Console script `mpvae-scarce`: probe accuracy against the number of labels, from the shipped models."
     ap = _scarce_parser(); a = ap.parse_args(argv)
-    kw = dict(data_root=a.data_root) if a.data == 'celeba' else {}
+    kw = dict(data_root=a.data_root) if a.data_root is not None else {}
     if a.splits:
         if len(a.splits) != len(a.sizes): ap.error(f"--splits gives {len(a.splits)} counts for {len(a.sizes)} sizes")
         kw['n_splits'] = dict(zip(a.sizes, a.splits))
@@ -434,7 +440,7 @@ def _report_parser():
     ap.add_argument('out', nargs='?', help='the --out folder of the mpvae-tables run (holding <table>/results.json)')
     ap.add_argument('--kinds', nargs='+', metavar='KIND=FOLDER',
                     help='instead: runs that differ only in the probe (kinds_md)')
-    ap.add_argument('--table', default='dsprites', choices=sorted(FIGURES), help='which table')
+    ap.add_argument('--table', default=DEFAULT_DATA, choices=list(FIGURES), help='which table')
     ap.add_argument('--name', required=True, help='the report name, e.g. dsprites_pretrained_lr1e-4')
     ap.add_argument('--reports', default='reports', help='where the report goes')
     ap.add_argument('--notes', help='Markdown written by hand (the interpretation), between the header and the table')

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os, sys, re, ast, json, random, difflib, argparse, tempfile, contextlib, datetime, warnings, zipfile
 from pathlib import Path
 import numpy as np
+import math
+from fastcore.basics import patch
 import torch
 import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['BASELINE', 'fastai_quietly', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path',
            'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'parse_value', 'DefaultsHelp', 'CLIParser',
-           'is_main_process', 'hms', 'progress_line']
+           'is_main_process', 'hms', 'progress_line', 'Param']
 
 # %% ../nbs/00_core.ipynb #1528af7f
 @contextlib.contextmanager
@@ -237,3 +239,64 @@ def progress_line(msg:str, # the line, without time stamp
     if isinstance(out, (str, Path)):
         with open(out, 'a') as f: f.write(line)
     else: out.write(line); out.flush()
+
+# %% ../nbs/00_core.ipynb #29bd30f2
+class Param:
+    "One table parameter: its type, valid range, default and help, as the CLI, the presets and the notebook use them."
+    def __init__(self, kind:str, # 'int', 'float', 'bool', 'str', 'ints' or 'floats' (a list of those)
+                 lo=None, # the smallest valid value (of each element, for a list)
+                 gt:bool=False, # `lo` itself is invalid (lr > 0)
+                 hi=None, # the largest valid value
+                 choices:tuple|None=None, # the only valid values
+                 none:bool=False, # None is valid too
+                 unique:bool=False, # a list's elements must differ
+                 empty:bool=False, # an empty list is valid
+                 default=None, # the notebook's value when nothing overrides it
+                 help:str='', # what it means, in the notebook's parameters cell and `mpvae-tables --help`
+                 path:bool=False # a file or folder: `mpvae-tables` makes a relative one absolute (its jobs run elsewhere)
+                ):
+        self.kind, self.lo, self.gt, self.hi, self.choices = kind, lo, gt, hi, choices
+        self.none, self.unique, self.empty, self.default, self.help, self.path = none, unique, empty, default, help, path
+
+# %% ../nbs/00_core.ipynb #9d7f09f1
+def _num_ok(v, whole:bool) -> bool:
+    "A finite number (a whole one if `whole`); True/False do not count."
+    if isinstance(v, bool) or not isinstance(v, (int, float)): return False
+    return isinstance(v, int) if whole else math.isfinite(v)
+
+# %% ../nbs/00_core.ipynb #01442ab8
+@patch
+def describe(self:Param) -> str:
+    "The valid values in words: 'a whole number >= 1', 'one of 'fast', 'full', 'none'', ..."
+    if self.choices is not None: s = 'one of ' + ', '.join(json.dumps(c) for c in self.choices)
+    else:
+        base = dict(int='a whole number', float='a finite number', bool='true or false', str='a string',
+                    ints='whole numbers', floats='finite numbers')[self.kind]
+        rng = (f" {'>' if self.gt else '>='} {self.lo:g}" if self.lo is not None else '') + \
+              (f"{' and' if self.lo is not None else ''} <= {self.hi:,}" if self.hi is not None else '')
+        s = base + rng
+        if self.kind in ('ints', 'floats'):
+            s = f"a{'' if self.empty else ' non-empty'} list of {'distinct ' if self.unique else ''}{s}"
+    return s + (', or null' if self.none else '')
+
+# %% ../nbs/00_core.ipynb #09deca3f
+@patch
+def problem(self:Param, v) -> str|None:
+    "Why `v` is not a valid value (None if it is)."
+    if v is None: return None if self.none else 'null is not allowed'
+    if self.choices is not None: return None if v in self.choices else 'unknown value'
+    if self.kind in ('ints', 'floats'):
+        if not isinstance(v, (list, tuple)): return 'not a list'
+        if not v and not self.empty: return 'an empty list'
+        if self.unique and len(set(v)) < len(v): return 'repeated values'
+        items = v
+    else: items = [v]
+    for o in items:
+        if self.kind == 'bool': ok = isinstance(o, bool)
+        elif self.kind == 'str': ok = isinstance(o, str)
+        else: ok = _num_ok(o, whole=self.kind in ('int', 'ints'))
+        if not ok: return 'wrong type' + ('; write ' + str(int(o)) if isinstance(o, float) and o.is_integer() and
+                                           self.kind in ('int', 'ints') else '')
+        if self.lo is not None and (o <= self.lo if self.gt else o < self.lo) or self.hi is not None and o > self.hi:
+            return 'out of range'
+    return None

@@ -10,9 +10,11 @@ import csv, json, re, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, load_torch_file, upgrade_names
-from .stages import DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, pool_indices, celeba_pool, table_rows, table_results
+from .datasets import (DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, DSPRITES_SPEC, DEFAULT_DATA, dataset,
+                            pool_indices)
+from .stages import table_rows, table_results
 from .reports import save_fig
-from .stats import PAPER, paired_t, combine_seeds, t_pvalue
+from .stats import paired_t, combine_seeds, t_pvalue
 
 # %% auto #0
 __all__ = ['ACTIVE_NATS', 'EVAL_DIRS', 'PROBE_TEXT', 'CURVES_NOTEBOOK', 'run_seeds', 'run_dir', 'snapshots', 'baseline_pairs',
@@ -128,23 +130,13 @@ def _encode_kl(m, images, pool, name:str, bs:int=512) -> tuple[list, dict]:
     return mu, {f"{name}/{'z' if name == BASELINE else f'z{k+1}'}": kl_per_dim(mu[k], lv[k]) for k in range(m.n_paths)}
 
 # %% ../nbs/15_curves.ipynb #f502bba6
-def curve_data(data:str='dsprites', # 'dsprites' (Table 2) or 'celeba' (Table 1)
-               data_path=None, # the official dSprites file or the CelebA folder; None: the package's usual lookup
+def curve_data(data:str=DEFAULT_DATA, # a registered dataset (`mpvae.datasets.DATASETS`)
+               data_path=None, # its file or folder (dSprites' npz, a CelebA folder, ...); None: the package's usual lookup
                pool_size:int=20_000 # images in the probe pool (CelebA: at most its heldout faces)
               )->dict: # table, images (idx -> float batch), pool, y (n, labels), labels
-    "The data a table's probes read: Table 2's dSprites pool and factors, or Table 1's heldout CelebA faces and attributes."
-    if data == 'dsprites':
-        from mpvae.dsprites import load_dsprites
-        ds = load_dsprites(data_path, progress=False); pool = pool_indices(len(ds), pool_size)
-        return dict(table='dsprites', images=ds.images, pool=pool, y=np.stack([ds.labels(l)[pool] for l in LABELS], 1),
-                    labels=list(LABELS))
-    if data == 'celeba':
-        from mpvae.celeba import load_celeba
-        ds = load_celeba(data_path, progress=False)
-        pool = celeba_pool(ds, 'heldout', pool_size)
-        return dict(table='celeba', images=ds.images, pool=pool, y=np.asarray(ds.attrs)[pool],
-                    labels=list(ds.attr_names))
-    raise ValueError(f"data={data!r}: the learning curves probe 'dsprites' or 'celeba'")
+    "The data a table's probes read: its dataset's heldout pool and labels (`DataSpec.probe_data`: Table 2's, Table 1's, ...)."
+    s = dataset(data)
+    return dict(table=s.name, **s.probe_data(data_path, pool_size))
 
 # %% ../nbs/15_curves.ipynb #531c5d98
 def evaluate_pair(seed:int, # the representation seed
@@ -159,7 +151,7 @@ def evaluate_pair(seed:int, # the representation seed
                  )->dict: # the evaluation, as JSON
     "Probe one snapshot pair as the table notebook probes its models, and record the run's log and active dimensions at that point."
     from mpvae.model import load_model
-    from mpvae.probe import feature_sets, run_probe
+    from mpvae.probe import feature_sets, run_probe, probe_kind
     pool, y, labels = data['pool'], data['y'], data['labels']
     t = time.time()
     base_m, mp = (load_model(baseline_p) if base is None else None), load_model(mp_p)
@@ -169,7 +161,7 @@ def evaluate_pair(seed:int, # the representation seed
     for _, k in enc.values(): kl.update({n: [round(float(x), 4) for x in v] for n, v in k.items()})
     feats = feature_sets(enc['mpvae'][0])
     if base is None: feats = {BASELINE: np.concatenate(enc[BASELINE][0], 1), **feats}
-    if n_seeds is None: n_seeds = 1 if probe in ('logreg', 'logreg_cv') else 5
+    if n_seeds is None: n_seeds = probe_kind(probe).seeds()   # the kind's own: 1 for the convex probes, 5 for boost and mlp
     pr = run_probe(feats, y, labels, train_size=train_size, valid_size=valid_size, n_splits=n_splits, n_seeds=n_seeds,
                    kind=probe, split_seed=0, seed=100*seed)
     rows = table_rows([pr], {k: f for k, f in FEATS.items() if f in feats})
@@ -190,7 +182,7 @@ def evaluate_runs(runs:Path, # a runs folder (`baseline_seed<s>/` or the old `va
                   force:bool=False, # re-evaluate pairs already evaluated
                   baseline_evals:Path|None=None, # probe MPVAE snapshots only; the baseline's rows from this eval folder
                   pool_size:int=20_000, # the probe pool (the paper preset's; CelebA: at most its heldout faces)
-                  data:str='dsprites', # 'dsprites' or 'celeba' (`curve_data`)
+                  data:str=DEFAULT_DATA, # a registered dataset (`curve_data`)
                   data_path=None, # the dataset's file or folder; None: the package's usual lookup
                   progress:bool=True, # a line per pair, with elapsed time and ETA
                   **kw # `evaluate_pair`'s probe sizes
@@ -259,7 +251,7 @@ def over_seeds(evals:list # evaluations (`load_evals`)
     "The evaluations of every seed of a (line, length) combined by `combine_seeds`, where two or more seeds exist."
     groups = {}
     for r in evals: groups.setdefault((r['line'], r['images']), []).append(r)
-    as_res = lambda r: dict(table='dsprites', labels=LABELS, rows=r['rows'], chance=r['chance'], majority=r['majority'],
+    as_res = lambda r: dict(table=DSPRITES_SPEC.name, labels=LABELS, rows=r['rows'], chance=r['chance'], majority=r['majority'],
                             params=dict(rep_seeds=[r['seed']]))
     return {k: combine_seeds([as_res(r) for r in rs]) for k, rs in groups.items() if len({r['seed'] for r in rs}) > 1}
 
@@ -374,7 +366,7 @@ def plot_verdict(evals:list, # evaluations (`load_evals`)
             ax.plot(list(some), [m for m, _ in some.values()], color=cols[ln], ls='none', marker='o', mfc='none', ms=8, mew=1.5,
                     label=f"{ln}: mean over the seeds that reached it ("
                           + '; '.join(f"{x/1e6:.2f} M: seeds {', '.join(map(str, ss))}" for x, (_, ss) in some.items()) + ')')
-    p = PAPER['dsprites']['acc']
+    p = DSPRITES_SPEC.paper['acc']
     ax.axhline(p['z1+z2']['mean'] - p['baseline']['mean'], color='k', ls=':', lw=1, label='the paper (Table 2)')
     ax.axhline(0, color='k', lw=0.8)
     ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_ylabel('z1+z2 - baseline (points)'); ax.grid(alpha=0.3)
@@ -399,7 +391,7 @@ def plot_accuracy(evals:list, # evaluations (`load_evals`)
                 cell = lambda r: r['rows'][key]['mean'] if lab == 'mean' else r['rows'][key]['acc'][lab]
                 ax.errorbar([r['images'] for r in rs], [cell(r)['mean'] for r in rs], yerr=[cell(r)['std_runs'] for r in rs], color=c,
                             marker='o', ms=3, lw=1, ls=styles[ln], capsize=2, label=f'{key} ({ln})' if s == series[0][1] else None)
-            if (p := PAPER['dsprites']['acc'][key].get(lab)) is not None: ax.axhline(p, color=c, ls=':', lw=1)
+            if (p := DSPRITES_SPEC.paper['acc'][key].get(lab)) is not None: ax.axhline(p, color=c, ls=':', lw=1)
         ch = np.mean(list(evals[0]['chance'].values())) if lab == 'mean' else evals[0]['chance'][lab]
         ax.axhline(100*ch, color='k', ls='--', lw=0.8)
         ax.set_xscale('log'); ax.set_title(lab); ax.set_xlabel('images seen'); ax.grid(alpha=0.3)
@@ -471,7 +463,7 @@ def report_md(evals:list, # evaluations (`load_evals`)
                      + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a[f'{BASELINE}/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
                      f"{h[BASELINE].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
     lines += seed_md(evals) + plateau_md(evals) + nelbo_md(runs)
-    p = PAPER['dsprites']['acc']
+    p = DSPRITES_SPEC.paper['acc']
     lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
               f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).", '',
               '## Per label at the longest length of each seed', '',
@@ -497,8 +489,9 @@ def write_report(runs:list, # runs folders, one per training setting
     evals = load_evals(*runs, sub=EVAL_DIRS[probe])
     if not evals: raise FileNotFoundError(f"no evaluations under {', '.join(map(str, runs))} (*/{EVAL_DIRS[probe]}/): evaluate the snapshots first "
                                           "(`evaluate_runs`, or `mpvae-curves report --evaluate`)")
-    out = Path(out); prefix = 'dsprites_lc' if probe == 'logreg' else 'dsprites_lc_cv'
-    name = name or 'dsprites_learning_curves' + ('' if probe == 'logreg' else '_cv')
+    cv = EVAL_DIRS[probe].removeprefix('eval')   # the files are named as the folder of evaluations: '' (eval/), '_cv' (eval_cv/)
+    out = Path(out); prefix = 'dsprites_lc' + cv
+    name = name or 'dsprites_learning_curves' + cv
     styles = dict(zip(sorted({r['line'] for r in evals}), ['-', '--', ':', '-.']*4))
     figs = [save_fig(f(evals, styles), out/f'{prefix}_{k}.png') for k, f in
             (('accuracy', plot_accuracy), ('nelbo_active', plot_nelbo_active), ('verdict', plot_verdict))]
@@ -528,6 +521,7 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
               )->str: # Markdown
     "Training settings side by side at an image budget: NELBO per chunk, layout, speed, probes and active dims at the budget."
     import matplotlib.pyplot as plt
+    from mpvae.probe import probe_kind
     runs = {}
     for vn, d in variants:
         for m in (BASELINE, 'mpvae'):
@@ -566,7 +560,7 @@ def compare_md(variants:list, # (name, runs folder) pairs; the first is the refe
                      + ' | '.join(f"{by[i]['nelbo']:.2f}" if i in by else '' for i in chunks)
                      + f" | {last['recon']:.2f} | {kls} | {np.median([h['img_per_s'] for h in rows]):.0f} |")
     lines += ['', f"## Probes at {images:,} images (paper preset protocol, logistic regression with "
-              f"{'C = 1' if probe == 'logreg' else 'C chosen by 5-fold cross-validation'})", '',
+              f"{'C chosen by 5-fold cross-validation' if probe_kind(probe).cross_validated else 'C = 1'})", '',
               '| run | seed | baseline | z1 | z2 | z1+z2 | z1+z2 - baseline | active dims (baseline / z1 / z2) |', '|---|---:|---:|---:|---:|---:|---:|---|']
     for vn, d in variants:
         for seed in seeds:

@@ -20,6 +20,7 @@ with fastai_quietly():
     from fastai.callback.progress import ProgressCallback
 from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines
 from .train import BetaWarmup
+from .datasets import DATASETS, dataset
 
 # %% auto #0
 __all__ = ['DEFAULT_DIMS', 'ShardedDL', 'MPVAEDistributedTrainer', 'init_distributed', 'out_folder', 'build_learner',
@@ -138,7 +139,7 @@ def init_distributed() -> torch.device:
 
 # %% ../nbs/12_distributed.ipynb #1766835d
 # the paper's paths for each dataset (CelebA's for a folder)
-DEFAULT_DIMS = {'dsprites': (3, 9), 'celeba': (8, 24), 'folder': (8, 24)}
+DEFAULT_DIMS = {n: s.mpvae_dims for n, s in DATASETS.items()}   # each dataset's table MPVAE (`mpvae.datasets`)
 
 # %% ../nbs/12_distributed.ipynb #553c6507
 # the Python arguments the library's messages suggest, as the flags a shell user types instead
@@ -177,31 +178,10 @@ def out_folder(a, # the parsed arguments of `mpvae-train`
 
 # %% ../nbs/12_distributed.ipynb #bc29f988
 def _data(a, device):
-    if a.data == 'dsprites':
-        from mpvae.dsprites import load_dsprites, dsprites_dls
-        ds = load_dsprites(a.data_path, progress=False)
-        if a.valid_images >= len(ds):
-            raise ValueError(f"--valid-images {a.valid_images} leaves no training images of {len(ds)}")
-        return (
-            dsprites_dls(ds, bs=a.bs, valid_pct=a.valid_images / len(ds), seed=a.split_seed, device=device),
-            DEFAULT_DIMS['dsprites'],
-        )
-    if a.data == 'folder':
-        from mpvae.folder import load_folder, folder_dls
-        try: ds = load_folder(a.data_path, size=a.image_size, fit=a.fit, recursive=a.recursive, upscale=a.upscale,
-                              progress=False)
-        except ValueError as e: raise ValueError(_shell_words(str(e))) from None
-        n_valid = min(a.valid_images, len(ds) // 10)   # at most a tenth of a small folder
-        if n_valid == 0 or len(ds) - n_valid < a.bs:
-            raise ValueError(f"--data-path {a.data_path} holds {len(ds)} images: a run needs a tenth of them (at least "
-                             f"1) to validate on and --bs {a.bs} more to train on; add images, or pass a smaller --bs")
-        return folder_dls(ds, valid_pct=n_valid/len(ds), bs=a.bs, seed=a.split_seed, device=device), DEFAULT_DIMS['folder']
-    from mpvae.celeba import load_celeba, celeba_dls, read_id_list
-    ds = load_celeba(a.data_path)
-    ids = None if a.train_ids is None else read_id_list(a.train_ids)
-    dls = celeba_dls(ds, bs=a.bs, seed=a.seed, device=device, train_ids=ids)
-    dls.valid.n = min(a.valid_images, len(dls.valid.dataset))
-    return dls, DEFAULT_DIMS['celeba']
+    "The DataLoaders `--data` builds (`DataSpec.train_dls`), with library wording turned into the shell's, and its dims."
+    s = dataset(a.data)
+    try: return s.train_dls(a, device), s.mpvae_dims
+    except ValueError as e: raise ValueError(_shell_words(str(e))) from None
 
 # %% ../nbs/12_distributed.ipynb #24bc3949
 def _ids_digest(path) -> str|None:
@@ -262,10 +242,11 @@ def run_training(a, # `mpvae-train`'s arguments, parsed and checked (`mpvae.cli.
         if a.stop_images is None:learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
         else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec,
                                stop_rising=a.stop_rising)
-    secs = time.time() - t0
+    secs = time.time() - t0   # this session's; a resumed run's snapshots keep the clock of every session
+    total = learn.snapshots.seconds if hasattr(learn, 'snapshots') else secs
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,
-               device=str(device), precision=learn.precision, train_seconds=secs,
+               device=str(device), precision=learn.precision, train_seconds=total, session_seconds=secs,
                final=dict(zip(learn.recorder.metric_names[1:-1], [float(v) for v in learn.recorder.values[-1]])),
                train_faces=len(learn.dls.train.dataset), train_ids=spec['train_ids'],
                stopped_early=getattr(learn, 'stopped_early', None),

@@ -355,7 +355,8 @@ def class_labels(ds:FolderImages # images loaded with `recursive=True` from a fo
         raise ValueError(f"{len(top)} of {len(ds)} images are not in a class sub-folder (e.g. {top[0]}): put each "
                          "image in its class's folder and load with recursive=True, or give the labels as a CSV")
     codes, vals = _classes([Path(f).parts[0] for f in ds.files])
-    if len(vals) < 2: raise ValueError(f"every image is in one folder, {vals[0]!r}: a label needs two classes or more")
+    if len(vals) < 2: raise ValueError(f"every image is in one folder, {vals[0]!r}: a label needs two classes or more; put "
+                                       "each class's images in its own sub-folder, or give the labels as a CSV")
     return codes[:, None], ['class'], [vals]
 
 # %% ../nbs/02a_folder.ipynb #988907a7

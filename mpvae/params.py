@@ -1,4 +1,4 @@
-"""One declaration of every table parameter (type, range, default, help), the rules between them, and the presets.
+"""Every table's parameters checked against their one declaration (made with each dataset, `mpvae.datasets`), the presets gathered, the jobs of a run planned.
 
 Docs: https://mpvae.github.io/mpvae/params.html.md"""
 
@@ -6,47 +6,29 @@ Docs: https://mpvae.github.io/mpvae/params.html.md"""
 
 # %% ../nbs/08a_params.ipynb #bebc12d4
 from __future__ import annotations
-import os, re, ast, json, math, difflib
+import os, ast, json, difflib
 from pathlib import Path
-from fastcore.basics import patch
+from .core import Param
+from .datasets import DATASETS, DEFAULT_DATA, dataset
 
 # %% auto #0
-__all__ = ['PRESETS', 'TABLE_NOTEBOOKS', 'NOTEBOOK_PRESETS', 'MODELS_PER_SEED', 'TABLE_PARAMS', 'TABLE_RULES', 'find_notebooks',
-           'notebook_run_params', 'plan_jobs', 'Param', 'parameters_cell', 'params_help', 'check_params',
-           'notebook_params', 'check_overrides']
+__all__ = ['PRESETS', 'TABLE_NOTEBOOKS', 'TABLE_PARAMS', 'NOTEBOOK_PRESETS', 'MODELS_PER_SEED', 'TABLE_RULES', 'find_notebooks',
+           'notebook_run_params', 'plan_jobs', 'parameters_cell', 'params_help', 'check_params', 'notebook_params',
+           'check_overrides']
 
 # %% ../nbs/08a_params.ipynb #d26dd700
-_PAPER_PROBE = dict(probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_splits=5, n_probe_seeds=5, probe='logreg_cv')
-_SHIPPED = dict(_PAPER_PROBE, pretrained=True, rep_seeds=[0, 1, 2], metrics='full', figures=True)   # no training
-PRESETS = {
-    'smoke': {   # the notebooks' defaults: tiny training and probes, CelebA on a synthetic folder
-        'dsprites': dict(train_images=1_024, epochs=2, bs=64, probe_pool=1_500, probe_train=600, probe_valid=300,
-                         rep_seeds=[0], n_splits=2, n_probe_seeds=2, metrics='fast', figures=True),
-        'celeba':   dict(train_images=256, bs=32, probe_pool=None, probe_train=None, probe_valid=None,
-                         rep_seeds=[0], n_splits=2, n_probe_seeds=2, figures=True),
-    },
-    'paper': {
-        'dsprites': dict(_PAPER_PROBE, train_images=450_000, epochs=6, bs=64, lr=1e-4, rep_seeds=[0, 1], metrics='full',
-                         figures=True),
-        'celeba':   dict(_PAPER_PROBE, train_images=1_000_000, bs=64, probe_pool=40_000, rep_seeds=[0, 1], figures=True),
-    },
-    # the shipped lr 1e-3 models (mpvae.pretrained), seed 0, probed and scored as in the paper preset
-    'pretrained': {'dsprites': dict(_SHIPPED, rep_seeds=[0])},
-    # the models trained at the reference protocol's lr 1e-4, all three shipped seeds
-    'pretrained_lr1e-4': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4')},
-    # per-path betas (4 on z1, 1 on z2) at lr 1e-4, 3.07 M images; the baselines are the lr 1e-4 ones at 3.07 M
-    'pretrained_lr1e-4_betas4-1': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4_betas4-1', mpvae_betas=[4.0, 1.0])},
-    # beyond the paper: three paths (3, 3, 6) tapped at 8x8, 4x4 and 2x2, beta 4, lr 1e-4, 3.07 M images; every group of
-    # paths probed; the baselines are the lr 1e-4 ones of the same length
-    'pretrained_three_paths': {'dsprites': dict(_SHIPPED, pretrained_setting='lr1e-4_paths3-3-6', pretrained_baseline='lr1e-4_betas4-1',
-                                                mpvae_dims=[3, 3, 6], mpvae_taps=[3, 4, 5], path_groups='all', metrics_seeds=[0, 1, 2])},
-    # Table 1 from the shipped CelebA models (3 seeds), probed on the heldout faces of any CelebA folder
-    'pretrained_celeba': {'celeba': dict(pretrained=True, rep_seeds=[0, 1, 2], n_splits=5, n_probe_seeds=1,
-                                         probe='logreg_cv', figures=True)},
-}
-TABLE_NOTEBOOKS = {'dsprites': '10_table_dsprites.ipynb', 'celeba': '11_table_celeba.ipynb'}
+def _all_presets() -> dict:
+    "Preset name -> table -> the parameters it sets, gathered from every registered dataset's presets."
+    out = {}
+    for name, s in DATASETS.items():
+        for p, kw in s.presets.items(): out.setdefault(p, {})[name] = kw
+    return out
+
+PRESETS = _all_presets()   # preset -> table -> parameters, from the registry (`mpvae.datasets`)
+TABLE_NOTEBOOKS = {n: s.notebook for n, s in DATASETS.items()}
+TABLE_PARAMS = {n: s.params for n, s in DATASETS.items()}   # every parameter of each table notebook
 # the preset whose run `make notebooks` keeps in each table notebook (CelebA's where real faces are found)
-NOTEBOOK_PRESETS = {'dsprites': 'pretrained_lr1e-4', 'celeba': 'pretrained_celeba'}
+NOTEBOOK_PRESETS = {n: s.notebook_preset for n, s in DATASETS.items()}
 MODELS_PER_SEED = 2   # each table notebook trains a baseline and an MPVAE per representation seed (for the job's ETA)
 
 # %% ../nbs/08a_params.ipynb #b208ea57
@@ -73,18 +55,16 @@ def find_notebooks(nbs:str|Path|None=None, tables=None, files=None) -> Path:
                             ": pass --nbs PATH (or set MPVAE_NBS) to the folder that holds them")
 
 # %% ../nbs/08a_params.ipynb #40ffd18d
-def notebook_run_params(table:str # 'dsprites' or 'celeba'
+def notebook_run_params(table:str # a registered dataset (`mpvae.datasets.DATASETS`)
                        )->dict: # the parameters papermill would inject
     "The parameters `make notebooks` runs a table notebook with: its `NOTEBOOK_PRESETS` preset, where the data is."
-    name = NOTEBOOK_PRESETS[table]
-    if table != 'celeba': return dict(PRESETS[name][table], preset=name)
-    from mpvae.celeba import celeba_root
-    try: root = celeba_root()
-    except OSError: return dict(figures=False)   # no CelebA folder (or an incomplete one)
-    return dict(PRESETS[name][table], preset=name, data_root=str(root))
+    s = dataset(table); name = s.notebook_preset
+    if s.notebook_data is None: return dict(s.presets[name], preset=name)
+    try: return dict(s.presets[name], preset=name, **s.notebook_data())
+    except OSError: return dict(figures=False)   # its data is not on this machine (or incomplete): the smoke run
 
 # %% ../nbs/08a_params.ipynb #eb9e40f9
-def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, seeds=None, betas=None) -> list:
+def plan_jobs(tables=(DEFAULT_DATA,), preset='smoke', overrides:dict|None=None, seeds=None, betas=None) -> list:
     "One job per table x seed x beta; `seeds`/`betas` turn a table into a sweep of independent jobs."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     jobs, explicit = [], 'metrics_seeds' in (overrides or {})
@@ -113,172 +93,8 @@ def plan_jobs(tables=('dsprites',), preset='smoke', overrides:dict|None=None, se
                 jobs.append(dict(name=name, table=t, notebook=TABLE_NOTEBOOKS[t], params=p, preset=preset))
     return jobs
 
-# %% ../nbs/08a_params.ipynb #29bd30f2
-class Param:
-    "One table parameter: its type, valid range, default and help, as the CLI, the presets and the notebook use them."
-    def __init__(self, kind:str, # 'int', 'float', 'bool', 'str', 'ints' or 'floats' (a list of those)
-                 lo=None, # the smallest valid value (of each element, for a list)
-                 gt:bool=False, # `lo` itself is invalid (lr > 0)
-                 hi=None, # the largest valid value
-                 choices:tuple|None=None, # the only valid values
-                 none:bool=False, # None is valid too
-                 unique:bool=False, # a list's elements must differ
-                 empty:bool=False, # an empty list is valid
-                 default=None, # the notebook's value when nothing overrides it
-                 help:str='' # what it means, in the notebook's parameters cell and `mpvae-tables --help`
-                ):
-        self.kind, self.lo, self.gt, self.hi, self.choices = kind, lo, gt, hi, choices
-        self.none, self.unique, self.empty, self.default, self.help = none, unique, empty, default, help
-
-# %% ../nbs/08a_params.ipynb #9d7f09f1
-def _num_ok(v, whole:bool) -> bool:
-    "A finite number (a whole one if `whole`); True/False do not count."
-    if isinstance(v, bool) or not isinstance(v, (int, float)): return False
-    return isinstance(v, int) if whole else math.isfinite(v)
-
-# %% ../nbs/08a_params.ipynb #01442ab8
-@patch
-def describe(self:Param) -> str:
-    "The valid values in words: 'a whole number >= 1', 'one of 'fast', 'full', 'none'', ..."
-    if self.choices is not None: s = 'one of ' + ', '.join(json.dumps(c) for c in self.choices)
-    else:
-        base = dict(int='a whole number', float='a finite number', bool='true or false', str='a string',
-                    ints='whole numbers', floats='finite numbers')[self.kind]
-        rng = (f" {'>' if self.gt else '>='} {self.lo:g}" if self.lo is not None else '') + \
-              (f"{' and' if self.lo is not None else ''} <= {self.hi:,}" if self.hi is not None else '')
-        s = base + rng
-        if self.kind in ('ints', 'floats'):
-            s = f"a{'' if self.empty else ' non-empty'} list of {'distinct ' if self.unique else ''}{s}"
-    return s + (', or null' if self.none else '')
-
-# %% ../nbs/08a_params.ipynb #09deca3f
-@patch
-def problem(self:Param, v) -> str|None:
-    "Why `v` is not a valid value (None if it is)."
-    if v is None: return None if self.none else 'null is not allowed'
-    if self.choices is not None: return None if v in self.choices else 'unknown value'
-    if self.kind in ('ints', 'floats'):
-        if not isinstance(v, (list, tuple)): return 'not a list'
-        if not v and not self.empty: return 'an empty list'
-        if self.unique and len(set(v)) < len(v): return 'repeated values'
-        items = v
-    else: items = [v]
-    for o in items:
-        if self.kind == 'bool': ok = isinstance(o, bool)
-        elif self.kind == 'str': ok = isinstance(o, str)
-        else: ok = _num_ok(o, whole=self.kind in ('int', 'ints'))
-        if not ok: return 'wrong type' + ('; write ' + str(int(o)) if isinstance(o, float) and o.is_integer() and
-                                           self.kind in ('int', 'ints') else '')
-        if self.lo is not None and (o <= self.lo if self.gt else o < self.lo) or self.hi is not None and o > self.hi:
-            return 'out of range'
-    return None
-
-# %% ../nbs/08a_params.ipynb #99321a62
-_PROBES = ('logreg_cv', 'logreg', 'boost', 'mlp')
-_PROBE_PARAMS = dict(   # the probe protocol: declared once, the same in both tables
-    n_splits=Param('int', lo=1, default=2, help='the paper: 5'),
-    n_probe_seeds=Param('int', lo=1, default=2,
-                        help='the paper: 5; used where the probe is random: boost, mlp, and the start '
-                             'point of logreg'),
-    probe=Param('str', choices=_PROBES, default='logreg_cv',
-                help='logreg_cv (C by 5-fold CV, as disentanglement_lib), logreg (C is probe_C), boost or '
-                     'mlp'),
-    probe_C=Param('float', lo=0, gt=True, default=1.0,
-                  help='the sklearn C of the logreg probe (1.0 is the fixed probe of the earlier reports)'),
-)
-_RUN_PARAMS = dict(   # how each seed's pair is trained or loaded: declared once, the same in both tables
-    lr=Param('float', lo=0, gt=True, default=0.001, help='Adam learning rate (constant)'),
-    precision=Param('str', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
-                    help="'auto' (the fastest here, measured once), 'fp32', 'bf16' (CPU or CUDA), 'fp16' "
-                         '(CUDA)'),
-    device=Param('str', none=True, default=None, help='None: CUDA if available, else CPU'),
-    rep_seeds=Param('ints', lo=0, unique=True, default=[0], help='one trained baseline and MPVAE per seed'),
-)
-
-# %% ../nbs/08a_params.ipynb #78b01108
-_DSPRITES_PARAMS = dict(   # Table 2's notebook, 10_table_dsprites
-    data_path=Param('str', none=True, default=None,
-                    help='official dsprites npz (or its folder); None: $MPVAE_DATA, else the rendered grid'),
-    out_dir=Param('str', default='results/dsprites', help='results folder (mpvae-tables sets it: --out)'),
-    preset=Param('str', default='default',
-                 help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
-    baseline_dims=Param('ints', lo=1, default=[12], help="the beta-VAE's latent size"),
-    mpvae_dims=Param('ints', lo=1, default=[3, 9], help='z1 (shallow), z2 (deep); more paths give more rows'),
-    mpvae_taps=Param('ints', lo=1, none=True, default=None,
-                     help="the conv after which each path is tapped (None: the model's default, 4 and 5 "
-                          'for two paths)'),
-    path_groups=Param('str', choices=('consecutive', 'all'), default='consecutive',
-                      help="the MPVAE's rows: each path and every run of neighbouring paths, or 'all' "
-                           '(every subset)'),
-    beta=Param('float', lo=0, default=4.0, help='beta of every path and of the baseline'),
-    mpvae_betas=Param('floats', lo=0, none=True, default=None,
-                      help='per-path betas of MPVAE (overrides beta), e.g. [4.0, 1.0]'),
-    train_images=Param('int', lo=1, default=1024, help='images seen per model in training'),
-    epochs=Param('int', lo=1, default=2, help='log/checkpoint points over training'),
-    bs=Param('int', lo=1, default=64, help='training batch size'),
-    **_RUN_PARAMS,
-    pretrained=Param('bool', default=False,
-                     help='True: the shipped models of each seed (mpvae.pretrained) instead of training'),
-    pretrained_setting=Param('str', default='',
-                             help="which shipped models: '' (lr 1e-3) or 'lr1e-4' "
-                                  "(mpvae.pretrained.pretrained_name's setting)"),
-    pretrained_baseline=Param('str', none=True, default=None,
-                              help="the shipped baseline's setting (None: pretrained_setting's)"),
-    reference_evals=Param('str', none=True, default=None,
-                          help="a long runs' eval folder (mpvae.curves, e.g. runs/long/lr1e-4/eval_cv): "
-                               'paired tests against its rows'),
-    probe_pool=Param('int', lo=1, hi=737280, default=1500,
-                     help='images encoded for the probes (a seeded random subset of the whole grid)'),
-    probe_train=Param('int', lo=10, default=600, help='per split'),
-    probe_valid=Param('int', lo=1, default=300, help='per split'),
-    **_PROBE_PARAMS,
-    metrics=Param('str', choices=('none', 'fast', 'full'), default='fast',
-                  help="disentanglement metrics: 'none', 'fast' (small samples), 'full' "
-                       "(disentanglement_lib's sizes)"),
-    metrics_seeds=Param('ints', lo=0, none=True, unique=True, default=None,
-                        help='the representation seeds whose models get the metrics (None: the first of '
-                             'rep_seeds)'),
-    figures=Param('bool', default=True, help='make, show and save the figures'),
-)
-
-# %% ../nbs/08a_params.ipynb #162cbd43
-_CELEBA_PARAMS = dict(   # Table 1's notebook, 11_table_celeba
-    data_root=Param('str', none=True, default=None,
-                    help='CelebA folder (img_align_celeba/, list_attr_celeba.txt, '
-                         'list_eval_partition.txt); None: synthetic'),
-    out_dir=Param('str', default='results/celeba', help='results folder (mpvae-tables sets it: --out)'),
-    preset=Param('str', default='default',
-                 help="the preset's name, recorded with the results (mpvae-tables sets it: --preset)"),
-    synthetic_n=Param('int', lo=20, default=160, help='images of the synthetic folder when data_root is None'),
-    baseline_dims=Param('ints', lo=1, default=[32], help="the VAE's latent size"),
-    mpvae_dims=Param('ints', lo=1, default=[8, 24], help='z1 (shallow), z2 (deep)'),
-    beta=Param('float', lo=0, default=1.0, help='beta of every path and of the VAE (Table 1 says "VAE": 1)'),
-    recon=Param('str', choices=('bernoulli', 'gaussian'), default='bernoulli', help="'bernoulli' or 'gaussian'"),
-    train_images=Param('int', lo=1, default=256, help='images seen per model in training'),
-    epochs=Param('int', lo=1, default=1, help='log/checkpoint points over training'),
-    bs=Param('int', lo=1, default=32, help='training batch size'),
-    **_RUN_PARAMS,
-    pretrained=Param('bool', default=False,
-                     help='True: the shipped CelebA models of each seed (mpvae.pretrained) instead of training'),
-    pretrained_setting=Param('str', default='',
-                             help="which shipped CelebA models: '' (the Table 1 pair, celeba_baseline and "
-                                  "celeba_mpvae)"),
-    pool_split=Param('str', choices=('auto', 'heldout', 'all'), default='auto',
-                     help="'heldout' (valid+test partitions), 'all', or 'auto' (heldout for real data, all"
-                          ' for synthetic)'),
-    probe_pool=Param('int', lo=1, none=True, default=None, help='None: the whole pool (more than it holds: all of it)'),
-    probe_train=Param('int', lo=10, none=True, default=None,
-                      help='None: 60% of the pool (train + valid beyond the pool: scaled down, same ratio)'),
-    probe_valid=Param('int', lo=1, none=True, default=None, help='None: the rest of the pool'),
-    **_PROBE_PARAMS,
-    figures=Param('bool', default=True, help='make, show and save the figures'),
-)
-
-# %% ../nbs/08a_params.ipynb #dd043de9
-TABLE_PARAMS = {'dsprites': _DSPRITES_PARAMS, 'celeba': _CELEBA_PARAMS}   # every parameter of each table notebook
-
 # %% ../nbs/08a_params.ipynb #3cc3037a
-def parameters_cell(table:str # 'dsprites' or 'celeba'
+def parameters_cell(table:str # a registered dataset (`mpvae.datasets.DATASETS`)
                    )->str: # the source of the notebook's cell tagged `parameters`
     "The table notebook's parameters cell, written from `TABLE_PARAMS`: each name, its default and its help."
     items = [(f"{k} = {p.default!r}", p.help) for k, p in TABLE_PARAMS[table].items()]
@@ -286,7 +102,7 @@ def parameters_cell(table:str # 'dsprites' or 'celeba'
     return '\n'.join(f"{a:<{w}}# {h}" if len(a) < 40 else f"{a}  # {h}" for a, h in items)
 
 # %% ../nbs/08a_params.ipynb #0c8ccdbd
-def params_help(table:str # 'dsprites' or 'celeba'
+def params_help(table:str # a registered dataset (`mpvae.datasets.DATASETS`)
                )->str: # one line per parameter
     "Every `-p` parameter of `table` with its valid values and default, for `mpvae-tables --help`."
     return '\n'.join(
@@ -294,64 +110,6 @@ def params_help(table:str # 'dsprites' or 'celeba'
         for k, p in TABLE_PARAMS[table].items()
         if k not in ('out_dir', 'preset')
     )
-
-# %% ../nbs/08a_params.ipynb #8a3155c6
-def _probe_sizes(p):
-    n, tr, va = p['probe_pool'], p['probe_train'], p['probe_valid']
-    if None not in (n, tr, va) and tr + va > n:
-        return ('probe_train', f"probe_train + probe_valid ({tr:,} + {va:,}) must be <= probe_pool ({n:,})")
-    if n is not None and tr is not None and va is None and tr >= n:
-        return ('probe_train', f"probe_train ({tr:,}) must be < probe_pool ({n:,}): the rest are the validation rows")
-
-# %% ../nbs/08a_params.ipynb #8fb46d3a
-def _two_paths(p):
-    if len(p['mpvae_dims']) != 2:
-        return ('mpvae_dims', f"mpvae_dims must give 2 paths, z1 and z2 (the table's rows), not {len(p['mpvae_dims'])}")
-
-# %% ../nbs/08a_params.ipynb #31e83c7d
-def _paths_and_taps(p):
-    n, t = len(p['mpvae_dims']), p.get('mpvae_taps')
-    if n < 2: return ('mpvae_dims', f"mpvae_dims must give 2 or more paths (z1, z2, ...: the table's rows), not {n}")
-    if t is None: return None
-    if len(t) != n: return ('mpvae_taps', f"mpvae_taps gives {len(t)} depths for the {n} paths of mpvae_dims")
-    if any(b <= a for a, b in zip(t, t[1:])):
-        return (
-            'mpvae_taps',
-            f"mpvae_taps must be strictly increasing (z_k is tapped deeper than z_(k-1)), not {list(t)}",
-        )
-    if t[-1] > 6: return ('mpvae_taps', f"mpvae_taps {list(t)}: a 64x64 image allows depths up to 6 (a 1x1 map)")
-
-# %% ../nbs/08a_params.ipynb #df855c4e
-def _metrics_seeds(p):
-    ms = p.get('metrics_seeds')
-    if ms is not None and not set(ms) <= set(p['rep_seeds']):
-        return (
-            'metrics_seeds',
-            f"metrics_seeds {list(ms)} must be among rep_seeds {list(p['rep_seeds'])} (the models the run has)",
-        )
-
-# %% ../nbs/08a_params.ipynb #204c22f1
-def _one_beta_per_path(p):
-    b = p.get('mpvae_betas')
-    if b is not None and len(b) != len(p['mpvae_dims']):
-        return ('mpvae_betas', f"mpvae_betas gives {len(b)} betas for the {len(p['mpvae_dims'])} paths of mpvae_dims")
-
-# %% ../nbs/08a_params.ipynb #5dd572a8
-def _one_batch(p):
-    if not p.get('pretrained') and p['train_images'] < p['bs']:
-        return ('train_images', f"train_images ({p['train_images']:,}) must be >= bs ({p['bs']}): at least one batch")
-
-# %% ../nbs/08a_params.ipynb #e6178387
-def _path_exists(key):
-    def f(p):
-        if p[key] is not None and not Path(p[key]).expanduser().exists():
-            return (key, f"{key} {p[key]!r} does not exist: give the file or folder, or null")
-    return f
-
-# %% ../nbs/08a_params.ipynb #3f4ad2de
-def _device_name(p):
-    if p['device'] is not None and not re.fullmatch(r'cpu|mps|cuda(:\d+)?', p['device']):
-        return ('device', f"device must be null, 'cpu', 'cuda', 'cuda:<n>' or 'mps', not {p['device']!r}")
 
 # %% ../nbs/08a_params.ipynb #2c08cbe7
 def _shipped(data:str):
@@ -366,41 +124,16 @@ def _shipped(data:str):
             if miss := sorted(set(p['rep_seeds']) - set(have[s])):
                 return ('rep_seeds', f"the shipped models of setting {s!r} have seeds {have[s]}, not {miss}")
     return f
-
-# %% ../nbs/08a_params.ipynb #c8ada39b
-def _needs_celeba(p):
-    if p.get('pretrained') and p['data_root'] is None:
-        return ('data_root', "the shipped CelebA models are probed on real faces: -p data_root=/path/to/celeba "
-                             "(any CelebA folder; the package cannot download it)")
-    if p['preset'] == 'paper' and p['data_root'] is None:
-        return (
-            'data_root',
-            "the paper preset needs the real CelebA folder: -p data_root=/path/to/celeba (CelebA cannot be downloaded)",
-        )
-
-TABLE_RULES = {
-    'dsprites': (
-        _probe_sizes,
-        _paths_and_taps,
-        _metrics_seeds,
-        _one_beta_per_path,
-        _one_batch,
-        _path_exists('data_path'),
-        _path_exists('reference_evals'),
-        _device_name,
-        _shipped('dsprites'),
-    ),
-    'celeba': (_probe_sizes, _two_paths, _one_batch, _path_exists('data_root'), _device_name, _needs_celeba,
-               _shipped('celeba')),
-}
+# each table's rules, and for a dataset with shipped models, that a pretrained run's models ship
+TABLE_RULES = {n: s.rules + ((_shipped(n),) if s.shipped else ()) for n, s in DATASETS.items()}
 
 # %% ../nbs/08a_params.ipynb #018d7dd9
-def check_params(table:str, # 'dsprites' or 'celeba'
+def check_params(table:str, # a registered dataset (`mpvae.datasets.DATASETS`)
                  values:dict, # every parameter of the table's notebook (extra names are ignored, e.g. a notebook's `globals()`)
                  given:dict|None=None # how each name was set, e.g. {'bs': '-p'} or {'bs': 'preset paper'}; default: the notebook's own
                 ) -> dict:
     "The table's parameters from `values`, each checked against `TABLE_PARAMS` and `TABLE_RULES`; a one-line ValueError if not."
-    decl, given = TABLE_PARAMS[table], given or {}
+    decl, given = dataset(table).params, given or {}
     if missing := [k for k in decl if k not in values]: raise ValueError(f"{table}: parameters missing: {missing}")
     p = {k: values[k] for k in decl}
     def say(k, msg):

@@ -11,6 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 from .core import BASELINE, upgrade_names
 from .model import MPVAE, load_model
+from .datasets import DEFAULT_DATA, data_names
 
 # %% auto #0
 __all__ = ['PRETRAINED_NAMES', 'PRETRAINED_KINDS', 'PRETRAINED_DATA', 'pretrained_dir', 'pretrained_name', 'load_pretrained',
@@ -51,7 +52,8 @@ def _files(folder=None) -> dict:
 
 # %% ../nbs/14_pretrained.ipynb #8c50dede
 PRETRAINED_KINDS = (BASELINE, 'mpvae')   # the two kinds of shipped model
-PRETRAINED_DATA = ('dsprites', 'celeba')  # the datasets shipped models were trained on: the first part of their names
+PRETRAINED_DATA = tuple(data_names(shipped=True))  # the datasets shipped models were trained on (`mpvae.datasets`): the
+# first part of their names
 
 def _kind(kind:str) -> str:
     "`kind` checked; the baseline's old name 'vae' is read as 'baseline', with a DeprecationWarning."
@@ -65,7 +67,7 @@ def _kind(kind:str) -> str:
 
 def pretrained_name(kind:str, # 'baseline' or 'mpvae'
                     setting:str='', # the training setting: '' (Adam lr 1e-3) or e.g. 'lr1e-4'
-                    data:str='dsprites' # the dataset: 'dsprites' or 'celeba'
+                    data:str=DEFAULT_DATA # a dataset with shipped models (`PRETRAINED_DATA`)
                    ) -> str:
     "The shipped name of one model of one training setting: ('mpvae', 'lr1e-4') -> 'dsprites_mpvae_lr1e-4'."
     kind = _kind(kind)
@@ -77,13 +79,13 @@ def pretrained_name(kind:str, # 'baseline' or 'mpvae'
         raise ValueError(f"a setting cannot contain '_seed<k>': the file name puts the seed there ({setting!r})")
     return f'{data}_{kind}_{setting}' if setting else f'{data}_{kind}'
 
-def _kind_setting(name:str, data:str='dsprites') -> tuple:
+def _kind_setting(name:str, data:str=DEFAULT_DATA) -> tuple:
     "The inverse of `pretrained_name`: 'dsprites_mpvae_lr1e-4' -> ('mpvae', 'lr1e-4'); (None, None) for other names."
     m = re.fullmatch(rf'{data}_(baseline|mpvae)(?:_(.+))?', _new_name(name))
     return (m.group(1), m.group(2) or '') if m else (None, None)
 
 def _data_of(name:str) -> str|None:
-    "The dataset a shipped name was trained on: 'celeba_mpvae' -> 'celeba'; None for other names."
+    "The dataset a shipped name was trained on, its first part (`PRETRAINED_DATA`); None for other names."
     return next((d for d in PRETRAINED_DATA if _kind_setting(name, d) != (None, None)), None)
 
 # %% ../nbs/14_pretrained.ipynb #a6c084f8
@@ -138,10 +140,10 @@ _RECORD = ('images', 'steps', 'bs', 'lr', 'schedule', 'precision', 'cpu', 'train
 def list_pretrained(folder=None) -> list:
     "One dict per shipped model (dSprites first): name, data, seed, kind, setting, file, description, record, last NELBO."
     out = []
-    order = lambda kv: (PRETRAINED_DATA.index(_data_of(kv[0][0]) or 'dsprites'), kv[0])
+    order = lambda kv: (PRETRAINED_DATA.index(_data_of(kv[0][0]) or DEFAULT_DATA), kv[0])
     for (n, s), p in sorted(_files(folder).items(), key=order):
         rec = dict(load_pretrained(n, s, folder=folder).meta.get('record') or {})
-        data = _data_of(n); kind, setting = _kind_setting(n, data or 'dsprites')
+        data = _data_of(n); kind, setting = _kind_setting(n, data or DEFAULT_DATA)
         out.append(dict(name=n, data=data, seed=s, kind=kind, setting=setting, file=p.name,
                         description=PRETRAINED_NAMES.get(n, ''), **{k: rec.get(k) for k in _RECORD},
                         nelbo=(rec.get('last') or {}).get('nelbo')))
@@ -150,7 +152,7 @@ def list_pretrained(folder=None) -> list:
 # %% ../nbs/14_pretrained.ipynb #0cd41bb3
 def pretrained_seeds(kind:str, # 'baseline' or 'mpvae'
                      folder=None, # where the models are (default: the package's)
-                     data:str='dsprites' # the dataset: 'dsprites' or 'celeba'
+                     data:str=DEFAULT_DATA # a dataset with shipped models (`PRETRAINED_DATA`)
                     )->dict: # setting -> sorted seeds
     "Each training setting that ships models of `kind` -> their seeds: ('baseline') -> {'': [0], 'lr1e-4': [0, 1, 2], ...}."
     kind = _kind(kind)
@@ -161,7 +163,7 @@ def pretrained_seeds(kind:str, # 'baseline' or 'mpvae'
         if k == kind: seeds.setdefault(setting, set()).add(s)
     return {k: sorted(v) for k, v in sorted(seeds.items())}
 
-def pretrained_settings(folder=None, data:str='dsprites') -> dict:
+def pretrained_settings(folder=None, data:str=DEFAULT_DATA) -> dict:
     "Each training setting that ships both models (baseline and MPVAE) -> the seeds it ships for both: {'': [0], 'lr1e-4': [0, 1, 2]}."
     v, m = pretrained_seeds(BASELINE, folder, data), pretrained_seeds('mpvae', folder, data)
     return {k: sorted(set(v[k]) & set(m[k])) for k in sorted(set(v) & set(m)) if set(v[k]) & set(m[k])}

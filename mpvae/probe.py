@@ -7,7 +7,9 @@ Docs: https://mpvae.github.io/mpvae/probe.html.md"""
 # %% ../nbs/06_probe.ipynb #a680eb4d
 from __future__ import annotations
 import math, time, warnings
+from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Callable
 import numpy as np
 import torch
 from torch import nn
@@ -22,9 +24,9 @@ _all_ = ['CONVERGED', 'STALLED', 'MAX_ITER', 'encode_dataset', 'path_subsets', '
          'ProbeResult', 'plot_probe']
 
 # %% auto #0
-__all__ = ['KINDS', 'STOCHASTIC', 'probe_splits', 'splits_for_size', 'nested_splits', 'size_folds', 'run_probe', 'CONVERGED',
-           'STALLED', 'MAX_ITER', 'encode_dataset', 'path_subsets', 'feature_sets', 'grid_Cs', 'kfold', 'ProbeResult',
-           'plot_probe']
+__all__ = ['PROBE_KINDS', 'KINDS', 'STOCHASTIC', 'PROBE_OPTIONS', 'probe_splits', 'splits_for_size', 'nested_splits',
+           'size_folds', 'ProbeKind', 'probe_kind', 'run_probe', 'CONVERGED', 'STALLED', 'MAX_ITER', 'encode_dataset',
+           'path_subsets', 'feature_sets', 'grid_Cs', 'kfold', 'ProbeResult', 'plot_probe']
 
 # %% ../nbs/06_probe.ipynb #a1f4341c
 def _draw(n, m, seed, k):
@@ -278,33 +280,50 @@ def _boost(Xtr, Ytr, Xva, Yva, seeds, kw):
                 hits[s, e, l] = np.bincount(yv[ok], minlength=C)
     return torch.as_tensor(hits)
 
-# %% ../nbs/06_probe.ipynb #42383bc7
-KINDS = ('logreg', 'logreg_cv', 'boost', 'mlp')   # the probe kinds of `run_probe`
+# %% ../nbs/06_probe.ipynb #38e5a8bb
+@dataclass(frozen=True)
+class ProbeKind:
+    "A kind of probe: its fit, checks, seeds and C, the parameters it records and its sentence in reports."
+    name:str # what `run_probe(kind=...)` and the tables' `probe` take
+    fit:Callable = field(repr=False) # one label group of one feature set: `(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva)` -> validation hits by true class `(S, E, Lg, NC)`
+    record:Callable = field(repr=False) # the run's settings `o` -> the kind's parameters, recorded with the result
+    what:Callable = field(repr=False) # the recorded parameters -> the classifier in words (`mpvae.reports.probe_md`)
+    brief:str = '' # a few words beside its name in the tables' `probe` help
+    stochastic:bool = False # its classifier seed changes the result (not only where a convex solver starts)
+    seeded:bool = True # takes `n_seeds` classifier seeds per split; False: one run per split, `n_seeds=1`
+    takes_C:bool = False # fits at the fixed C it is given (the tables' `probe_C`)
+    cross_validated:bool = False # chooses C per split and label by cross-validation over a grid (`grid_Cs`)
+    check:Callable|None = field(default=None, repr=False) # `(n_seeds, sizes)`: raises on settings the kind cannot take
 
-# %% ../nbs/06_probe.ipynb #ef4f4b3d
-STOCHASTIC = ('boost', 'mlp')                      # the kinds whose classifier seed changes the result
+    def seeds(self, n:int|None=None # the seeds asked (a table's `n_probe_seeds`); None: the kind's own number
+             )->int: # classifier seeds per split
+        "Seeds per split: 1 for a kind that takes none; else `n`, or by default 5 where the seed changes the result, 1 where it does not."
+        if not self.seeded: return 1
+        return (5 if self.stochastic else 1) if n is None else n
 
-# %% ../nbs/06_probe.ipynb #38e5b8d2
-def _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter):
-    "Validate the probe's settings before any work; returns the grid of Cs (logreg_cv) or None."
-    if kind not in KINDS: raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
-        raise ValueError(f"n_seeds must be an int >= 1, got {n_seeds!r}")
-    if kind == 'logreg_cv' and n_seeds != 1:
-        raise ValueError(f"kind='logreg_cv' has no randomness (a convex problem, solved from zero): pass n_seeds=1, "
-                         f"not {n_seeds}")
-    if C is not None and not (np.isfinite(C) and C > 0): raise ValueError(f"C must be a finite number > 0, got {C!r}")
-    if l2 < 0: raise ValueError(f"l2 must be >= 0, got {l2}")
-    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
-    return grid_Cs(Cs) if kind == 'logreg_cv' else None
+    def fixed_C(self, C:float|None # the C asked (a table's `probe_C`)
+               )->float|None: # what `run_probe(C=...)` gets
+        "`C` for a kind that fits at a fixed C; None for the others (their `l2`, or their grid)."
+        return C if self.takes_C else None
 
-# %% ../nbs/06_probe.ipynb #0c947e7f
-def _eta_line(name, i, n, t0):
-    "'probes z1+z2 (3/4): 12 s, about 4 s left'."
-    el = time.perf_counter() - t0
-    left = f", about {el/i*(n-i):.0f} s left" if i < n else ''
-    return f"probes {name} ({i}/{n}): {el:.0f} s{left}"
+# %% ../nbs/06_probe.ipynb #6e650420
+def _bias(a:torch.Tensor) -> torch.Tensor:
+    "Inputs `(S, n, d)` with a column of ones appended `(S, n, d+1)`: the bias of the logistic probes."
+    return torch.cat([a, torch.ones(*a.shape[:2], 1, device=a.device)], 2)
+
+# %% ../nbs/06_probe.ipynb #d06f5cb8
+def _fit_logreg_kind(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
+    "`logreg`'s fit of one label group; the solver's iterations and convergence go to `rec`."
+    hit, its, conv = _fit_logreg(_bias(Xtr), _bias(Xva), Ytr, Yva, ls, NC, o)
+    rec['solver'][f'{name}/{NC}'] = dict(iterations=int(its), converged=float(conv.float().mean()))
+    if its >= o.max_iter and not conv.all(): rec['unconverged'] += [f'{name}/{label_names[j]}' for j in ls]
+    return hit
+
+_LOGREG = ProbeKind(
+    'logreg', _fit_logreg_kind,
+    record=lambda o: dict(l2=o.l2, max_iter=o.max_iter, tol=o.tol, sklearn_C=1/(o.l2*o.train_size) if o.l2 > 0 else None),
+    what=lambda pr: f"multinomial logistic regression at a fixed C = {pr.get('sklearn_C') or 0:g} (scikit-learn's C)",
+    brief='C is probe_C', takes_C=True)
 
 # %% ../nbs/06_probe.ipynb #eb5f4e6b
 def _record_cv(rec, r, name, label_names, ls):
@@ -317,39 +336,106 @@ def _record_cv(rec, r, name, label_names, ls):
         if (r['path_status'][..., li] == MAX_ITER).any() or (r['status'][:, li] == MAX_ITER).any():
             rec['unconverged'].append(f'{name}/{label_names[j]}')
 
-# %% ../nbs/06_probe.ipynb #ddaa17f6
-def _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
-    "Validation hits by true class `(S, E, Lg, NC)` of every (split, seed) probe of the labels `ls` on one feature set."
-    one = lambda a: torch.cat([a, torch.ones(*a.shape[:2], 1, device=a.device)], 2)
-    if o.kind == 'logreg':
-        hit, its, conv = _fit_logreg(one(Xtr), one(Xva), Ytr, Yva, ls, NC, o)
-        rec['solver'][f'{name}/{NC}'] = dict(iterations=int(its), converged=float(conv.float().mean()))
-        if its >= o.max_iter and not conv.all(): rec['unconverged'] += [f'{name}/{label_names[j]}' for j in ls]
-        return hit
-    if o.kind == 'logreg_cv':
-        folds = o.folds[ls[0]] if o.folds else None            # several sizes: each split's stratified folds
-        hit, r = logreg_cv(one(Xtr), Ytr, one(Xva), Yva, o.grid, o.cv, o.max_iter, o.tol, o.split_seed, per_class=True,
-                           folds=folds)
-        _record_cv(rec, r, name, label_names, ls)
-        return hit[:, None]
-    if o.kind == 'boost':
-        return _boost(Xtr, Ytr, Xva, Yva, [o.seed+e for e in range(o.E)], dict(o.boost_kw or {})).to(Xtr.device)
+# %% ../nbs/06_probe.ipynb #74b1a337
+def _fit_logreg_cv_kind(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
+    "`logreg_cv`'s fit of one label group; the Cs chosen, fold accuracies and iterations go to `rec`."
+    folds = o.folds[ls[0]] if o.folds else None            # several sizes: each split's stratified folds
+    hit, r = logreg_cv(_bias(Xtr), Ytr, _bias(Xva), Yva, o.grid, o.cv, o.max_iter, o.tol, o.split_seed, per_class=True,
+                       folds=folds)
+    _record_cv(rec, r, name, label_names, ls)
+    return hit[:, None]
+
+def _logreg_cv_record(o) -> dict:
+    "`logreg_cv`'s parameters: the grid, the folds and how they were drawn, the solver's settings."
+    how = ('stratified by class per split and label, min(cv, smallest class) folds (at least 2), seeded by '
+           "split_seed: info['folds']") if o.folds else 'shuffled, seeded by split_seed'
+    return dict(Cs=o.grid.tolist(), cv=o.cv, cv_folds=how, max_iter=o.max_iter, tol=o.tol)
+
+def _logreg_cv_what(pr:dict) -> str:
+    "`logreg_cv` in words, with its folds and grid."
+    cs = pr['Cs']
+    return (f"multinomial logistic regression, C chosen per label and split by {pr['cv']}-fold cross-validation on the "
+            f"training rows from {len(cs)} values log-spaced {cs[0]:g} to {cs[-1]:g} (disentanglement_lib's "
+            f"protocol), then refit on all of them; convex, so one run per split")
+
+def _logreg_cv_check(n_seeds:int, sizes:list):
+    "`logreg_cv`'s checks: 2 training rows at least at every size (to cross-validate on), one run per split."
+    if sizes and min(sizes) < 2:
+        raise ValueError(f"kind='logreg_cv' cross-validates on the training rows: every train_size must be >= 2, got {min(sizes)}")
+    if n_seeds != 1:
+        raise ValueError(f"kind='logreg_cv' has no randomness (a convex problem, solved from zero): pass n_seeds=1, "
+                         f"not {n_seeds}")
+
+_LOGREG_CV = ProbeKind('logreg_cv', _fit_logreg_cv_kind, _logreg_cv_record, _logreg_cv_what,
+                       brief='C by 5-fold CV, as disentanglement_lib', seeded=False, cross_validated=True,
+                       check=_logreg_cv_check)
+
+# %% ../nbs/06_probe.ipynb #81012f28
+def _fit_boost_kind(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
+    "`boost`'s fit of one label group: a classifier per (split, seed, label), seeded `seed + s`."
+    return _boost(Xtr, Ytr, Xva, Yva, [o.seed+e for e in range(o.E)], dict(o.boost_kw or {})).to(Xtr.device)
+
+_BOOST = ProbeKind(
+    'boost', _fit_boost_kind,
+    record=lambda o: dict(boost_kw=dict(o.boost_kw or {}), early_stopping=(o.boost_kw or {}).get('early_stopping', True)),
+    what=lambda pr: "gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, early stopping)",
+    stochastic=True)
+
+# %% ../nbs/06_probe.ipynb #2dbef733
+def _fit_mlp_kind(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva):
+    "`mlp`'s fit of one label group (`_fit_mlp`)."
     return _fit_mlp(Xtr, Ytr, Xva, Yva, ls, NC, o)
+
+_MLP = ProbeKind(
+    'mlp', _fit_mlp_kind,
+    record=lambda o: dict(l2=o.l2, hidden=o.hidden, epochs=o.epochs, bs=o.bs, lr=o.lr),
+    what=lambda pr: f"a one-hidden-layer MLP ({pr.get('hidden')} units, Adam, {pr.get('epochs')} epochs)",
+    stochastic=True)
+
+# %% ../nbs/06_probe.ipynb #6a80a62f
+PROBE_KINDS = {k.name: k for k in (_LOGREG, _LOGREG_CV, _BOOST, _MLP)}   # the probe kinds of `run_probe`, by name
+
+# %% ../nbs/06_probe.ipynb #98b7e9a9
+def probe_kind(kind:str|ProbeKind # a kind's name (`KINDS`), or a kind
+              )->ProbeKind:
+    "The registered probe kind of that name (a kind is returned as it is); an unknown name is refused with the list."
+    if isinstance(kind, ProbeKind): return kind
+    if not isinstance(kind, str) or kind not in PROBE_KINDS:
+        raise ValueError(f"kind must be one of {tuple(PROBE_KINDS)}, got {kind!r}")
+    return PROBE_KINDS[kind]
+
+# %% ../nbs/06_probe.ipynb #42383bc7
+KINDS = tuple(PROBE_KINDS)                         # the probe kinds' names, as users and tests import them
+
+# %% ../nbs/06_probe.ipynb #ef4f4b3d
+STOCHASTIC = tuple(k for k, v in PROBE_KINDS.items() if v.stochastic)   # the kinds whose classifier seed changes the result
+
+# %% ../nbs/06_probe.ipynb #38e5b8d2
+def _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter, sizes=()):
+    "Validate the probe's settings before any work (`sizes`: every training size); returns the kind and its grid of Cs (or None)."
+    k = probe_kind(kind)
+    if not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be an int >= 1, got {n_seeds!r}")
+    if k.check is not None: k.check(n_seeds, list(sizes))
+    if C is not None and not (np.isfinite(C) and C > 0): raise ValueError(f"C must be a finite number > 0, got {C!r}")
+    if l2 < 0: raise ValueError(f"l2 must be >= 0, got {l2}")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
+    return k, (grid_Cs(Cs) if k.cross_validated else None)
+
+# %% ../nbs/06_probe.ipynb #0c947e7f
+def _eta_line(name, i, n, t0):
+    "'probes z1+z2 (3/4): 12 s, about 4 s left'."
+    el = time.perf_counter() - t0
+    left = f", about {el/i*(n-i):.0f} s left" if i < n else ''
+    return f"probes {name} ({i}/{n}): {el:.0f} s{left}"
 
 # %% ../nbs/06_probe.ipynb #541f60ae
 def _probe_params(o, pool, dev):
     "The protocol's parameters as recorded with the result: the common ones, then those of the kind."
-    params = dict(train_size=o.train_size, valid_size=o.valid_size, n_splits=o.n_splits, n_seeds=o.E, kind=o.kind,
+    params = dict(train_size=o.train_size, valid_size=o.valid_size, n_splits=o.n_splits, n_seeds=o.E, kind=o.kind.name,
                   split_seed=o.split_seed, seed=o.seed, pool=pool, device=str(dev))
-    if o.kind == 'logreg':
-        params.update(l2=o.l2, max_iter=o.max_iter, tol=o.tol, sklearn_C=1/(o.l2*o.train_size) if o.l2 > 0 else None)
-    elif o.kind == 'logreg_cv':
-        how = ('stratified by class per split and label, min(cv, smallest class) folds (at least 2), seeded by '
-               "split_seed: info['folds']") if o.folds else 'shuffled, seeded by split_seed'
-        params.update(Cs=o.grid.tolist(), cv=o.cv, cv_folds=how, max_iter=o.max_iter, tol=o.tol)
-    elif o.kind == 'boost':
-        params.update(boost_kw=dict(o.boost_kw or {}), early_stopping=(o.boost_kw or {}).get('early_stopping', True))
-    else: params.update(l2=o.l2, hidden=o.hidden, epochs=o.epochs, bs=o.bs, lr=o.lr)
+    params.update(o.kind.record(o))
     return params
 
 # %% ../nbs/06_probe.ipynb #74c37cef
@@ -357,7 +443,7 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
                max_iter, tol, hidden, epochs, bs, lr, boost_kw, split_seed, seed, device, progress, splits=None):
     "`run_probe`'s work, under the thread count it set (`splits`: given, as at several sizes, with stratified folds)."
     t0 = time.perf_counter()
-    grid = _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter)
+    kind, grid = _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter)
     if C is not None: l2 = 1/(C*train_size)
     o = SimpleNamespace(kind=kind, l2=l2, grid=grid, cv=cv, max_iter=max_iter, tol=tol, hidden=hidden, epochs=epochs,
                         bs=bs, lr=lr, boost_kw=boost_kw, split_seed=split_seed, seed=seed, E=n_seeds,
@@ -387,7 +473,7 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
         if fi not in prepped: prepped.clear(); prepped[fi] = _standardise(fs[name], tr, va, dev)
         Xtr, Xva = prepped[fi]; ls = groups[g]
         Ytr, Yva = Yt[torch.as_tensor(tr, device=dev)][..., ls], Yt[torch.as_tensor(va, device=dev)][..., ls]
-        hit = _fit_group(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva)
+        hit = o.kind.fit(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva)
         acc[fi][ls] = (hit.sum(-1)/valid_size).permute(2, 0, 1).cpu().numpy()
         bal[fi][ls] = _balanced(hit.to(Xva.device), Yva, NC).permute(2, 0, 1).cpu().numpy()
         if progress == 'lines' and g == list(groups)[-1]: progress_line(_eta_line(name, fi+1, len(fs), t0))
@@ -410,8 +496,7 @@ def _rule(n_splits):
 def _run_sizes(**kw) -> dict:
     "`run_probe` at every size of `kw['train_size']`, on nested splits: size -> `ProbeResult`."
     sizes = _check_sizes(kw['train_size'])
-    if kw['kind'] == 'logreg_cv' and sizes[0] < 2:
-        raise ValueError(f"kind='logreg_cv' cross-validates on the training rows: every train_size must be >= 2, got {sizes[0]}")
+    _check_kind(*(kw[k] for k in ('kind', 'n_seeds', 'C', 'l2', 'Cs', 'cv', 'max_iter')), sizes)   # before any work
     fs, n = _prep_features(kw['features'])
     nest = nested_splits(n, sizes, kw['valid_size'], kw['n_splits'], kw['split_seed'])
     out = {}
@@ -421,34 +506,42 @@ def _run_sizes(**kw) -> dict:
         r.params.update(sizes=sizes, nested=True, n_splits_rule=_rule(kw['n_splits'])); out[k] = r
     return out
 
+# %% ../nbs/06_probe.ipynb #77a98b64
+PROBE_OPTIONS = dict(   # the kinds' own settings and their defaults: `run_probe(..., **options)` takes any of them
+    C=None,        # logreg: scikit-learn's C, i.e. l2 = 1/(C*train_size); None: use `l2`
+    l2=1e-4,       # logreg, mlp: L2 penalty on the mean cross-entropy (logreg: C = 1/(l2*train_size))
+    Cs=10,         # logreg_cv: the grid; an int n is n values log-spaced from 1e-4 to 1e4 (disentanglement_lib's)
+    cv=5,          # logreg_cv: folds of the training rows (`kfold` of a seeded permutation; at several sizes `size_folds`)
+    max_iter=1000, # logreg, logreg_cv: L-BFGS iterations at most (per C); more is reported, not hidden
+    tol=1e-4,      # logreg, logreg_cv: gradient tolerance (scikit-learn's)
+    hidden=64,     # mlp: hidden width
+    epochs=30,     # mlp: epochs of Adam
+    bs=256,        # mlp: batch size
+    lr=3e-3,       # mlp: Adam learning rate
+    boost_kw=None, # boost: settings of scikit-learn's HistGradientBoostingClassifier
+)
+
 # %% ../nbs/06_probe.ipynb #3e0c4c2e
 def run_probe(features, # dict name -> (n, d) array (or one array, or a list of per-path codes)
               labels, # (n,) or (n, n_labels) integer classes, rows aligned with the features
               label_names:list|None=None, # a name per label column
               train_size:int|list=10_000, # training examples per split; a list: every size, on nested splits
               valid_size:int=5_000, # validation examples per split
-              n_splits:int=5, # train/validation splits (the paper: 5); at several sizes also a dict size -> int or a rule (`splits_for_size`)
+              n_splits:int=5, # train/validation splits (the paper: 5); at several sizes a dict size -> int or a rule
               n_seeds:int=5, # classifier seeds per split (the paper: 5); 'logreg_cv' has no randomness: 1
               kind:str='logreg', # `KINDS`: 'logreg' (fixed C), 'logreg_cv' (C by cross-validation), 'boost', 'mlp'
-              C:float|None=None, # logreg: scikit-learn's C, i.e. l2 = 1/(C*train_size); None: use `l2`
-              l2:float=1e-4, # logreg, mlp: L2 penalty on the mean cross-entropy (logreg: C = 1/(l2*train_size))
-              Cs=10, # logreg_cv: the grid; an int n is n values log-spaced from 1e-4 to 1e4 (disentanglement_lib's)
-              cv:int=5, # logreg_cv: folds of the training rows (`kfold` of a seeded permutation; at several sizes `size_folds`)
-              max_iter:int=1000, # logreg, logreg_cv: L-BFGS iterations at most (per C); more is reported, not hidden
-              tol:float=1e-4, # logreg, logreg_cv: gradient tolerance (scikit-learn's)
-              hidden:int=64, # mlp: hidden width
-              epochs:int=30, # mlp: epochs of Adam
-              bs:int=256, # mlp: batch size
-              lr:float=3e-3, # mlp: Adam learning rate
-              boost_kw:dict|None=None, # boost: settings of scikit-learn's HistGradientBoostingClassifier
               split_seed:int=0, # seeds the splits
               seed:int=0, # classifier seed s of a run is `seed + s`
               device=None, # None: CUDA if available, else CPU
               threads:int|None=1, # torch CPU threads during the call (restored after); None: leave torch's setting
-              progress:bool|str=False # True: a progress bar; 'lines': a line per feature set with elapsed time and ETA
+              progress:bool|str=False, # True: a progress bar; 'lines': a line per feature set with elapsed time and ETA
+              **options # the kinds' own settings, `PROBE_OPTIONS` (C, Cs, cv, l2, hidden, ...): their defaults otherwise
              )->ProbeResult|dict: # accuracies of every run, with chance and majority levels; a list of sizes: size -> result
     "Validation accuracy of `n_splits x n_seeds` classifiers per label and feature set, with chance levels."
-    kw = dict(locals()); kw.pop('threads')
+    if bad := sorted(set(options) - set(PROBE_OPTIONS)):
+        raise TypeError(f"run_probe got unknown option(s) {bad}; the kinds' options are {list(PROBE_OPTIONS)} "
+                        "(PROBE_OPTIONS)")
+    kw = {**PROBE_OPTIONS, **options, **{k: v for k, v in locals().items() if k not in ('options', 'threads', 'bad')}}
     several = isinstance(train_size, (list, tuple, np.ndarray))
     if not several and not isinstance(n_splits, (int, np.integer)):
         raise ValueError(f"n_splits must be an int for one train_size (a dict or a rule is for a list of sizes), got {n_splits!r}")

@@ -13,6 +13,7 @@ import torch
 import matplotlib.pyplot as plt
 from .core import atomic_path, atomic_write, upgrade_names
 from .model import MPVAE
+from .probe import probe_kind
 from .stats import PAPER, paired_t, t_pvalue, aggregate_sweep
 
 # %% auto #0
@@ -59,17 +60,10 @@ def markdown_table(res:dict, # a results.json of a table notebook
 # %% ../nbs/08b_reports.ipynb #ba507548
 def probe_md(pr:dict # `run_probe`'s parameters, as a results.json keeps them under 'probe'
             ) -> str:
-    "The probe protocol in one sentence."
-    k, runs = pr.get('kind', 'logreg'), f"{pr['n_splits']} splits x {pr['n_seeds']} run{'s' if pr['n_seeds'] > 1 else ''}"
+    "The probe protocol in one sentence: the classifier in its kind's words (`mpvae.probe.ProbeKind.what`), runs and sizes."
+    runs = f"{pr['n_splits']} splits x {pr['n_seeds']} run{'s' if pr['n_seeds'] > 1 else ''}"
     size = f"{pr['train_size']:,} training / {pr['valid_size']:,} validation images per split"
-    if k == 'logreg_cv':
-        cs = pr['Cs']
-        what = (f"multinomial logistic regression, C chosen per label and split by {pr['cv']}-fold cross-validation on the "
-                f"training rows from {len(cs)} values log-spaced {cs[0]:g} to {cs[-1]:g} (disentanglement_lib's "
-                f"protocol), then refit on all of them; convex, so one run per split")
-    elif k == 'logreg': what = f"multinomial logistic regression at a fixed C = {pr.get('sklearn_C') or 0:g} (scikit-learn's C)"
-    elif k == 'boost': what = "gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, early stopping)"
-    else: what = f"a one-hidden-layer MLP ({pr.get('hidden')} units, Adam, {pr.get('epochs')} epochs)"
+    what = probe_kind(pr.get('kind', 'logreg')).what(pr)   # results from before the kind was recorded: all logreg
     return f"Probe: {what}; {runs}, {size}."
 
 # %% ../nbs/08b_reports.ipynb #fd0895b8

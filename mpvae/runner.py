@@ -11,8 +11,9 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from .core import atomic_write, hms, upgrade_names
-from .params import TABLE_NOTEBOOKS, MODELS_PER_SEED, find_notebooks, plan_jobs, check_params, check_overrides
+from .params import TABLE_NOTEBOOKS, TABLE_PARAMS, MODELS_PER_SEED, find_notebooks, plan_jobs, check_params, check_overrides
 from .params import notebook_params
+from .datasets import DEFAULT_DATA
 from .reports import summarize, compare_results
 
 # %% auto #0
@@ -187,7 +188,7 @@ def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None
     return rec
 
 # %% ../nbs/08c_runner.ipynb #35efb01b
-def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
+def run_tables(tables=(DEFAULT_DATA,), preset='smoke', out='results', overrides=None, seeds=None, betas=None,
                workers:int=1, nbs=None, kernel=None, expect=None, tol:float=0.5,
                overwrite:bool=False # replace the earlier jobs in `out` that ran with other parameters (default: refuse)
               ) -> list:
@@ -204,6 +205,9 @@ def run_tables(tables=('dsprites',), preset='smoke', out='results', overrides=No
     where = find_notebooks(nbs, tables)      # fail early if the notebooks are missing
     specs = {t: notebook_params(where/TABLE_NOTEBOOKS[t]) for t in tables}
     per_table = check_overrides(overrides or {}, specs)
+    # each notebook runs in its job's folder: a path given relative to here would point elsewhere there
+    absolute = lambda t, k, v: str(Path(v).expanduser().resolve()) if TABLE_PARAMS[t][k].path and isinstance(v, str) else v
+    per_table = {t: {k: absolute(t, k, v) for k, v in kw.items()} for t, kw in per_table.items()}
     jobs = [j for t in tables for j in plan_jobs([t], preset, per_table[t], seeds, betas)]
     out = Path(out)
     if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file, not a folder: give a folder for the results")

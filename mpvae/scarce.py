@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, progress_line
 from .probe import run_probe, splits_for_size, ProbeResult
+from .datasets import DEFAULT_DATA, DSPRITES_SPEC
 from .stats import aggregate, paired_t, t_pvalue, all_paths_row
 
 # %% auto #0
@@ -160,9 +161,17 @@ def _load_runs(path:Path) -> tuple:
     return {int(k): ProbeResult.from_dict(v) for k, v in d.pop('results').items()}, d
 
 # %% ../nbs/18_scarce.ipynb #86c8c727
-def _setting_name(setting:str, data:str='dsprites') -> str:
-    "How a shipped setting is named in the report and its folders: 'lr1e-3' for dSprites' '', 'celeba' for CelebA's."
-    return ('celeba' + (f'_{setting}' if setting else '')) if data == 'celeba' else (setting or 'lr1e-3')
+def _setting_name(setting:str, data:str=DEFAULT_DATA) -> str:
+    "How a shipped setting is named in the report and its folders: 'lr1e-3' for dSprites' '', the dataset's name for another's."
+    return (setting or 'lr1e-3') if data == DEFAULT_DATA else data + (f'_{setting}' if setting else '')
+
+def _baseline_setting(setting:str, data:str=DEFAULT_DATA) -> str:
+    "The shipped baseline an MPVAE setting is compared with: `DSPRITES_SETTINGS` for dSprites, the same setting elsewhere."
+    return DSPRITES_SETTINGS.get(setting, setting) if data == DSPRITES_SPEC.name else setting
+
+def _stem(name:str, data:str=DEFAULT_DATA) -> str:
+    "A report file's name: as it always was for the default dataset (dSprites), with `_<data>` for the others."
+    return name if data == DEFAULT_DATA else f'{name}_{data}'
 
 # %% ../nbs/18_scarce.ipynb #9c0a33a7
 def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SETTINGS`)
@@ -175,16 +184,16 @@ def shipped_curves(setting:str='lr1e-4', # a shipped MPVAE setting (`DSPRITES_SE
                    out:str|Path|None=None, # where each seed's results are kept (and read back); None: nowhere
                    device='cpu', # where to encode and probe
                    progress:bool=True, # a line per size and feature set, and per seed
-                   data:str='dsprites', # the shipped models' dataset: 'dsprites' or 'celeba'
+                   data:str=DEFAULT_DATA, # the shipped models' dataset (`mpvae.pretrained.PRETRAINED_DATA`)
                    data_root=None # celeba: the CelebA folder (None: `mpvae.celeba.celeba_root`'s lookup)
                   )->tuple: # (seed -> size -> ProbeResult, seed -> timings)
     "`probe_curve` of the shipped baseline and MPVAE of each seed on the table's probe pool (dSprites or CelebA)."
-    from mpvae.pretrained import pretrained_seeds
+    from mpvae.pretrained import pretrained_seeds, PRETRAINED_DATA
     from mpvae.stages import shipped_pair, encode_pair
     from mpvae.curves import curve_data
-    if data not in ('dsprites', 'celeba'): raise ValueError(f"data must be 'dsprites' or 'celeba', not {data!r}")
-    bset = (DSPRITES_SETTINGS.get(setting, setting) if data == 'dsprites' else setting) if baseline_setting is None \
-        else baseline_setting
+    if data not in PRETRAINED_DATA:
+        raise ValueError(f"data must be a dataset with shipped models, one of {PRETRAINED_DATA}, not {data!r}")
+    bset = _baseline_setting(setting, data) if baseline_setting is None else baseline_setting
     have = sorted(set(pretrained_seeds(BASELINE, data=data).get(bset, []))
                   & set(pretrained_seeds('mpvae', data=data).get(setting, [])))
     seeds = have if seeds is None else list(seeds)
@@ -249,7 +258,7 @@ def setting_record(runs:dict, # seed -> size -> `ProbeResult` (`shipped_curves`,
 def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITES_SETTINGS` that ship)
                   out:str|Path='results/scarce', # where the runs, scarce.json, tables.md and the figures go
                   seeds:list|None=None, # representation seeds (None: all each setting ships)
-                  data:str='dsprites', # 'dsprites' or 'celeba' (its shipped pair, on any CelebA folder: `data_root`)
+                  data:str=DEFAULT_DATA, # a dataset with shipped models (CelebA's pair on any CelebA folder: `data_root`)
                   command:str|None=None, # the shell command that asked for it, kept in the record
                   **kw # more `shipped_curves` arguments (sizes, pool_size, valid_size, n_splits, device, data_root)
                  )->dict: # the record written to scarce.json
@@ -260,30 +269,30 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
     from mpvae.speed import cpu_name
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     mp = pretrained_seeds('mpvae', data=data)
-    known = DSPRITES_SETTINGS if data == 'dsprites' else mp
+    known = DSPRITES_SETTINGS if data == DSPRITES_SPEC.name else mp
     settings = [s for s in known if s in mp] if settings is None else list(settings)
     t0 = time.perf_counter(); rec = dict(settings={}, cpu=cpu_name(), torch=torch.__version__, threads=1,
                                          command=command)
     for st in settings:
         runs, times = shipped_curves(st, seeds=seeds, out=out, data=data, **kw)
-        bst = DSPRITES_SETTINGS.get(st, st) if data == 'dsprites' else st
+        bst = _baseline_setting(st, data)
         rec['settings'][_setting_name(st, data)] = setting_record(runs, times, setting=st, baseline_setting=bst,
                                                                   data=data)
     rec['seconds'] = time.perf_counter() - t0
-    stem = 'scarce' if data == 'dsprites' else f'scarce_{data}'
+    stem = _stem('scarce', data)
     with atomic_write(out/f'{stem}.json', 'w') as f: json.dump(rec, f, indent=1)
     md = []
     for name, r in rec['settings'].items():
         md.append(f"## {name}\n\nbaseline setting {_setting_name(r['baseline_setting'], data)!r}, seeds {r['seeds']}\n\n"
                   + curve_markdown(r['curves']['acc']['mean']) + '\nPer label:\n\n' + labels_markdown(r['curves']['acc'])
-                  + ('' if data == 'dsprites' else '\nBalanced accuracy (any constant answer scores 50):\n\n'
+                  + ('' if data == DEFAULT_DATA else '\nBalanced accuracy (any constant answer scores 50):\n\n'
                      + curve_markdown(r['curves']['balanced']['mean'])))
-    with atomic_write(out/('tables.md' if data == 'dsprites' else f'tables_{data}.md'), 'w') as f: f.write('\n'.join(md))
+    with atomic_write(out/(_stem('tables', data) + '.md'), 'w') as f: f.write('\n'.join(md))
     panels = {f"{n} (seeds {r['seeds']})": r['curves']['acc']['mean'] for n, r in rec['settings'].items()}
-    if data != 'dsprites':
+    if data != DEFAULT_DATA:   # dSprites' factors are balanced; other labels (CelebA's attributes) rarely are
         panels.update({f"{n}, balanced (seeds {r['seeds']})": r['curves']['balanced']['mean']
                        for n, r in rec['settings'].items()})
-    save_fig(plot_curves(panels), out/('curves.png' if data == 'dsprites' else f'curves_{data}.png'))
+    save_fig(plot_curves(panels), out/(_stem('curves', data) + '.png'))
     for n, r in rec['settings'].items():          # each label's curves, one figure per setting
         save_fig(plot_curves({f'{n}: {l}': c for l, c in r['curves']['acc'].items() if l != 'mean'}, ncols=3),
                  out/f'labels_{n}.png')

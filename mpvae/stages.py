@@ -12,10 +12,12 @@ import numpy as np
 from .core import BASELINE, atomic_write
 from .stats import PAPER, aggregate, ordering_holds, all_paths_row
 from .reports import save_fig
+# Table 2's labels, rows and pool, and Table 1's pool, are declared with their datasets; the table notebooks import them here
+from .datasets import (dataset, DEFAULT_DATA, DSPRITES_LABELS, DSPRITES_FEATS, POOL_SEED, dsprites_feats, pool_indices,
+                            celeba_pool)
 
 # %% auto #0
-__all__ = ['DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'train_params', 'train_model', 'meta_record', 'precision_record',
-           'images_record', 'table_rows', 'dsprites_feats', 'pool_indices', 'probe_sizes', 'celeba_pool',
+__all__ = ['train_params', 'train_model', 'meta_record', 'precision_record', 'images_record', 'table_rows', 'probe_sizes',
            'table_results', 'write_results', 'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair',
            'represent_and_probe', 'table_record', 'metrics_table', 'table_figures']
 
@@ -182,37 +184,6 @@ def table_rows(results:list, # one `ProbeResult` per representation seed, all wi
             out[key]['balanced_mean'] = aggregate(np.stack([r.balanced[fi].mean(0).reshape(-1) for r in results]))
     return out
 
-# %% ../nbs/09_stages.ipynb #bab79928
-DSPRITES_LABELS = [
-    'shape',
-    'scale',
-    'orientation',
-    'posX',
-    'posY',
-]  # Table 2's columns: every factor but colour (always white)
-DSPRITES_FEATS = {
-    BASELINE: BASELINE,
-    'z1': 'z1',
-    'z2': 'z2',
-    'z1+z2': 'z1+z2',
-}  # Table 2's rows -> the probe's feature sets (the same names)
-POOL_SEED = 12345   # the probe pool's seed in every dSprites probe of the package
-
-def dsprites_feats(n_paths:int=2, # the MPVAE's paths
-                   which:str='consecutive' # its groups of paths (`mpvae.probe.path_subsets`)
-                  )->dict: # row -> feature-set name; `DSPRITES_FEATS` for 2 paths
-    "The table's rows for an MPVAE of `n_paths` paths: the baseline, then each group of paths `feature_sets` makes."
-    from mpvae.encode import path_subsets
-    return {BASELINE: BASELINE, **{(g := '+'.join(f'z{k+1}' for k in s)): g for s in path_subsets(n_paths, which)}}
-
-# %% ../nbs/09_stages.ipynb #d52f9a45
-def pool_indices(n:int, # images in the dataset
-                 size:int, # images in the pool
-                 seed:int=POOL_SEED # the pool's seed
-                )->np.ndarray: # sorted indices
-    "The images the probes draw from: a seeded random subset of `size` of the `n`, sorted (`encode_dataset` reads fastest)."
-    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-
 # %% ../nbs/09_stages.ipynb #fdfe4108
 def probe_sizes(n:int, # images the pool can hold (e.g. the heldout faces)
                 pool:int|None=None, # images asked for the pool (None: all `n`)
@@ -236,19 +207,8 @@ def probe_sizes(n:int, # images the pool can hold (e.g. the heldout faces)
                          f"are too few (at least {min_train} and {min_valid}); give a larger dataset, or pool_split='all'")
     return size, tr, va, note
 
-# %% ../nbs/09_stages.ipynb #6bfddbb9
-def celeba_pool(ds, # a `mpvae.celeba.CelebA`
-                split:str='heldout', # 'heldout' (the valid and test partitions) or 'all'
-                size:int|None=None # images in the pool (None: all of them; more: all of them)
-               )->np.ndarray: # sorted indices into `ds`
-    "The CelebA images the probes draw from: the heldout partitions (or all), a seeded subset of `size` if smaller."
-    if split not in ('heldout', 'all'): raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
-    held = lambda: np.sort(np.concatenate([ds.split_idx('valid'), ds.split_idx('test')]))
-    idx = np.arange(len(ds)) if split == 'all' else held()
-    return idx if size is None or size >= len(idx) else idx[pool_indices(len(idx), size)]
-
 # %% ../nbs/09_stages.ipynb #ac3117c5
-def table_results(table:str, # 'dsprites' or 'celeba'
+def table_results(table:str, # a registered dataset (`mpvae.datasets.DATASETS`)
                   rows:dict, probe_results:list, params:dict, names:dict|None=None, **extra) -> dict:
     "The JSON-ready record of one table: our rows, chance and majority levels, the claim check, the parameters."
     r0 = probe_results[0]
@@ -318,7 +278,7 @@ def shipped_pair(seed:int, # representation seed
                  mpvae_taps=None, # the MPVAE's taps the table expects (None: any)
                  mpvae_betas=None, # the MPVAE's betas the table records (checked: none its models never had)
                  device=None, # where to load them
-                 data:str='dsprites' # the dataset they were trained on: 'dsprites' or 'celeba'
+                 data:str=DEFAULT_DATA # the dataset they were trained on (`mpvae.datasets.data_names(shipped=True)`)
                 )->tuple: # (baseline, mpvae), each with its training record in `meta['record']`
     "The shipped baseline and MPVAE of one seed, refused when they are not the models the table's parameters describe."
     from mpvae.pretrained import load_pretrained, pretrained_name  # an unknown setting: load_pretrained lists the names
@@ -362,12 +322,13 @@ def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
                labels:list, # the label names
                seed:int, # representation seed: the probe's classifier seeds are 100 x seed + ...
                probe:str='logreg_cv', # the probe kind (`mpvae.probe.KINDS`)
-               probe_C:float|None=None, # the fixed C of `probe='logreg'`
-               n_splits:int=5, n_probe_seeds:int=5, # splits, and classifier seeds per split (logreg_cv: 1)
+               probe_C:float|None=None, # the fixed C, for a kind that takes one (`ProbeKind.fixed_C`: logreg)
+               n_splits:int=5, n_probe_seeds:int=5, # splits, and classifier seeds per split (`ProbeKind.seeds`: logreg_cv 1)
                train_size:int=10_000, valid_size:int=5_000 # rows per split
               ):
     "One probe protocol over every feature set of a seed (`mpvae.probe.run_probe`: shared splits and classifier seeds)."
-    from mpvae.probe import run_probe
+    from mpvae.probe import run_probe, probe_kind
+    k = probe_kind(probe)   # its seeds and C: what the table asks, where the kind takes them
     return run_probe(
         feats,
         y,
@@ -375,9 +336,9 @@ def probe_pair(feats:dict, # feature sets by name (`encode_pair`)
         train_size=train_size,
         valid_size=valid_size,
         n_splits=n_splits,
-        n_seeds=1 if probe == 'logreg_cv' else n_probe_seeds,
-        kind=probe,
-        C=probe_C if probe == 'logreg' else None,
+        n_seeds=k.seeds(n_probe_seeds),
+        kind=k.name,
+        C=k.fixed_C(probe_C),
         split_seed=0,
         seed=100 * seed,
         progress='lines' if os.environ.get('MPVAE_PROGRESS_FILE') else False,
@@ -401,7 +362,7 @@ def represent_and_probe(seeds, # representation seeds
     return out
 
 # %% ../nbs/09_stages.ipynb #e2e0d583
-def table_record(table:str, # 'dsprites' or 'celeba'
+def table_record(table:str, # a registered dataset (`mpvae.datasets.DATASETS`)
                  run:dict, # `represent_and_probe`'s result
                  feats:dict, # table row -> feature set (e.g. `DSPRITES_FEATS`)
                  params:dict, # the parameters to print beside the table
@@ -409,12 +370,13 @@ def table_record(table:str, # 'dsprites' or 'celeba'
                  **extra # more fields of the record: names, preset, data_source, pretrained_records, ...
                 )->dict:
     "The JSON-ready record of one table from its probes, with the training facts of its models."
+    from mpvae.probe import probe_kind
     prs = run['probe_results']
     res = table_results(table, table_rows(prs, feats), prs, params, times=run['times'], **extra)
     if trained: res['precision'], res['images_seen'] = precision_record(run['models']), images_record(run['models'])
     elif recs := extra.get('pretrained_records'):   # shipped models: what their training records say they saw
         res['images_seen'] = {str(s): {k: r['images'] for k, r in rec.items()} for s, rec in recs.items()}
-    if prs[0].params.get('kind') == 'logreg_cv':   # the C chosen for every row and label, over splits and seeds
+    if probe_kind(prs[0].params.get('kind', 'logreg')).cross_validated:   # the C chosen per row and label, over all runs
         res['probe_C'] = {
             row: {l: [c for r in prs for c in r.info['cv'][f][l]['C']] for l in prs[0].labels}
             for row, f in feats.items()
@@ -465,17 +427,19 @@ def table_figures(base, mp, # the first seed's baseline and MPVAE
                   columns:list|None=None, # the labels plotted against the paper (None: the paper's)
                   device=None
                  )->list: # the PNG files, in the order shown
-    "The figures of a table: reconstructions, traversals of both models, ours vs the paper, the KL of every dimension."
+    "The figures of a table: reconstructions, traversals of both models, ours vs the paper (if it has numbers), the KL per dimension."
     from mpvae.reports import plot_reconstructions, plot_traversals, plot_vs_paper
     from mpvae.disentangle import plot_kl_bars
     from mpvae.encode import encode_dataset   # the one encoder of posterior means (and log-variances)
     out, xs = Path(out), images(pool[:8])
-    title = {'dsprites': 'dSprites', 'celeba': 'CelebA'}.get(res['table'], res['table'])
+    title = dataset(res['table']).title
     figs = [save_fig(plot_reconstructions(mp, xs, title=names[1]), out/'recon_mpvae.png'),
             save_fig(plot_reconstructions(base, xs, title=names[0]), out/'recon_baseline.png'),
             save_fig(plot_traversals(mp, xs[0], title=f'{names[1]}: traversals per path'), out/'traversals_mpvae.png'),
-            save_fig(plot_traversals(base, xs[0], title=f'{names[0]}: traversals'), out/'traversals_baseline.png'),
-            save_fig(plot_vs_paper(res, columns, paper=paper, title=f'{title}: ours vs the paper'), out/'vs_paper.png')]
+            save_fig(plot_traversals(base, xs[0], title=f'{names[0]}: traversals'), out/'traversals_baseline.png')]
+    if paper or PAPER.get(res['table']):   # a folder of your own has no numbers of the paper to plot against
+        figs.append(save_fig(plot_vs_paper(res, columns, paper=paper, title=f'{title}: ours vs the paper'),
+                             out/'vs_paper.png'))
     for label, m, pn in (('mpvae', mp, list(paths)), ('baseline', base, ['z'])):
         mu, lv = encode_dataset(m, images, pool[:2048], device=device, progress=False, logvar=True)
         fig = plot_kl_bars(mu, lv, path_names=pn)

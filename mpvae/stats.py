@@ -8,35 +8,13 @@ Docs: https://mpvae.github.io/mpvae/stats.html.md"""
 from __future__ import annotations
 import re, json
 import numpy as np
+from .datasets import DATASETS
 
 # %% auto #0
 __all__ = ['PAPER', 'aggregate', 'ordering_holds', 'all_paths_row', 'paired_t', 't_pvalue', 'combine_seeds', 'aggregate_sweep']
 
 # %% ../nbs/08_stats.ipynb #4566ca39
-PAPER = {
-    'celeba': {
-        'labels': ['mean'],
-        'names': {'baseline': 'VAE', 'z1': 'MPVAE (z1)', 'z2': 'MPVAE (z2)', 'z1+z2': 'MPVAE (z1+z2)'},
-        'dims': {'baseline': 32, 'z1': 8, 'z2': 24},
-        'acc': {'baseline': {'mean': 82.02}, 'z1': {'mean': 81.87}, 'z2': {'mean': 82.09}, 'z1+z2': {'mean': 83.02}},
-    },
-    'dsprites': {
-        'labels': ['shape', 'scale', 'orientation', 'posX', 'posY', 'mean'],
-        'names': {
-            'baseline': 'beta-VAE',
-            'z1': 'beta-MPVAE (z1=3)',
-            'z2': 'beta-MPVAE (z2=9)',
-            'z1+z2': 'beta-MPVAE (z1+z2)',
-        },
-        'dims': {'baseline': 12, 'z1': 3, 'z2': 9},
-        'acc': {
-            'baseline': dict(shape=55.19, scale=46.97, orientation=7.37, posX=47.49, posY=38.52, mean=39.11),
-            'z1': dict(shape=40.75, scale=22.40, orientation=3.37, posX=5.54, posY=7.24, mean=15.86),
-            'z2': dict(shape=60.70, scale=46.73, orientation=8.91, posX=72.07, posY=69.73, mean=51.63),
-            'z1+z2': dict(shape=63.10, scale=47.02, orientation=8.86, posX=72.37, posY=69.75, mean=52.22),
-        },
-    },
-}
+PAPER = {n: s.paper for n, s in DATASETS.items() if s.paper}   # declared with each dataset (`mpvae.datasets`)
 
 # %% ../nbs/08_stats.ipynb #a6f906a9
 def aggregate(acc, # accuracies in [0, 1] shaped (n_rep_seeds, n_runs)

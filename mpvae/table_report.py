@@ -9,16 +9,19 @@ from __future__ import annotations
 import json, shutil
 from pathlib import Path
 from .core import BASELINE, upgrade_names, atomic_write
+from .datasets import DATASETS, DEFAULT_DATA, DSPRITES_SPEC, dataset
 
 # %% auto #0
 __all__ = ['FIGURES', 'OPTIONAL', 'record_line', 'probe_line', 'precision_text', 'trained_header', 'shipped_header',
            'write_report', 'read_kind', 'kinds_md']
 
 # %% ../nbs/08d_table_report.ipynb #08729a32
-FIGURES = {'dsprites': ('vs_paper', 'kl_mpvae', 'traversals_mpvae'),
-           'celeba': ('attribute_gains', 'vs_paper', 'recon_mpvae', 'traversals_mpvae')}
+FIGURES = {n: s.figures for n, s in DATASETS.items()}   # the figures each table's report shows (`mpvae.datasets`)
 OPTIONAL = ('path_mi_mpvae', 'mi_mpvae')   # shown when the run made them (figures=True)
-_TITLES = {'dsprites': ('dSprites', 'Table 2'), 'celeba': ('CelebA', 'Table 1')}
+def _titles(table:str) -> tuple:
+    "(the dataset's title, the paper's table) as a report names them; a folder has no table of the paper."
+    s = dataset(table)
+    return s.title, s.table or "the paper's protocol"
 
 # %% ../nbs/08d_table_report.ipynb #aa83c78f
 def record_line(seed, kind, r:dict) -> str:
@@ -53,7 +56,7 @@ def precision_text(res:dict) -> str:
 def trained_header(res:dict) -> str:
     "The opening of a run that trained its models: how, where, and how long it took."
     p, t = res['params'], res.get('times', {})
-    table = res.get('table', 'dsprites'); title, which = _TITLES[table]
+    table = res.get('table', DEFAULT_DATA); title, which = _titles(table)   # records without 'table' are Table 2's
     seeds = [str(s) for s in p['rep_seeds']]; ss = 's' if len(seeds) > 1 else ''
     train = [t[f'train_seed{s}']/60 for s in seeds if f'train_seed{s}' in t]
     where = f"on {p['cpu']}" if p.get('cpu') else 'on the machine it ran on'
@@ -80,12 +83,12 @@ def trained_header(res:dict) -> str:
 def shipped_header(res:dict) -> str:
     "The opening of a `pretrained*` run: from which shipped models, with which probe protocol."
     p, recs = res['params'], res['pretrained_records']
-    table = res.get('table', 'dsprites'); title, which = _TITLES[table]
+    table = res.get('table', DEFAULT_DATA); title, which = _titles(table)   # records without 'table' are Table 2's
     seeds = sorted(recs, key=int); ss = 's' if len(seeds) > 1 else ''
-    default = 'the default setting, Adam lr 1e-3' if table == 'dsprites' else 'the Table 1 pair'
+    default = 'the default setting, Adam lr 1e-3' if table == DSPRITES_SPEC.name else f'the {which} pair'
     setting = f"setting `{p['pretrained_setting']}`" if p.get('pretrained_setting') else default
     if p.get('pretrained_baseline'): setting += f", the baselines of setting `{p['pretrained_baseline']}`"
-    two = table == 'dsprites' and len(p.get('mpvae_dims', [3, 9])) == 2
+    two = table == DSPRITES_SPEC.name and len(p.get('mpvae_dims', [3, 9])) == 2
     curves = (" The same snapshots, at every length of training, are probed by `mpvae-curves report` (`mpvae.curves`) "
               "in `dsprites_learning_curves_cv.md`.") if two else ''
     ci = (" CI reruns this preset and checks every number below within 0.3 points (`tests/test_pretrained.py`)."
@@ -100,7 +103,7 @@ def shipped_header(res:dict) -> str:
 # %% ../nbs/08d_table_report.ipynb #97a07dd2
 def write_report(out:str|Path, # the --out folder of the mpvae-tables run (holding <table>/results.json)
                  name:str, # the report's name, e.g. 'dsprites_pretrained_lr1e-4'
-                 table:str='dsprites', # 'dsprites' or 'celeba'
+                 table:str=DEFAULT_DATA, # a registered dataset (`mpvae.datasets.DATASETS`)
                  reports:str|Path='reports', # where the report goes
                  notes:str|Path|None=None # Markdown written by hand (the interpretation), between header and table
                 )->Path: # the report's Markdown file
@@ -129,7 +132,7 @@ def write_report(out:str|Path, # the --out folder of the mpvae-tables run (holdi
 
 # %% ../nbs/08d_table_report.ipynb #5a57240b
 def read_kind(spec:str, # 'KIND=FOLDER' (an mpvae-tables --out holding <table>/results.json) or 'KIND=file.json'
-              table:str='dsprites' # the table the results must be of
+              table:str=DEFAULT_DATA # the table the results must be of
              )->tuple: # (kind, results, the file read)
     "One side of the comparison: a probe kind's name and its results of `table`."
     kind, _, where = spec.rpartition('=')
@@ -165,8 +168,6 @@ def _balanced_row(kind:str, r:dict) -> str:
             f"{t_pvalue(t, len(d) - 1):.3f} | {100 * sum(r['majority'].values()) / len(r['majority']):.2f} |")
 
 # %% ../nbs/08d_table_report.ipynb #02e55f04
-_KIND_TITLES = {'dsprites': 'dSprites Table 2', 'celeba': 'CelebA Table 1'}
-
 def kinds_md(runs:list, # (kind, results) pairs of the same models, in the order to show
              notes:str='' # Markdown written by hand, put after the summary
             )->str: # the report
@@ -180,7 +181,7 @@ def kinds_md(runs:list, # (kind, results) pairs of the same models, in the order
     if len(tables) != 1: raise SystemExit(f"the runs are of different tables {tables}: compare like with like")
     table, n = tables[0], len(runs[0][1]['rows']['baseline']['acc'])
     p = {k: v['mean'] for k, v in PAPER[table]['acc'].items()}
-    lines = [f"# {_KIND_TITLES[table]} by probe: the same shipped models, read by different probes", '',
+    lines = [f"# {' '.join(_titles(table))} by probe: the same shipped models, read by different probes", '',
              f"Generated by `mpvae-report --kinds` from `mpvae-tables` runs of the same models "
              f"(representation seeds {', '.join(map(str, seeds[0]))}) that differ only in `-p probe=...`. Mean over "
              f"the {n} labels, mean over seeds. The lead is z1+z2 - baseline per seed (the paired test: both models of "

@@ -29,6 +29,7 @@ LONGEST_FIRST = [
     'test_pretrained.py::test_pretrained_preset_reproduces_report',     # ~210 s
     'test_package.py',                                                   # the wheel group: ~200 s
     'test_tables.py',                                                    # the tables group: ~200 s in all
+    'test_tables_folder.py',                                             # ~120 s
     'test_pretrained.py::test_pretrained_metrics_reproduce_report',     # ~115 s
     'test_notebooks.py::test_notebook[15_curves.ipynb]',                # ~80 s
     'test_pretrained.py::test_three_paths_preset_rows_and_baselines',   # ~50 s

@@ -28,6 +28,10 @@ def test_extended_run_is_the_uninterrupted_run(tmp_path):
     r2 = run(b, '--stop-images', 1920)                 # a new process: the next session, with a larger budget
     assert r2.returncode == 0 and 'epoch 3/3' in r2.stdout and 'epoch 1/3' not in r2.stdout, r2.stdout
     for k, v in state(a)['model'].items(): assert torch.equal(v, state(b)['model'][k]), k
+    # the record's time spans both sessions (the snapshots' clock, kept in the state), not only the last one
+    import json
+    ra, rb = (json.loads((d/'run.json').read_text()) for d in (a, b))
+    assert rb['images'] == 1920 and 0 < rb['session_seconds'] < rb['train_seconds'] and ra['session_seconds'] > 0
     assert history(a) == history(b) and [r[-1] for r in history(b)] == ['images', '640', '1280', '1920']
     # snapshots at the log-2 epochs and the end, loadable as models that carry their training record
     from mpvae.model import load_model
@@ -70,6 +74,10 @@ def test_warmup_counts_images_over_the_whole_run(tmp_path):
     assert run(b, '--stop-images', 640, *args).returncode == 0
     assert run(b, '--stop-images', 1280, *args).returncode == 0
     for k, v in state(a)['model'].items(): assert torch.equal(v, state(b)['model'][k]), k
+    # the record's time spans both sessions (the snapshots' clock, kept in the state), not only the last one
+    import json
+    ra, rb = (json.loads((d/'run.json').read_text()) for d in (a, b))
+    assert rb['images'] == 1920 and 0 < rb['session_seconds'] < rb['train_seconds'] and ra['session_seconds'] > 0
     assert state(b)['cbs']['RunSpec']['spec']['warmup_images'] == 1000
     assert state(b)['cbs']['RunSpec']['spec']['loss']['betas'] == [4.0, 1.0]
 

@@ -11,8 +11,10 @@ from nbdev.test import test_nb as run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = get_config(ROOT)
-# the table notebooks run end to end through papermill, with the smoke preset, in tests/test_tables.py
-TABLE_NBS = {'10_table_dsprites.ipynb', '11_table_celeba.ipynb'}
+# the table notebooks (one per registered dataset) run end to end through papermill, with the smoke preset, in
+# tests/test_tables.py and tests/test_tables_folder.py
+from mpvae.datasets import DATASETS
+TABLE_NBS = {s.notebook for s in DATASETS.values()}
 NBS = sorted(p for p in Path(CFG.nbs_path).glob('*.ipynb') if not p.name.startswith(('_', '.')) and p.name not in TABLE_NBS)
 
 def test_notebooks_found():

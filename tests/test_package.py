@@ -55,7 +55,7 @@ def test_pip_install_into_clean_venv(tmp_path):
     assert 'mpvae/pretrained/celeba_mpvae_seed0/model.safetensors' in names   # both tables' shipped models travel
     assert wheels[0].stat().st_size < 60e6, f"the wheel is {wheels[0].stat().st_size/1e6:.1f} MB: keep it under 60 MB"
 
-TABLE_NBS = ['10_table_dsprites.ipynb', '11_table_celeba.ipynb']
+TABLE_NBS = ['10_table_dsprites.ipynb', '11_table_celeba.ipynb', '13_table_folder.ipynb']   # one per registered dataset
 
 @pytest.mark.xdist_group('wheel')
 def test_wheel_runs_the_tables(tmp_path):

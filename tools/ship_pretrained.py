@@ -13,11 +13,12 @@ and `dsprites_mpvae_seed<s>/` (`MPVAE.save_pretrained`: safetensors weights, `co
 seed spread of the pretrained table is a spread over seeds, not over lengths. Every snapshot is loaded before any is
 written: a bad snapshot ships nothing. `meta.json` holds the training record that the long run wrote (`mpvae-train --stop-images`, formerly `tools/long_run.py`). Then regenerate the report the CI test compares against:
 `mpvae-tables --preset pretrained --tables dsprites --out results/pretrained`, then
-`python -m mpvae.table_report results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
+`mpvae-report results/pretrained --name dsprites_pretrained` (`reports/dsprites_pretrained.md` / `.json`;
 likewise `pretrained_lr1e-4` for `--setting lr1e-4`), and `make notebooks NBS=--stale` (10 and 14 use the weights).
 """
 import argparse, os, shutil
 from pathlib import Path
+from mpvae.datasets import DEFAULT_DATA, data_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--runs', default=str(ROOT/'runs'/'long')); p.add_argument('--seeds', type=int, nargs='*')
     p.add_argument('--dest', default=str(ROOT/'mpvae'/'pretrained'), help='where the weights go (default: the package)')
-    p.add_argument('--data', default='dsprites', choices=('dsprites', 'celeba'), help='the dataset the runs trained on (the names start with it)')
+    p.add_argument('--data', default=DEFAULT_DATA, choices=data_names(shipped=True), help='the dataset the runs trained on (the names start with it)')
     p.add_argument('--setting', default='', help="the training setting the names carry (e.g. 'lr1e-4'; see mpvae.pretrained.pretrained_name)")
     p.add_argument('--images', type=int, help='ship the snapshots at this image count (default: the longest every seed has)')
     p.add_argument('--mpvae-only', metavar='PREFIX', help='ship only the MPVAE runs PREFIX_seed<s>/ (their baselines ship under another setting)')
