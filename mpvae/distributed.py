@@ -242,8 +242,10 @@ def run_training(a, # `mpvae-train`'s arguments, parsed and checked (`mpvae.cli.
         if a.stop_images is None:learn.fit(a.epochs, a.lr)  # the terminal gets ProgressLines
         else: learn.fit_images(a.stop_images, a.lr, chunk=a.chunk_images, snapshots=a.snapshots == 'log2', spec=spec,
                                stop_rising=a.stop_rising)
-    secs = time.time() - t0   # this session's; a resumed run's snapshots keep the clock of every session
-    total = learn.snapshots.seconds if hasattr(learn, 'snapshots') else secs
+    secs = time.time() - t0   # this session's
+    st = out/'state.pth'      # a long run's state keeps its snapshots' clock: the training of every session
+    total = (torch.load(st, map_location='cpu', weights_only=True).get('cbs', {}).get('Snapshots', {}).get('seconds')
+             if a.stop_images is not None and st.exists() else None) or secs
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,
                device=str(device), precision=learn.precision, train_seconds=total, session_seconds=secs,

@@ -74,10 +74,6 @@ def test_warmup_counts_images_over_the_whole_run(tmp_path):
     assert run(b, '--stop-images', 640, *args).returncode == 0
     assert run(b, '--stop-images', 1280, *args).returncode == 0
     for k, v in state(a)['model'].items(): assert torch.equal(v, state(b)['model'][k]), k
-    # the record's time spans both sessions (the snapshots' clock, kept in the state), not only the last one
-    import json
-    ra, rb = (json.loads((d/'run.json').read_text()) for d in (a, b))
-    assert rb['images'] == 1920 and 0 < rb['session_seconds'] < rb['train_seconds'] and ra['session_seconds'] > 0
     assert state(b)['cbs']['RunSpec']['spec']['warmup_images'] == 1000
     assert state(b)['cbs']['RunSpec']['spec']['loss']['betas'] == [4.0, 1.0]
 
