@@ -1,6 +1,7 @@
 # The two commands of the README. Both create .venv when it is missing and install everything themselves.
 #   make reproduce  -> regenerate the paper's dSprites table (PRESET=paper by default)
 #   make test       -> sync/clean checks, every notebook, tests/ (what CI runs)
+#   make test-slow  -> the tests marked slow: the committed pretrained report regenerated in full (~7 min)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ TABLES ?= dsprites
 OUT ?= results/$(PRESET)
 PYTEST_ARGS ?=
 
-.PHONY: install kernel reproduce test check-sync readme docs notebooks clean-venv
+.PHONY: install kernel reproduce test test-slow check-sync readme docs notebooks clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,9 @@ check-sync:
 
 test: install check-sync
 	$(BIN)/python -m pytest tests -n 2 --dist loadgroup -p no:cacheprovider -ra --durations=15 $(PYTEST_ARGS)
+
+test-slow: install
+	MPVAE_SLOW=1 $(BIN)/python -m pytest tests -m slow -n 2 --dist loadgroup -p no:cacheprovider -ra $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -19,7 +19,7 @@ make_docs = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(mak
 
 NBS = sorted((ROOT / 'nbs').glob('*.ipynb'))
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')   # session, not module: xdist may run other modules' tests between ours
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp('site') / '_docs'
     t = time.time()

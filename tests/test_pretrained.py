@@ -2,7 +2,9 @@
 
 `mpvae-tables --preset pretrained` must give the numbers of the committed report `reports/dsprites_pretrained.json`
 (written by the same command when the weights were shipped) within 0.3 points: the probes are seeded, so only
-floating-point differences between machines may move them."""
+floating-point differences between machines may move them. Those two reproductions (the table, the metrics) take
+~7 minutes of the suite's time: they are `slow` (`make test-slow`); `make test` runs the pretrained presets with small
+probes (test_three_paths_preset_rows_and_baselines)."""
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -132,6 +134,7 @@ def test_weights_are_package_data():
     assert not any(p.suffix == '.pth' for p in shipped)   # no pickle-format file ships
 
 
+@pytest.mark.slow
 def test_pretrained_preset_reproduces_report(tmp_path):
     "`mpvae-tables --preset pretrained`: no training, Table 2 within 0.3 points of the committed report (the metrics: next test)."
     ref = json.loads(REPORT.read_text())
@@ -154,6 +157,7 @@ def test_pretrained_preset_reproduces_report(tmp_path):
     assert res['ordering']['verdict'] == ref['ordering']['verdict']
 
 
+@pytest.mark.slow
 def test_pretrained_metrics_reproduce_report():
     "MIG, SAP and DCI of the shipped seed-0 models, computed as the table notebook computes them, equal the committed report's."
     from mpvae.dsprites import load_dsprites
@@ -239,6 +243,11 @@ def test_three_paths_preset_rows_and_baselines(tmp_path):
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
         out[preset] = json.loads((tmp_path/preset/'dsprites'/'results.json').read_text())
     three, two = out['pretrained_three_paths'], out['pretrained_lr1e-4_betas4-1']
+    for preset, res in out.items():   # a pretrained run trains nothing and lists no training it did not do
+        assert res['params']['pretrained'] is True and res['pretrained_records'], preset
+        assert not {'train_images', 'epochs', 'lr', 'precision'} & set(res['params']), preset
+        assert 'precision' not in res and not res.get('disentanglement'), preset   # metrics=none was honoured
+        assert not list((tmp_path/preset/'dsprites').glob('*_history.csv')), f"{preset} must not train"
     assert list(three['rows']) == ['baseline', 'z1', 'z2', 'z3', 'z1+z2', 'z1+z3', 'z2+z3', 'z1+z2+z3']
     assert [three['rows'][k]['dims'] for k in ('z1', 'z2', 'z3', 'z1+z3', 'z1+z2+z3')] == [3, 3, 6, 9, 12]
     assert three['ordering']['hi'] == 'z1+z2+z3' and "(z1+z2+z3 beats the baseline" in (tmp_path/'pretrained_three_paths'/'dsprites'/'table.md').read_text()

@@ -145,7 +145,7 @@ def test_failed_job_of_sweep_is_left_out(tmp_path):
 def test_killed_run_resumes_to_the_same_table(tmp_path):
     "A smoke run killed after its first model is saved, rerun into the same --out, gives the uninterrupted run's rows."
     import signal, time
-    args = [str(CLI), '--preset', 'smoke', '--tables', 'dsprites', '-p', 'metrics="none"', '-p', 'figures=false']
+    args = [str(CLI), '--preset', 'smoke', '--tables', 'dsprites', *TINY]   # three runs: the smallest that trains and probes
     r = subprocess.run(args + ['--out', str(tmp_path/'whole')], capture_output=True, text=True, cwd=tmp_path, timeout=1500, env=ENV)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     out = tmp_path/'killed'
