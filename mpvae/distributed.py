@@ -19,7 +19,7 @@ with fastai_quietly():
     from fastai.distributed import DistributedDL, DistributedTrainer
     from fastai.callback.progress import ProgressCallback
 from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines
-from .train import BetaWarmup
+from .train import BetaWarmup, Checkpoint
 from .datasets import DATASETS, dataset
 
 # %% auto #0
@@ -211,9 +211,7 @@ def build_learner(a, world:int=1, device='cpu'):
         seed=a.seed,
         path=Path(a.out),
         csv_log='history.csv',
-        checkpoint=None if long else 'checkpoint.pth',
-        checkpoint_every_iters=a.checkpoint_every_iters,
-        resume=a.resume,
+        checkpoint=None if long else Checkpoint('checkpoint.pth', every_iters=a.checkpoint_every_iters, resume=a.resume),
         cbs=cbs,
     )
     spec = dict(data=a.data, split_seed=a.split_seed, valid_images=a.valid_images, warmup_images=a.warmup_images,

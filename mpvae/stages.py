@@ -17,8 +17,8 @@ from .datasets import (dataset, DEFAULT_DATA, DSPRITES_LABELS, DSPRITES_FEATS, P
                             celeba_pool)
 
 # %% auto #0
-__all__ = ['train_params', 'train_model', 'meta_record', 'precision_record', 'images_record', 'table_rows', 'probe_sizes',
-           'table_results', 'write_results', 'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair',
+__all__ = ['TRAIN_SETTINGS', 'train_params', 'train_model', 'meta_record', 'precision_record', 'images_record', 'table_rows',
+           'probe_sizes', 'table_results', 'write_results', 'trained_pair', 'shipped_pair', 'encode_pair', 'probe_pair',
            'represent_and_probe', 'table_record', 'metrics_table', 'table_figures']
 
 # %% ../nbs/09_stages.ipynb #bb554d7d
@@ -43,6 +43,9 @@ def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, s
             n_valid=len(dls.valid.dataset),
         )
     )
+
+# %% ../nbs/09_stages.ipynb #2515b777
+TRAIN_SETTINGS = dict(lr=1e-3, precision='auto', model_cfg=None, loss_cfg=None, beta_warmup=None)
 
 # %% ../nbs/09_stages.ipynb #96b1a969
 def _params_diff(have, want) -> str:
@@ -82,23 +85,25 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
                 betas, # one beta, or one per path
                 train_images:int, # images seen in training
                 epochs:int=5, # the images are split into this many "epochs" (one log row, one checkpoint each)
-                lr:float=1e-3, precision:str|None='auto', seed:int=0, out_dir:str|Path='.', name:str='model',
-                model_cfg:dict|None=None, loss_cfg:dict|None=None, beta_warmup=None, progress:bool=True,
-                checkpoint:bool=False,
-                progress_lines:bool|None=None, # a plain line per epoch (`ProgressLines`); None: if $MPVAE_PROGRESS_FILE is set
-                reuse:bool=True # return the model saved under `out_dir` if it was trained with these parameters
+                seed:int=0, out_dir:str|Path='.', name:str='model', # the seed; files go to out_dir/name.pth, ...
+                progress:bool|str=True, # True: fastai's bar; 'lines': a plain line per epoch; False: quiet
+                checkpoint:bool=False, # a checkpoint per epoch, resumed by a rerun, deleted at the end
+                reuse:bool=True, # return the model saved under `out_dir` if it was trained with these parameters
+                **settings # the rest that defines the model (`TRAIN_SETTINGS`): lr, precision, model_cfg, loss_cfg, beta_warmup
                ):
     "Train an MPVAE (or the baseline) on `train_images` images; save model, CSV log and loss curves under `out_dir`."
     from mpvae.core import progress_line
-    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines
+    from mpvae.train import mpvae_learner, plot_loss_curves, ProgressLines, Checkpoint
     from mpvae.model import load_model
+    if bad := sorted(set(settings) - set(TRAIN_SETTINGS)):
+        raise TypeError(f"train_model got unknown setting(s) {bad}; the settings are {list(TRAIN_SETTINGS)}")
+    s = {**TRAIN_SETTINGS, **settings}
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     if train_images < dls.train.bs:
         raise ValueError(f"train_images={train_images} is less than one batch of {dls.train.bs}")
     epochs = max(1, min(int(epochs), train_images // dls.train.bs))
-    want = train_params(
-        dls, latent_dims, betas, train_images, epochs, lr, precision, seed, model_cfg, loss_cfg, beta_warmup
-    )
+    want = train_params(dls, latent_dims, betas, train_images, epochs, s['lr'], s['precision'], seed, s['model_cfg'],
+                        s['loss_cfg'], s['beta_warmup'])
     pth, ckpt = out_dir/f'{name}.pth', out_dir/f'{name}.ckpt'
     if reuse and pth.exists():
         have = _saved_params(pth)
@@ -114,15 +119,15 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
     # the batches depend on this model's seed only, not on what trained on these loaders before
     if hasattr(dls.train, 'gen'):
         dls.train.gen.manual_seed(int(getattr(dls.train, 'seed', 0) or 0) * 1_000_003 + int(seed))
-    if progress_lines is None: progress_lines = bool(os.environ.get('MPVAE_PROGRESS_FILE'))
-    learn = mpvae_learner(dls, model_cfg=dict(model_cfg or {}, latent_dims=tuple(latent_dims)), loss_cfg=loss_cfg,
-                          betas=betas,
-                          lr=lr, precision=precision, seed=seed, path=out_dir, csv_log=f'{name}_history.csv',
-                          checkpoint=f'{name}.ckpt' if checkpoint else None, resume=checkpoint,
-                          cbs=[ProgressLines(name, seed)] if progress_lines else None)
-    if progress: learn.fit(epochs, lr)
+    lines = progress == 'lines' or bool(os.environ.get('MPVAE_PROGRESS_FILE'))
+    learn = mpvae_learner(dls, dict(s['model_cfg'] or {}, latent_dims=tuple(latent_dims)), loss_cfg=s['loss_cfg'],
+                          betas=betas, lr=s['lr'], precision=s['precision'], beta_warmup=s['beta_warmup'], seed=seed,
+                          path=out_dir, csv_log=f'{name}_history.csv',
+                          checkpoint=Checkpoint(f'{name}.ckpt', resume=True) if checkpoint else None,
+                          cbs=[ProgressLines(name, seed)] if lines else None)
+    if progress is True: learn.fit(epochs, s['lr'])
     else:
-        with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
+        with learn.no_bar(), learn.no_logging(): learn.fit(epochs, s['lr'])
     seen = learn.train_iter * dls.train.bs   # what was trained on, not what was asked (whole batches per epoch)
     if seen != train_images: progress_line(f"{name} seed {seed} | asked {train_images:,} images, trained on {seen:,} "
                                            f"({epochs} epochs of {len(dls.train):,} whole batches of {dls.train.bs})")

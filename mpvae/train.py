@@ -113,22 +113,20 @@ def _peek(dls):
 
 # %% ../nbs/05_train.ipynb #78e542db
 def _check_first(x0, # the data's first item (`_peek`), or None
-                 model_cfg=None, model=None):
+                 model:MPVAE|MPVAEConfig|dict|None=None): # the model, or its config
     "`check_images` on the first item before a model is sized from it: channels-last, integers, [0, 255], NaN."
     if x0 is None: return
-    cfg = model.config if model is not None else model_cfg
+    cfg = model.config if isinstance(model, MPVAE) else model
     ch = cfg.in_channels if isinstance(cfg, MPVAEConfig) else (cfg or {}).get('in_channels')
     check_images(x0, ch if ch is not None and x0.ndim == 4 and x0.shape[-1] == ch != x0.shape[1] else None)
 
 # %% ../nbs/05_train.ipynb #4ccbaf14
 def _model_for(x0, # the data's first item, or None
-               model_cfg:MPVAEConfig|dict|None=None, model:MPVAE|None=None) -> MPVAE:
-    "`model`, or an MPVAE from `model_cfg` with `in_channels` and `img_size` read from `x0`; checked against `x0`."
-    if model is not None:
-        if model_cfg is not None: raise ValueError("pass either model or model_cfg, not both")
-    elif isinstance(model_cfg, MPVAEConfig): model = MPVAE(model_cfg)
-    else:
-        d = dict(model_cfg or {})
+               model:MPVAE|MPVAEConfig|dict|None=None) -> MPVAE:
+    "`model` if built, else an MPVAE from its config with `in_channels` and `img_size` read from `x0`; checked against `x0`."
+    if isinstance(model, MPVAEConfig): model = MPVAE(model)
+    elif not isinstance(model, MPVAE):
+        d = dict(model or {})
         if x0 is not None: d.setdefault('in_channels', x0.shape[1]); d.setdefault('img_size', x0.shape[-1])
         model = MPVAE(MPVAEConfig(**d))
     c = model.config
@@ -136,7 +134,7 @@ def _model_for(x0, # the data's first item, or None
         raise ValueError(
             f"the data's images are {tuple(x0.shape[1:])} but the model expects"
             f" {(c.in_channels, c.img_size, c.img_size)}: set MPVAEConfig(in_channels={x0.shape[1]},"
-            f" img_size={x0.shape[-1]}) or leave them out of model_cfg"
+            f" img_size={x0.shape[-1]}) or leave them out of the model's config"
         )
     return model
 
@@ -178,52 +176,42 @@ def _choose_precision(precision:str|None, channels_last:bool|None, model:MPVAE, 
 
 # %% ../nbs/05_train.ipynb #9bd6eeca
 def mpvae_learner(dls, # fastai DataLoaders whose batches are (x, x), images in [0, 1]
-                  model_cfg:MPVAEConfig|dict|None=None, # architecture (default: the paper's net sized to the data)
+                  model:MPVAE|MPVAEConfig|dict|None=None, # a built model, or its config (default: the paper's net sized to the data)
                   loss_cfg:LossConfig|dict|MPVAELoss|None=None, # loss settings (default: Bernoulli, all betas 1)
                   betas:float|list|None=None, # shortcut for loss_cfg.betas (wins over it)
-                  model:MPVAE|None=None, # an already built model instead of `model_cfg`
-                  lr:float=1e-3, wd:float=0., opt_func=None, # optimizer (default: Adam with torch's defaults)
                   precision:str|None='auto', # 'auto' (the fastest here), None/'fp32', 'bf16', 'fp16' (CUDA)
                   channels_last:bool|None=None, # channels-last layout; None: as 'auto' chose (else contiguous)
-                  flush_denormals:bool=True, # flush denormal floats to zero on every torch thread (`mpvae.speed`)
-                  nan_guard:bool=True, # stop on NaN/inf loss or gradient with a clear message
-                  collapse_nats:float|None=0.01, # warn when a path's validation KL ends a fit below this; None: never
                   beta_warmup:int|float|None=None, # KL warm-up: int: batches, float in (0, 1]: fraction of training
-                  metrics:list|None=None, # default: recon, kl per path, nelbo
-                  train_metrics:bool=False, # also compute the metrics on training batches
-                  checkpoint:str|Path|None=None, # checkpoint file (relative to `path`); None: no checkpoints
-                  checkpoint_every_epochs:int|None=1, checkpoint_every_iters:int|None=None,
-                  resume:bool=False, # continue from `checkpoint` if it exists
+                  checkpoint:str|Path|Checkpoint|None=None, # a file (under `path`) saved every epoch, or a `Checkpoint`
                   csv_log:str|Path|None=None, # CSV file of every epoch (relative to `path`)
                   seed:int|None=None, # seeds everything before the model is built
-                  cbs:list|None=None, # more callbacks
+                  cbs:list|None=None, # more callbacks (the guards are in by default: `learn.remove_cb(NaNGuard)`)
                   path:str|Path='.', # the folder every file of the learner is relative to (`learn.path`)
-                  **kwargs) -> MPVAELearner:
+                  **kwargs # `Learner`'s: lr (1e-3), opt_func (Adam), wd (0), metrics (recon, KL per path, NELBO), ...
+                 ) -> MPVAELearner:
     "A fastai `Learner` training an MPVAE with the ELBO of eq. 6."
     if seed is not None: set_seed(seed)
     x0 = _peek(dls)
-    _check_first(x0, model_cfg, model)        # before a model is sized from it
-    model = _model_for(x0, model_cfg, model)
+    _check_first(x0, model)        # before a model is sized from it
+    model = _model_for(x0, model)
     loss = _loss_for(loss_cfg, betas, model.n_paths).to(getattr(dls, 'device', None) or 'cpu')
-    if opt_func is None: opt_func = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8)
-    cb = list(cbs or [])
-    if nan_guard: cb.append(NaNGuard())
-    ckpt = Path(path)/checkpoint if resume and checkpoint is not None else None
-    precision, channels_last, choice = _choose_precision(precision, channels_last, model, dls, ckpt)
+    kwargs = {**dict(lr=1e-3, wd=0., opt_func=partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8),
+                     metrics=loss_metrics(model.n_paths)), **kwargs}
+    if isinstance(checkpoint, (str, Path)): checkpoint = Checkpoint(checkpoint)   # else a `Checkpoint` (or None)
+    resumes = Path(path)/checkpoint.fname if checkpoint is not None and checkpoint.resume else None
+    precision, channels_last, choice = _choose_precision(precision, channels_last, model, dls, resumes)
+    cb = [*(cbs or []), NaNGuard()]
     if precision not in (None, 'fp32', 'float32'): cb.append(Autocast(precision))
     if channels_last: cb.append(ChannelsLast())
-    if flush_denormals: cb.append(FlushDenormals())
+    cb.append(FlushDenormals())
     if choice and choice.get('img_per_s'): cb.append(SpeedCheck(choice))   # a measurement the run contradicts is redone
     if beta_warmup is not None:
         cb.append(BetaWarmup(pct=beta_warmup) if isinstance(beta_warmup, float) else BetaWarmup(iters=beta_warmup))
-    if collapse_nats is not None: cb.append(CollapseWatch(collapse_nats))
+    cb.append(CollapseWatch())
     if csv_log is not None: cb.append(CSVLog(csv_log))
-    if checkpoint is not None:
-        cb.append(Checkpoint(checkpoint, checkpoint_every_epochs, checkpoint_every_iters, resume))
-    learn = MPVAELearner(dls, model, loss_func=loss, opt_func=opt_func, lr=lr, wd=wd,
-                         metrics=loss_metrics(model.n_paths) if metrics is None else metrics, cbs=cb, path=path,
+    if checkpoint is not None: cb.append(checkpoint)
+    learn = MPVAELearner(dls, model, loss_func=loss, cbs=cb, path=path,
                          splitter=partial(_split_with, extra=tuple(loss.parameters())), **kwargs)
-    learn.recorder.train_metrics = train_metrics
     learn.seed = seed
     learn.precision = dict(precision=precision or 'fp32', channels_last=bool(channels_last), auto=choice)
     return learn

@@ -105,7 +105,7 @@ def scenario_b(out, rank):
 def scenario_c(out, rank):
     d = out/'C'
     def make(resume=False, extra=()):
-        return mpvae_learner(dls(), CFG, seed=0, path=d, checkpoint='ckpt.pth', checkpoint_every_iters=2, resume=resume, cbs=list(extra))
+        return mpvae_learner(dls(), CFG, seed=0, path=d, checkpoint=Checkpoint('ckpt.pth', every_iters=2, resume=resume), cbs=list(extra))
     full = make(); quiet_fit(full, 2)
     torch.save(dict(sd=state(full), rng=torch.rand(3)), out/f'C_full_rank{rank}.pt')
     if rank == 0: (d/'ckpt.pth').unlink(missing_ok=True)   # the crashed run starts without the full run's checkpoint

@@ -12,7 +12,7 @@ import pytest
 import torch
 from mpvae.loader import array_dls
 from mpvae.model import MPVAE, save_model, load_model
-from mpvae.train import mpvae_learner, load_checkpoint_model
+from mpvae.train import mpvae_learner, load_checkpoint_model, Checkpoint
 
 SMALL = dict(img_size=32, latent_dims=(2, 3), taps=(3, 4), trunk_channels=(8, 8, 16), extra_channels=16, merge_channels=(16, 16))
 X = (torch.rand(96, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.7).to(torch.uint8)
@@ -20,7 +20,7 @@ X = (torch.rand(96, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.7
 def dls(): return array_dls(X, decode=lambda r: r.float(), valid_pct=0.25, bs=16, seed=0, device='cpu')
 
 def fit(path, cfg=SMALL, resume=False, epochs=2):
-    learn = mpvae_learner(dls(), cfg, seed=0, checkpoint='ckpt.pth', resume=resume, path=path)
+    learn = mpvae_learner(dls(), cfg, seed=0, checkpoint=Checkpoint('ckpt.pth', resume=resume), path=path)
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-3)
     return learn
 

@@ -12,7 +12,7 @@ from mpvae.loader import array_dls
 from mpvae.model import MPVAE, load_model
 from mpvae.loss import MPVAELoss
 from mpvae.train import (mpvae_learner, Checkpoint, NonFiniteError, BetaWarmup, CapacitySchedule, ReconTracker,
-                         Autocast, plot_loss_curves, load_checkpoint_model, MPVAELearner, PosteriorCollapseWarning,
+                         Autocast, plot_loss_curves, load_checkpoint_model, MPVAELearner, PosteriorCollapseWarning, CollapseWatch,
                          ProgressLines)
 
 SMALL = dict(img_size=32, latent_dims=(2, 3), taps=(3, 4), trunk_channels=(8, 8, 16), extra_channels=16, merge_channels=(16, 16))
@@ -58,8 +58,8 @@ def test_metrics_csv_and_curves(tmp_path):
 
 def _run(d, crash=None, resume=False, every_iters=3, every_epochs=1, one_cycle=True, precision=None):
     tracker = ReconTracker(X[:4].float())
-    learn = mpvae_learner(dls(), SMALL, betas=(1., 4.), beta_warmup=10, seed=7, checkpoint='c.pth', precision=precision,
-                          checkpoint_every_iters=every_iters, checkpoint_every_epochs=every_epochs, resume=resume,
+    learn = mpvae_learner(dls(), SMALL, betas=(1., 4.), beta_warmup=10, seed=7, precision=precision,
+                          checkpoint=Checkpoint('c.pth', every_epochs, every_iters, resume),
                           csv_log='log.csv', path=d, cbs=[tracker] + ([Crash(crash)] if crash else []))
     try: quiet_fit(learn, 3, one_cycle=one_cycle)
     except KeyboardInterrupt: pass
@@ -93,10 +93,10 @@ def test_resume_is_exact(tmp_path, crash, every_iters, expect_from):
 
 def test_resume_checks_the_run(tmp_path):
     _run(tmp_path, crash=5)
-    learn = mpvae_learner(dls(), SMALL, seed=7, checkpoint='c.pth', checkpoint_every_iters=3, resume=True, path=tmp_path)
+    learn = mpvae_learner(dls(), SMALL, seed=7, checkpoint=Checkpoint('c.pth', every_iters=3, resume=True), path=tmp_path)
     with pytest.raises(ValueError, match='resume with the same fit call'): quiet_fit(learn, 5)
     other = dict(SMALL, latent_dims=(2, 4))
-    learn = mpvae_learner(dls(), other, seed=7, checkpoint='c.pth', checkpoint_every_iters=3, resume=True, path=tmp_path)
+    learn = mpvae_learner(dls(), other, seed=7, checkpoint=Checkpoint('c.pth', every_iters=3, resume=True), path=tmp_path)
     with pytest.raises(ValueError, match=r'another configuration .* differs in latent_dims \(checkpoint \[2, 3\], learner \[2, 4\]\): '):
         quiet_fit(learn, 3)
 
@@ -175,7 +175,7 @@ def test_input_checks():
 
 def test_only_rank0_writes(tmp_path, monkeypatch):
     monkeypatch.setenv('RANK', '1')
-    quiet_fit(mpvae_learner(dls(), SMALL, seed=0, checkpoint='c.pth', checkpoint_every_iters=2, csv_log='h.csv', path=tmp_path), 1)
+    quiet_fit(mpvae_learner(dls(), SMALL, seed=0, checkpoint=Checkpoint('c.pth', every_iters=2), csv_log='h.csv', path=tmp_path), 1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -192,7 +192,7 @@ def test_version1_checkpoint_resumes_warns_and_converts(tmp_path):
     "Old checkpoints (NumPy and fastcore objects inside) still resume, with a warning naming the converter, which makes them plain."
     from mpvae.train import convert_checkpoint
     def run(d, n, resume):
-        l = mpvae_learner(dls(), SMALL, seed=7, checkpoint='c.pth', resume=resume, path=d, precision=None)
+        l = mpvae_learner(dls(), SMALL, seed=7, checkpoint=Checkpoint('c.pth', resume=resume), path=d, precision=None)
         return quiet_fit(l, n)
     full = run(tmp_path/'full', 2, False)
     run(tmp_path/'old', 1, False)
@@ -295,7 +295,8 @@ def test_healthy_paths_give_no_collapse_warning(tmp_path):
     learn, msgs, out = _collapse_fit((1., 1.), 2, tmp_path)
     assert min(learn.recorder.values[-1][3:5]) > 0.1 and msgs == []
     assert 'collapse' not in out.read_text()
-    learn = mpvae_learner(dls(), SMALL, betas=(1., 500.), seed=0, precision=None, collapse_nats=None)
+    learn = mpvae_learner(dls(), SMALL, betas=(1., 500.), seed=0, precision=None)
+    learn.remove_cb(CollapseWatch)                     # a guard is dropped the fastai way
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always'); quiet_fit(learn, 1)
     assert not [w for w in ws if issubclass(w.category, PosteriorCollapseWarning)]   # turned off
