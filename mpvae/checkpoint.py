@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from .core import atomic_path, load_torch_file, is_main_process
+from .core import atomic_path, load_torch_file, is_main_process, params_diff
 from .callbacks import InFit, Ramp, unwrap, rank_world
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
@@ -327,10 +327,7 @@ class RunSpec(Callback):
                 ): self.spec = json.loads(json.dumps(spec))   # as it will read back
     def state_dict(self): return {'spec': self.spec}
     def load_state_dict(self, sd):
-        diff = {k: (sd['spec'].get(k), self.spec.get(k)) for k in sorted(set(sd['spec']) | set(self.spec))
-                if sd['spec'].get(k) != self.spec.get(k)}
-        if diff:
-            what = '; '.join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
+        if what := params_diff(sd['spec'], self.spec):
             raise ValueError(f"the checkpoint was written by a run with other settings ({what}): use the same "
                              "settings to continue it, or another folder for a new run")
 

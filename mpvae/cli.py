@@ -135,6 +135,12 @@ def _model_args(ap:CLIParser # the parser to add the options to
     ap.add_argument('--taps', type=int, nargs='+', default=None,
                     help="encoder depth of each path's tap (default: after the trunk, one conv deeper per path)")
     ap.add_argument('--betas', type=float, nargs='+', default=[1.0], help="one beta, or one per path")
+    ap.add_argument('--kl-reduce', choices=['sum', 'mean'], default='sum',
+                    help="each path's KL in the loss: summed over its dims as eq. 6 (default), or their mean")
+    ap.add_argument('--extra-channels', type=int, nargs='+', default=None,
+                    help="channels of the encoder convs deeper than the trunk, one value or one per conv (default 64)")
+    ap.add_argument('--dec-path-channels', type=int, nargs='+', default=None,
+                    help="channels of each path's decoder map, one per path (default: the encoder's at its tap)")
     ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], default='auto')
     ap.add_argument('--layout', choices=['auto', 'cl', 'contig'], default='auto',
                     help="channels-last (cl) or contiguous tensors (default: as --precision auto chose, else "
@@ -170,12 +176,17 @@ def _check_train_args(a, world:int=1):
         if v < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     for opt, v in (('--checkpoint-every-iters', a.checkpoint_every_iters), ('--threads', a.threads)):
         if v is not None and v < 1: raise ValueError(f"{opt} must be >= 1 (or left out), got {v}")
+    for opt, v in (('--extra-channels', a.extra_channels), ('--dec-path-channels', a.dec_path_channels)):
+        if v is not None and min(v) < 1: raise ValueError(f"{opt} must be >= 1, got {v}")
     if a.warmup_images < 0: raise ValueError(f"--warmup-images must be >= 0, got {a.warmup_images}")
     if not a.lr > 0 or not math.isfinite(a.lr): raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
     if any(not (b >= 0 and math.isfinite(b)) for b in a.betas):
         raise ValueError(f"--betas must be finite and >= 0, got {a.betas}")
     dims = a.latent_dims or DEFAULT_DIMS[a.data]
     if any(d < 1 for d in dims): raise ValueError(f"--latent-dims must be >= 1, got {list(dims)}")
+    if a.dec_path_channels is not None and len(a.dec_path_channels) != len(dims):
+        raise ValueError(f"--dec-path-channels gives {len(a.dec_path_channels)} values for {len(dims)} paths (latent "
+                         f"dims {list(dims)}): give one per path")
     if a.taps is not None and len(a.taps) != len(dims):
         raise ValueError(f"--taps gives {len(a.taps)} depths for {len(dims)} paths (latent dims {list(dims)}): "
                          "give one per path")

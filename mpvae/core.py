@@ -16,8 +16,8 @@ import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['BASELINE', 'fastai_quietly', 'set_seed', 'default_device', 'data_dir', 'atomic_write', 'atomic_path',
-           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'parse_value', 'DefaultsHelp', 'CLIParser',
-           'is_main_process', 'hms', 'progress_line', 'Param']
+           'load_torch_file', 'upgrade_names', 'closed_pipe_ok', 'parse_value', 'params_diff', 'DefaultsHelp',
+           'CLIParser', 'is_main_process', 'hms', 'progress_line', 'Param']
 
 # %% ../nbs/00_core.ipynb #1528af7f
 @contextlib.contextmanager
@@ -181,6 +181,21 @@ def parse_value(v:str):
     try: o = ast.literal_eval(v.strip())
     except (ValueError, SyntaxError): return v
     return list(o) if isinstance(o, tuple) else o
+
+# %% ../nbs/00_core.ipynb #48ef0945
+def params_diff(old:dict, # the settings recorded with the earlier run
+                new:dict, # the settings of the run that would continue it
+                ignore:tuple=(), # keys not compared (e.g. the output folder)
+                limit:int|None=None # name at most this many keys, then 'and N more'
+               ) -> str|None: # 'key: A there, B here; ...', or None when they agree
+    "What differs between two runs' settings, one 'key: old there, new here' per key, compared as JSON reads them."
+    old, new = (json.loads(json.dumps({k: v for k, v in d.items() if k not in ignore}, default=str)) for d in (old, new))
+    show = lambda d, k: json.dumps(d[k]) if k in d else '(not set)'
+    diff = [f"{k}: {show(old, k)} there, {show(new, k)} here" for k in sorted(set(old) | set(new))
+            if k not in old or k not in new or old[k] != new[k]]
+    if not diff: return None
+    more = len(diff) - limit if limit is not None and len(diff) > limit else 0
+    return '; '.join(diff[:len(diff) - more]) + (f" and {more} more" if more else '')
 
 # %% ../nbs/00_core.ipynb #76195dc6
 class DefaultsHelp(argparse.HelpFormatter):

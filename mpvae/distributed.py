@@ -20,6 +20,7 @@ with fastai_quietly():
     from fastai.callback.progress import ProgressCallback
 from .train import MPVAELearner, LossTerm, mpvae_learner, plot_loss_curves, unwrap, rank_world, ProgressLines
 from .train import BetaWarmup, Checkpoint
+from .checkpoint import read_checkpoint
 from .datasets import DATASETS, dataset
 
 # %% auto #0
@@ -201,9 +202,13 @@ def build_learner(a, world:int=1, device='cpu'):
     cbs = [ProgressLines(f"{a.data} z={'+'.join(map(str, dims))}", a.seed, job={}, out=sys.stdout)]
     if a.warmup_images: cbs.append(BetaWarmup(iters=a.warmup_images / (a.bs * world)))
     long = a.stop_images is not None
+    ex = getattr(a, 'extra_channels', None)   # one value: every extra conv (the model's int form)
+    arch = dict(taps=tuple(a.taps) if a.taps else None, extra_channels=(ex[0] if len(ex) == 1 else tuple(ex)) if ex else None,
+                dec_path_channels=tuple(getattr(a, 'dec_path_channels', None) or ()) or None)
     learn = mpvae_learner(
         dls,
-        dict(latent_dims=dims, **({'taps': tuple(a.taps)} if a.taps else {})),
+        dict(latent_dims=dims, **{k: v for k, v in arch.items() if v is not None}),
+        loss_cfg=dict(kl_reduce=getattr(a, 'kl_reduce', 'sum')),
         betas=betas,
         lr=a.lr,
         precision=a.precision,
@@ -242,7 +247,7 @@ def run_training(a, # `mpvae-train`'s arguments, parsed and checked (`mpvae.cli.
                                stop_rising=a.stop_rising)
     secs = time.time() - t0   # this session's
     st = out/'state.pth'      # a long run's state keeps its snapshots' clock: the training of every session
-    total = (torch.load(st, map_location='cpu', weights_only=True).get('cbs', {}).get('Snapshots', {}).get('seconds')
+    total = (read_checkpoint(st, 'cpu').get('cbs', {}).get('Snapshots', {}).get('seconds')
              if a.stop_images is not None and st.exists() else None) or secs
     n_seen = learn.train_iter * a.bs * world    # steps this rank took x the global batch
     rec = dict(world_size=world, bs_per_process=a.bs, global_bs=a.bs * world, epochs=learn.n_epoch, images=n_seen,

@@ -62,18 +62,23 @@ class LossConfig:
     recon:str = 'bernoulli'         # 'bernoulli' or 'gaussian'
     sigma:float = 1.0               # Gaussian std (the initial value when learned)
     learn_sigma:bool = False        # learn one scalar log-sigma with the model
+    kl_reduce:str = 'sum'           # each path's KL in the loss: 'sum' over its dims (eq. 6), or their 'mean'
     def __post_init__(self):
         if self.recon not in ('bernoulli', 'gaussian'):
             raise ValueError(f"recon must be 'bernoulli' or 'gaussian', got {self.recon!r}")
         if not self.sigma > 0: raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if self.kl_reduce not in ('sum', 'mean'):
+            raise ValueError(f"kl_reduce must be 'sum' (eq. 6) or 'mean' (over each path's dims), got {self.kl_reduce!r}")
         if self.betas is not None and not isinstance(self.betas, (int, float)):
             self.betas = tuple(float(b) for b in self.betas)
         bs = () if self.betas is None else (self.betas,) if isinstance(self.betas, (int, float)) else self.betas
         if any(b < 0 for b in bs): raise ValueError(f"betas must be >= 0, got {self.betas}")
 
     def to_dict(self) -> dict:
-        "Plain python values (tuples as lists), as saved in checkpoints and results."
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        "Plain python values (tuples as lists), as saved in checkpoints and results; `kl_reduce` only when not 'sum'."
+        d = {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        if d['kl_reduce'] == 'sum': del d['kl_reduce']   # the records of runs from before the option read the same
+        return d
 
     def path_betas(self, n_paths:int # the model's number of paths
                   ) -> list:
@@ -119,7 +124,8 @@ def forward(self:MPVAELoss,
     n = len(out.mu)
     recon = recon_nll(out.logits, target, self.config.recon, self.log_sigma).mean()
     kls = [kl_normal(m, lv).mean() for m, lv in zip(out.mu, out.logvar)]
-    if self.capacity is None: reg = [b * kl for b, kl in zip(self.betas(n), kls)]
+    per = [m.shape[1] if self.config.kl_reduce == 'mean' else 1 for m in out.mu]   # the mean: the sum / the dims
+    if self.capacity is None: reg = [b * kl / d for b, kl, d in zip(self.betas(n), kls, per)]
     else:
         caps = _per_path(self.capacity, n, 'capacity')
         reg = [self.gamma * (kl - c).abs() for kl, c in zip(kls, caps)]

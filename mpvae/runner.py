@@ -10,7 +10,7 @@ import os, sys, json, math, time, datetime, re, threading, contextlib, shutil
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
-from .core import atomic_write, hms, upgrade_names
+from .core import atomic_write, hms, upgrade_names, params_diff
 from .params import TABLE_NOTEBOOKS, TABLE_PARAMS, MODELS_PER_SEED, find_notebooks, plan_jobs, check_params, check_overrides
 from .params import notebook_params
 from .datasets import DEFAULT_DATA
@@ -131,11 +131,7 @@ def earlier_job(d:str|Path, # a job's folder
     "How the job recorded in `d/job.json` differs from one run with `params`."
     try: old = json.loads((Path(d)/'job.json').read_text())['params']
     except (OSError, ValueError, KeyError, TypeError): return None
-    new = json.loads(json.dumps({k: v for k, v in params.items() if k != 'out_dir'}, default=str))
-    old = {k: v for k, v in old.items() if k != 'out_dir'}
-    show = lambda p, k: json.dumps(p[k]) if k in p else '(not set)'
-    diff = [f"{k}: {show(old, k)} there, {show(new, k)} here" for k in sorted(set(old) | set(new)) if old.get(k, d) != new.get(k, d)]
-    return '; '.join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else '') if diff else None
+    return params_diff(old, params, ignore=('out_dir',), limit=3) if isinstance(old, dict) else None
 
 # %% ../nbs/08c_runner.ipynb #5a23e4eb
 def run_job(job:dict, out:str|Path, nbs:str|Path|None=None, kernel:str|None=None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, time
 from pathlib import Path
 import numpy as np
-from .core import BASELINE, atomic_write
+from .core import BASELINE, atomic_write, params_diff
 from .stats import PAPER, aggregate, ordering_holds, all_paths_row
 from .reports import save_fig
 # Table 2's labels, rows and pool, and Table 1's pool, are declared with their datasets; the table notebooks import them here
@@ -47,14 +47,6 @@ def train_params(dls, latent_dims, betas, train_images, epochs, lr, precision, s
 # %% ../nbs/09_stages.ipynb #2515b777
 TRAIN_SETTINGS = dict(lr=1e-3, precision='auto', model_cfg=None, loss_cfg=None, beta_warmup=None)
 
-# %% ../nbs/09_stages.ipynb #96b1a969
-def _params_diff(have, want) -> str:
-    "The fields two `train_params` records differ in, as 'name: old -> new'."
-    if not isinstance(have, dict): return 'no parameters recorded'
-    return ', '.join(
-        f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)
-    )
-
 # %% ../nbs/09_stages.ipynb #76dee7b3
 def _saved_params(pth:Path):
     "The `train_params` a saved model was trained with (None if the file has none or cannot be read)."
@@ -72,10 +64,8 @@ def _check_resume(ckpt:Path, want:dict, name:str, seed:int):
         except (OSError, ValueError): have = None
         if have == want: progress_line(f"{name} seed {seed} | resuming from {ckpt.name}")
         else:
-            progress_line(
-                f"{name} seed {seed} | {ckpt.name} is from a run with other parameters ({_params_diff(have, want)}):"
-                " starting over"
-            )
+            why = params_diff(have, want) if isinstance(have, dict) else 'no parameters recorded'
+            progress_line(f"{name} seed {seed} | {ckpt.name} is from a run with other parameters ({why}): starting over")
             ckpt.unlink()
     with atomic_write(side, 'w') as f: json.dump(want, f)
 
@@ -110,10 +100,8 @@ def train_model(dls, # DataLoaders whose batches are (x, x); the train loader's 
         if have == want:
             progress_line(f"{name} seed {seed} | reusing {pth.name}: trained before with the same parameters")
             return load_model(pth)
-        progress_line(
-            f"{name} seed {seed} | {pth.name} was trained with other parameters ({_params_diff(have, want)}): training"
-            " again"
-        )
+        why = params_diff(have, want) if isinstance(have, dict) else 'no parameters recorded'
+        progress_line(f"{name} seed {seed} | {pth.name} was trained with other parameters ({why}): training again")
     if checkpoint: _check_resume(ckpt, want, name, seed)
     dls.train.n = train_images // epochs   # each epoch draws this many images: a subset, or several passes, of the set
     # the batches depend on this model's seed only, not on what trained on these loaders before

@@ -77,6 +77,23 @@ def test_warmup_counts_images_over_the_whole_run(tmp_path):
     assert state(b)['cbs']['RunSpec']['spec']['warmup_images'] == 1000
     assert state(b)['cbs']['RunSpec']['spec']['loss']['betas'] == [4.0, 1.0]
 
+def test_architecture_and_kl_options_reach_the_model_and_the_loss(tmp_path):
+    "--extra-channels / --dec-path-channels shape the saved model; --kl-reduce mean is in the settings a resume checks."
+    out = tmp_path/'w'
+    r = run(out, '--stop-images', 640, '--extra-channels', 96, '--dec-path-channels', 32, 96, '--kl-reduce', 'mean')
+    assert r.returncode == 0, r.stderr
+    from mpvae.model import MPVAE
+    m = MPVAE.from_pretrained(out/'model')
+    assert (m.config.extra_channels, m.config.dec_path_channels) == (96, (32, 96))
+    w = state(out)['model']   # the deep path's conv: 64 -> 96 channels; path 1's decoder map has 32 channels
+    assert [tuple(v.shape[:2]) for k, v in w.items() if v.ndim == 4 and v.shape[0] == 96 and v.shape[1] == 64]
+    assert state(out)['cbs']['RunSpec']['spec']['loss']['kl_reduce'] == 'mean'
+    r = run(out, '--stop-images', 1280, '--extra-channels', 96, '--dec-path-channels', 32, 96)   # the sum: another run
+    assert r.returncode != 0 and 'kl_reduce' in r.stderr, r.stderr
+    # the default writes no kl_reduce: the states of runs from before the option resume unchanged
+    assert run(tmp_path/'d', '--stop-images', 640).returncode == 0
+    assert 'kl_reduce' not in state(tmp_path/'d')['cbs']['RunSpec']['spec']['loss']
+
 @pytest.mark.parametrize('args, says', [
     (['--stop-images', 1000], 'must be a positive multiple of --chunk-images 640'),
     (['--stop-images', 640, '--chunk-images', 100], 'must be a multiple of the global batch 64'),
@@ -84,6 +101,8 @@ def test_warmup_counts_images_over_the_whole_run(tmp_path):
     (['--stop-images', 640, '--taps', 4], '--taps gives 1 depths for 2 paths'),
     (['--stop-images', 640, '--warmup-images', -1], '--warmup-images must be >= 0'),
     (['--stop-images', 640, '--lr', 'nan'], '--lr must be a finite number > 0'),
+    (['--stop-images', 640, '--dec-path-channels', 64], '--dec-path-channels gives 1 values for 2 paths'),
+    (['--stop-images', 640, '--extra-channels', 0], '--extra-channels must be >= 1'),
 ])
 def test_bad_long_run_arguments_are_refused(tmp_path, args, says, capsys):
     "In this process (`mpvae-train`'s main function; tests/test_cli.py runs the script itself): exit 2, one line, nothing written."
