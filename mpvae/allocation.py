@@ -10,7 +10,7 @@ import json, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write
-from .datasets import DSPRITES_SPEC
+from .datasets import DSPRITES
 
 # %% auto #0
 __all__ = ['factor_dim', 'one_hot', 'confound_sets', 'sampled_sets', 'allocation_diagnostics', 'allocation_md',
@@ -116,7 +116,7 @@ def allocation_md(rec:dict # `allocation_diagnostics`
                  ) -> str: # the report's Markdown
     "The diagnostics as Markdown: per-factor tables beside the paper's paths, and what they say."
     labels, pos = rec['labels'], ['posX', 'posY']
-    paper = {k: DSPRITES_SPEC.paper['acc'][k] for k in ('z1', 'z2')}
+    paper = {k: DSPRITES.paper['acc'][k] for k in ('z1', 'z2')}
     means, conf, samp = (_mean_over_seeds(rec, k) for k in ('means', 'confound', 'sampled'))
     dims = [f"seed {s}: z1 dim {r['scale_dim']['z1_dim']} (|r| {r['scale_dim']['abs_r']:.2f})"
             for s, r in rec['seed_results'].items()]

@@ -19,7 +19,7 @@ from .curves import EVAL_DIRS, CURVES_NOTEBOOK, evaluate_runs, curves_report, co
 from .scale import size_runs, scale_report, chosen_images
 from .scarce import scarce_report, SIZES, DSPRITES_SETTINGS
 from .table_report import write_report, kinds_md, read_kind, FIGURES
-from .datasets import DEFAULT_DATA, CELEBA_SPEC, FOLDER_SPEC, data_names
+from .datasets import DEFAULT_DATA, CELEBA, FOLDER, data_names
 
 # %% auto #0
 __all__ = ['COMMANDS', 'tables_main', 'train', 'train_main', 'pretrained_main', 'curves_main', 'scarce_main', 'report_main',
@@ -210,14 +210,14 @@ def _check_train_args(a, world:int=1):
     if a.out is not None and Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file, not a folder: give a folder for the run")
     if a.train_ids is not None:
-        if a.data != CELEBA_SPEC.name:
-            raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data {CELEBA_SPEC.name}")
+        if a.data != CELEBA.name:
+            raise ValueError(f"--train-ids selects CelebA faces by name: it needs --data {CELEBA.name}")
         if not Path(a.train_ids).is_file(): raise FileNotFoundError(f"--train-ids {a.train_ids} does not exist")
     if a.stop_rising is not None:
         if a.stop_rising < 1: raise ValueError(f"--stop-rising must be >= 1 (or left out), got {a.stop_rising}")
         if a.stop_images is None or a.snapshots == 'none':
             raise ValueError("--stop-rising compares the snapshots of a long run: give --stop-images and log2 snapshots")
-    if a.data == FOLDER_SPEC.name and a.data_path is None:
+    if a.data == FOLDER.name and a.data_path is None:
         raise ValueError("--data folder needs --data-path DIR: the folder of PNG/JPEG images to train on")
     if a.image_size < 1: raise ValueError(f"--image-size must be >= 1, got {a.image_size}")
     if a.data_path is not None and not Path(a.data_path).exists():

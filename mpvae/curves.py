@@ -10,7 +10,7 @@ import csv, json, re, time
 from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, load_torch_file, upgrade_names
-from .datasets import (DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, DSPRITES_SPEC, DEFAULT_DATA, dataset,
+from .datasets import (DSPRITES_LABELS as LABELS, DSPRITES_FEATS as FEATS, DSPRITES, DEFAULT_DATA, dataset,
                             pool_indices)
 from .stages import table_rows, table_results
 from .reports import save_fig
@@ -251,7 +251,7 @@ def over_seeds(evals:list # evaluations (`load_evals`)
     "The evaluations of every seed of a (line, length) combined by `combine_seeds`, where two or more seeds exist."
     groups = {}
     for r in evals: groups.setdefault((r['line'], r['images']), []).append(r)
-    as_res = lambda r: dict(table=DSPRITES_SPEC.name, labels=LABELS, rows=r['rows'], chance=r['chance'], majority=r['majority'],
+    as_res = lambda r: dict(table=DSPRITES.name, labels=LABELS, rows=r['rows'], chance=r['chance'], majority=r['majority'],
                             params=dict(rep_seeds=[r['seed']]))
     return {k: combine_seeds([as_res(r) for r in rs]) for k, rs in groups.items() if len({r['seed'] for r in rs}) > 1}
 
@@ -366,7 +366,7 @@ def plot_verdict(evals:list, # evaluations (`load_evals`)
             ax.plot(list(some), [m for m, _ in some.values()], color=cols[ln], ls='none', marker='o', mfc='none', ms=8, mew=1.5,
                     label=f"{ln}: mean over the seeds that reached it ("
                           + '; '.join(f"{x/1e6:.2f} M: seeds {', '.join(map(str, ss))}" for x, (_, ss) in some.items()) + ')')
-    p = DSPRITES_SPEC.paper['acc']
+    p = DSPRITES.paper['acc']
     ax.axhline(p['z1+z2']['mean'] - p['baseline']['mean'], color='k', ls=':', lw=1, label='the paper (Table 2)')
     ax.axhline(0, color='k', lw=0.8)
     ax.set_xscale('log'); ax.set_xlabel('images seen'); ax.set_ylabel('z1+z2 - baseline (points)'); ax.grid(alpha=0.3)
@@ -391,7 +391,7 @@ def plot_accuracy(evals:list, # evaluations (`load_evals`)
                 cell = lambda r: r['rows'][key]['mean'] if lab == 'mean' else r['rows'][key]['acc'][lab]
                 ax.errorbar([r['images'] for r in rs], [cell(r)['mean'] for r in rs], yerr=[cell(r)['std_runs'] for r in rs], color=c,
                             marker='o', ms=3, lw=1, ls=styles[ln], capsize=2, label=f'{key} ({ln})' if s == series[0][1] else None)
-            if (p := DSPRITES_SPEC.paper['acc'][key].get(lab)) is not None: ax.axhline(p, color=c, ls=':', lw=1)
+            if (p := DSPRITES.paper['acc'][key].get(lab)) is not None: ax.axhline(p, color=c, ls=':', lw=1)
         ch = np.mean(list(evals[0]['chance'].values())) if lab == 'mean' else evals[0]['chance'][lab]
         ax.axhline(100*ch, color='k', ls='--', lw=0.8)
         ax.set_xscale('log'); ax.set_title(lab); ax.set_xlabel('images seen'); ax.grid(alpha=0.3)
@@ -463,7 +463,7 @@ def report_md(evals:list, # evaluations (`load_evals`)
                      + f" | {o['diff']:+.2f} ± {o['se']:.2f} | {o['verdict']} | {a[f'{BASELINE}/z']} / {a['mpvae/z1']} / {a['mpvae/z2']} | "
                      f"{h[BASELINE].get('nelbo', float('nan')):.2f} / {h['mpvae'].get('nelbo', float('nan')):.2f} |")
     lines += seed_md(evals) + plateau_md(evals) + nelbo_md(runs)
-    p = DSPRITES_SPEC.paper['acc']
+    p = DSPRITES.paper['acc']
     lines += ['', f"The paper (Table 2): baseline {p['baseline']['mean']:.2f}, z1 {p['z1']['mean']:.2f}, z2 {p['z2']['mean']:.2f}, "
               f"z1+z2 {p['z1+z2']['mean']:.2f} (mean over the five labels).", '',
               '## Per label at the longest length of each seed', '',

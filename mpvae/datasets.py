@@ -13,9 +13,9 @@ from fastcore.basics import store_attr
 from .core import BASELINE, Param
 
 # %% auto #0
-__all__ = ['DATASETS', 'DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'DSPRITES_SPEC', 'CELEBA_SPEC', 'FOLDER_SPEC',
-           'DEFAULT_DATA', 'DataSpec', 'register', 'dataset', 'data_names', 'dsprites_feats', 'pool_indices',
-           'celeba_pool', 'folder_labels', 'folder_split']
+__all__ = ['DATASETS', 'DSPRITES_LABELS', 'DSPRITES_FEATS', 'POOL_SEED', 'DSPRITES', 'CELEBA', 'FOLDER', 'DEFAULT_DATA',
+           'DataSpec', 'register', 'dataset', 'data_names', 'dsprites_feats', 'pool_indices', 'celeba_pool',
+           'folder_labels', 'folder_split']
 
 # %% ../nbs/07b_datasets.ipynb #44376b69
 class DataSpec:
@@ -256,7 +256,7 @@ _PAPER_PROBE = dict(probe_pool=20_000, probe_train=10_000, probe_valid=5_000, n_
 _SHIPPED = dict(_PAPER_PROBE, pretrained=True, rep_seeds=[0, 1, 2], metrics='full', figures=True)   # no training
 
 # %% ../nbs/07b_datasets.ipynb #d04db51f
-DSPRITES_SPEC = register(DataSpec(
+DSPRITES = register(DataSpec(
     'dsprites', 'dSprites', _load_dsprites, (1, 64, 64), labels='the five factors but colour: ' + ', '.join(DSPRITES_LABELS),
     pool='a seeded subset of the whole grid (`pool_indices`; the models train on all of it, as in the paper)',
     probe_data=_dsprites_probe_data, train_dls=_dsprites_train, baseline_dims=(12,), mpvae_dims=(3, 9), beta=4.0,
@@ -383,7 +383,7 @@ def _load_celeba(path=None, **kw):
     return load_celeba(path, **kw)
 
 # %% ../nbs/07b_datasets.ipynb #d2d42405
-CELEBA_SPEC = register(DataSpec(
+CELEBA = register(DataSpec(
     'celeba', 'CelebA', _load_celeba, (3, 64, 64), labels='the 40 binary attributes',
     pool="the heldout faces: the valid and test partitions, which the VAEs never train on (`celeba_pool`)",
     probe_data=_celeba_probe_data, train_dls=_celeba_train, baseline_dims=(32,), mpvae_dims=(8, 24), beta=1.0,
@@ -505,7 +505,7 @@ def _load_folder(path, **kw):
     return load_folder(path, **kw)
 
 # %% ../nbs/07b_datasets.ipynb #4b7167a5
-FOLDER_SPEC = register(DataSpec(
+FOLDER = register(DataSpec(
     'folder', 'Image folder', _load_folder, None, labels="the class sub-folders (one label, 'class'), or a CSV's columns",
     pool='a seeded `heldout_pct` of the images (`folder_split`), never trained on',
     probe_data=_folder_probe_data, train_dls=_folder_train, baseline_dims=(32,), mpvae_dims=(8, 24), beta=1.0,

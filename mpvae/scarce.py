@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from .core import BASELINE, atomic_write, progress_line
 from .probe import run_probe, splits_for_size, ProbeResult
-from .datasets import DEFAULT_DATA, DSPRITES_SPEC
+from .datasets import DEFAULT_DATA, DSPRITES
 from .stats import aggregate, paired_t, t_pvalue, all_paths_row
 
 # %% auto #0
@@ -167,7 +167,7 @@ def _setting_name(setting:str, data:str=DEFAULT_DATA) -> str:
 
 def _baseline_setting(setting:str, data:str=DEFAULT_DATA) -> str:
     "The shipped baseline an MPVAE setting is compared with: `DSPRITES_SETTINGS` for dSprites, the same setting elsewhere."
-    return DSPRITES_SETTINGS.get(setting, setting) if data == DSPRITES_SPEC.name else setting
+    return DSPRITES_SETTINGS.get(setting, setting) if data == DSPRITES.name else setting
 
 def _stem(name:str, data:str=DEFAULT_DATA) -> str:
     "A report file's name: as it always was for the default dataset (dSprites), with `_<data>` for the others."
@@ -269,7 +269,7 @@ def scarce_report(settings=None, # shipped MPVAE settings (None: all of `DSPRITE
     from mpvae.speed import cpu_name
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     mp = pretrained_seeds('mpvae', data=data)
-    known = DSPRITES_SETTINGS if data == DSPRITES_SPEC.name else mp
+    known = DSPRITES_SETTINGS if data == DSPRITES.name else mp
     settings = [s for s in known if s in mp] if settings is None else list(settings)
     t0 = time.perf_counter(); rec = dict(settings={}, cpu=cpu_name(), torch=torch.__version__, threads=1,
                                          command=command)

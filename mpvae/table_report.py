@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, shutil
 from pathlib import Path
 from .core import BASELINE, upgrade_names, atomic_write
-from .datasets import DATASETS, DEFAULT_DATA, DSPRITES_SPEC, dataset
+from .datasets import DATASETS, DEFAULT_DATA, DSPRITES, dataset
 
 # %% auto #0
 __all__ = ['FIGURES', 'OPTIONAL', 'record_line', 'probe_line', 'precision_text', 'trained_header', 'shipped_header',
@@ -85,10 +85,10 @@ def shipped_header(res:dict) -> str:
     p, recs = res['params'], res['pretrained_records']
     table = res.get('table', DEFAULT_DATA); title, which = _titles(table)   # records without 'table' are Table 2's
     seeds = sorted(recs, key=int); ss = 's' if len(seeds) > 1 else ''
-    default = 'the default setting, Adam lr 1e-3' if table == DSPRITES_SPEC.name else f'the {which} pair'
+    default = 'the default setting, Adam lr 1e-3' if table == DSPRITES.name else f'the {which} pair'
     setting = f"setting `{p['pretrained_setting']}`" if p.get('pretrained_setting') else default
     if p.get('pretrained_baseline'): setting += f", the baselines of setting `{p['pretrained_baseline']}`"
-    two = table == DSPRITES_SPEC.name and len(p.get('mpvae_dims', [3, 9])) == 2
+    two = table == DSPRITES.name and len(p.get('mpvae_dims', [3, 9])) == 2
     curves = (" The same snapshots, at every length of training, are probed by `mpvae-curves report` (`mpvae.curves`) "
               "in `dsprites_learning_curves_cv.md`.") if two else ''
     ci = (" CI reruns this preset and checks every number below within 0.3 points (`tests/test_pretrained.py`)."
