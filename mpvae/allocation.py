@@ -13,8 +13,8 @@ from .core import BASELINE, atomic_write
 from .datasets import DSPRITES
 
 # %% auto #0
-__all__ = ['factor_dim', 'one_hot', 'confound_sets', 'sampled_sets', 'allocation_diagnostics', 'allocation_md',
-           'allocation_report']
+__all__ = ['factor_dim', 'one_hot', 'confound_sets', 'sampled_sets', 'allocation_diagnostics', 'allocation_md', 'variant_rows',
+           'paper_allocation', 'variants_md', 'allocation_report']
 
 # %% ../nbs/20_allocation.ipynb #beeebac6
 def factor_dim(codes:np.ndarray, # (n, d) posterior means of one path
@@ -148,15 +148,69 @@ def allocation_md(rec:dict # `allocation_diagnostics`
                  if d1 < 0 and d2 <= 0 else "Sampling does not bring both paths towards the paper's."), '']
     return '\n'.join(lines)
 
+# %% ../nbs/20_allocation.ipynb #156ba085
+def variant_rows(path:str|Path # an evaluation JSON of `mpvae-curves evaluate` (`eval_cv/seed<s>_<images>.json`)
+                ) -> dict: # rows (feature set -> factor -> %, with 'mean'), active dims, images, validation NELBO
+    "One training test's probe rows, per factor, and the facts of its training, from its evaluation record."
+    d = json.loads(Path(path).read_text())
+    rows = {k: {**{l: float(a['mean']) for l, a in r['acc'].items()}, 'mean': float(r['mean']['mean'])}
+            for k, r in d['rows'].items()}
+    h = (d.get('history') or {}).get('mpvae') or {}
+    return dict(rows=rows, active=d.get('active', {}), images=int(d['images']), seed=d.get('seed'),
+                nelbo=h.get('nelbo'), seconds=((d.get('records') or {}).get('mpvae') or {}).get('train_seconds'))
+
+# %% ../nbs/20_allocation.ipynb #d1d9e05c
+def paper_allocation(rows:dict # feature set -> factor -> % (`variant_rows`' 'rows')
+                    ) -> tuple: # (the paper's allocation?, what fails, in words)
+    "Whether a model's paths split the factors as the paper's Table 2 does: z1 nearly closed, z2 holding the rest."
+    z1, z2, both = (rows[k]['mean'] for k in ('z1', 'z2', 'z1+z2'))
+    fails = [w for ok, w in ((z1 <= 17, f"z1 {z1:.1f} > 17"), (z2 >= 47, f"z2 {z2:.1f} < 47"),
+                             (both - z2 <= 2, f"z1+z2 {both - z2:+.1f} over z2"),
+                             (min(rows['z2']['posX'], rows['z2']['posY']) >= 65,
+                              f"z2 position {rows['z2']['posX']:.1f} / {rows['z2']['posY']:.1f} < 65")) if not ok]
+    return not fails, '; '.join(fails) or 'z1 nearly closed, z2 holds the rest'
+
+# %% ../nbs/20_allocation.ipynb #0651c62d
+def variants_md(variants:dict # name -> evaluation JSON (`variant_rows`), e.g. {'betas (12, 4)': '.../seed0_1228800.json'}
+               ) -> str: # a Markdown section: a summary row per test, then its per-factor table beside the paper's
+    "The training tests beside the paper's Table 2: the path means, the lead, the active dims, and the verdict."
+    labels, ps = DSPRITES.paper['labels'], DSPRITES.paper['acc']
+    pm = {k: float(np.mean([ps[k][l] for l in labels])) for k in ('baseline', 'z1', 'z2', 'z1+z2')}
+    out = ['## The training tests (seed 0, one run each)', '',
+           '| test | images | z1 | z2 | z1+z2 | baseline | z1+z2 - baseline | active dims z1 / z2 | validation NELBO | '
+           "the paper's allocation? |", '|---|---:|---:|---:|---:|---:|---:|---|---:|---|',
+           f"| the paper | | {pm['z1']:.2f} | {pm['z2']:.2f} | {pm['z1+z2']:.2f} | {pm['baseline']:.2f} | "
+           f"{pm['z1+z2'] - pm['baseline']:+.2f} | | | |"]
+    tables = []
+    for name, path in variants.items():
+        v = variant_rows(path); r = v['rows']; ok, why = paper_allocation(r)
+        act = f"{v['active'].get('mpvae/z1', '?')} / {v['active'].get('mpvae/z2', '?')}"
+        nelbo = f"{v['nelbo']:.1f}" if v['nelbo'] is not None else ''
+        out.append(f"| {name} | {v['images']:,} | {r['z1']['mean']:.2f} | {r['z2']['mean']:.2f} | {r['z1+z2']['mean']:.2f} | "
+                   f"{r[BASELINE]['mean']:.2f} | {r['z1+z2']['mean'] - r[BASELINE]['mean']:+.2f} | {act} | {nelbo} | "
+                   f"{'yes' if ok else 'no: ' + why} |")
+        tables += ['', f"**{name}** ({v['images']:,} images, seed {v['seed']}), per factor:", '',
+                   *_table({k: r[k] for k in (BASELINE, 'z1', 'z2', 'z1+z2')}, labels, {k: ps[k] for k in ('z1', 'z2')})]
+    return '\n'.join(out + tables) + '\n'
+
 # %% ../nbs/20_allocation.ipynb #979df9b6
 def allocation_report(out:str|Path='reports', # the report's folder
                       name:str='dsprites_z2_allocation', # <name>.md and <name>.json
                       notes:str='', # Markdown written by hand, appended
+                      variants:dict|None=None, # the training tests: name -> evaluation JSON (`variants_md`)
+                      reuse:bool=False, # read the diagnostics from <name>.json instead of running them again
                       **kw # `allocation_diagnostics`' arguments
                      ) -> Path: # the report
-    "Run `allocation_diagnostics` and write its record and report."
-    rec = allocation_diagnostics(**kw)
+    "Run `allocation_diagnostics` (or read its saved record) and write its record and the report."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out/f'{name}.json', 'w') as f: json.dump(rec, f, indent=1)
-    with atomic_write(p := out/f'{name}.md', 'w') as f: f.write(allocation_md(rec) + ('\n' + notes.strip() + '\n' if notes else ''))
+    if reuse:
+        if kw: raise TypeError(f"reuse=True reads the saved diagnostics: {sorted(kw)} would not be used")
+        try: rec = json.loads((out/f'{name}.json').read_text())
+        except FileNotFoundError: raise FileNotFoundError(f"{out/name}.json: no saved diagnostics to reuse; run "
+                                                          "allocation_report without reuse first") from None
+    else:
+        rec = allocation_diagnostics(**kw)
+        with atomic_write(out/f'{name}.json', 'w') as f: json.dump(rec, f, indent=1)
+    text = allocation_md(rec) + ('\n' + variants_md(variants) if variants else '')
+    with atomic_write(p := out/f'{name}.md', 'w') as f: f.write(text + ('\n' + notes.strip() + '\n' if notes else ''))
     return p
