@@ -13,8 +13,8 @@ from .core import BASELINE, atomic_write
 from .datasets import DSPRITES
 
 # %% auto #0
-__all__ = ['factor_dim', 'one_hot', 'confound_sets', 'sampled_sets', 'allocation_diagnostics', 'allocation_md', 'variant_rows',
-           'paper_allocation', 'variants_md', 'allocation_report']
+__all__ = ['FAMILIES', 'factor_dim', 'one_hot', 'confound_sets', 'sampled_sets', 'allocation_diagnostics', 'allocation_md',
+           'variant_rows', 'paper_allocation', 'variants_md', 'allocation_report']
 
 # %% ../nbs/20_allocation.ipynb #beeebac6
 def factor_dim(codes:np.ndarray, # (n, d) posterior means of one path
@@ -61,16 +61,21 @@ def sampled_sets(model, # an MPVAE (`encode_params`)
     return {'z1': zs[0], 'z2': zs[1], 'z1+z2': np.hstack(zs)}
 
 # %% ../nbs/20_allocation.ipynb #7195cc9d
+FAMILIES = ('means', 'confound', 'sampled', 'default_probe')   # what `allocation_diagnostics` can measure
+
 def allocation_diagnostics(seeds=(0, 1, 2), # representation seeds of the shipped models
                            setting:str='lr1e-4', # the shipped MPVAE setting (`mpvae.pretrained`)
                            data_path=None, # dSprites (None: $MPVAE_DATA, else the rendered grid)
                            pool_size:int=20_000, train_size:int=10_000, valid_size:int=5_000, n_splits:int=5,
-                           device=None
+                           device=None,
+                           families:tuple=FAMILIES # which of `FAMILIES` to measure
                           ) -> dict: # per seed and family, each feature set's accuracy per label (%)
-    "Table 2's probe of the shipped MPVAEs on their means, on z2 with and without scale, and on a posterior sample."
+    "Table 2's probe of the shipped MPVAEs on their means, on z2 with and without scale, on a sample, and scikit-learn's default probe."
+    if bad := sorted(set(families) - set(FAMILIES)): raise ValueError(f"unknown families {bad}: choose from {FAMILIES}")
     from mpvae.dsprites import load_dsprites
     from mpvae.datasets import DSPRITES_LABELS, pool_indices
     from mpvae.stages import shipped_pair, probe_pair
+    from mpvae.probe import run_probe
     from mpvae.encode import encode_dataset
     from mpvae.speed import cpu_name
     ds = load_dsprites(data_path, progress=False)
@@ -79,18 +84,24 @@ def allocation_diagnostics(seeds=(0, 1, 2), # representation seeds of the shippe
     t0, rec = time.time(), dict(setting=setting, seeds=list(seeds), labels=list(DSPRITES_LABELS), seed_results={},
                                 probe=dict(kind='logreg_cv', pool=pool_size, train_size=train_size,
                                            valid_size=valid_size, n_splits=n_splits))
-    def read(feats, labels, s):
+    def read(feats, labels, s, default=False):   # default: scikit-learn's LogisticRegression(), C = 1 on raw features
         idx = [DSPRITES_LABELS.index(l) for l in labels]
-        res = probe_pair(feats, y[:, idx], labels, s, n_splits=n_splits, train_size=train_size, valid_size=valid_size)
+        res = (run_probe(feats, y[:, idx], labels, train_size, valid_size, n_splits, 1, 'logreg', seed=100 * s, C=1.,
+                         standardise=False) if default else
+               probe_pair(feats, y[:, idx], labels, s, n_splits=n_splits, train_size=train_size, valid_size=valid_size))
         return {f: {l: 100 * res.stats(f, l)['mean'] for l in labels} for f in feats}
     for s in seeds:
         _, mp = shipped_pair(s, setting, device=device)
         codes = encode_dataset(mp, ds.images, pool, device=device, progress=False)
-        conf, info = confound_sets(codes, y, DSPRITES_LABELS)
-        rec['seed_results'][str(s)] = dict(
-            means=read({'z1': codes[0], 'z2': codes[1], 'z1+z2': np.hstack(codes)}, DSPRITES_LABELS, s),
-            confound=read(conf, ['posX', 'posY'], s), scale_dim=info,
-            sampled=read(sampled_sets(mp, ds.images, pool, seed=s, device=device), DSPRITES_LABELS, s))
+        means = {'z1': codes[0], 'z2': codes[1], 'z1+z2': np.hstack(codes)}
+        r = rec['seed_results'][str(s)] = {}
+        if 'means' in families: r['means'] = read(means, DSPRITES_LABELS, s)
+        if 'confound' in families:
+            conf, r['scale_dim'] = confound_sets(codes, y, DSPRITES_LABELS)
+            r['confound'] = read(conf, ['posX', 'posY'], s)
+        if 'sampled' in families:
+            r['sampled'] = read(sampled_sets(mp, ds.images, pool, seed=s, device=device), DSPRITES_LABELS, s)
+        if 'default_probe' in families: r['default_probe'] = read(means, DSPRITES_LABELS, s, default=True)
         print(f"seed {s}: diagnostics done", flush=True)   # the seconds go into the record
     rec.update(seconds=time.time() - t0, cpu=cpu_name())
     return rec
@@ -110,6 +121,22 @@ def _table(rows:dict, labels:list, paper:dict|None=None) -> list:
     out += [f"| paper's {f} | " + ' | '.join(f"{v[l]:.2f}" for l in labels)
             + f" | {np.mean([v[l] for l in labels]):.2f} |" for f, v in (paper or {}).items()]
     return out
+
+# %% ../nbs/20_allocation.ipynb #5087e8a3
+def _default_probe_md(rec:dict, means:dict, paper:dict) -> list:
+    "The section on scikit-learn's default probe (C = 1 on the raw means) against the cross-validated one."
+    labels, dp = rec['labels'], _mean_over_seeds(rec, 'default_probe')
+    pm = {k: float(np.mean([paper[k][l] for l in labels])) for k in ('z1', 'z2')}
+    toward = [abs(dp[k]['mean'] - pm[k]) < abs(means[k]['mean'] - pm[k]) for k in ('z1', 'z2')]
+    verdict = {(True, True): "Both paths move towards the paper's: the probe is part of the gap.",
+               (True, False): "z1 moves towards the paper's, z2 away from it: the probe does not explain z2's gap.",
+               (False, True): "z2 moves towards the paper's, z1 away from it.",
+               (False, False): "Neither path moves towards the paper's: the probe does not explain the gap."}[tuple(toward)]
+    return ["## scikit-learn's default probe: `LogisticRegression()`, C = 1 on the raw means", '',
+            *_table(dp, labels, paper), '',
+            f"Against the cross-validated probe on standardised means, C = 1 on the raw means moves z1 by "
+            f"{dp['z1']['mean'] - means['z1']['mean']:+.2f} and z2 by {dp['z2']['mean'] - means['z2']['mean']:+.2f} "
+            f"points (the paper: z1 {pm['z1']:.2f}, z2 {pm['z2']:.2f}). {verdict}", '']
 
 # %% ../nbs/20_allocation.ipynb #25c78432
 def allocation_md(rec:dict # `allocation_diagnostics`
@@ -146,6 +173,7 @@ def allocation_md(rec:dict # `allocation_diagnostics`
               f"{np.mean([paper['z1'][l] for l in labels]):.2f}, z2 {np.mean([paper['z2'][l] for l in labels]):.2f}). "
               + ("Sampling brings z1 towards the paper's but not z2: it does not explain the gap."
                  if d1 < 0 and d2 <= 0 else "Sampling does not bring both paths towards the paper's."), '']
+    if all('default_probe' in r for r in rec['seed_results'].values()): lines += _default_probe_md(rec, means, paper)
     return '\n'.join(lines)
 
 # %% ../nbs/20_allocation.ipynb #156ba085
@@ -204,13 +232,19 @@ def allocation_report(out:str|Path='reports', # the report's folder
     "Run `allocation_diagnostics` (or read its saved record) and write its record and the report."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     if reuse:
-        if kw: raise TypeError(f"reuse=True reads the saved diagnostics: {sorted(kw)} would not be used")
         try: rec = json.loads((out/f'{name}.json').read_text())
         except FileNotFoundError: raise FileNotFoundError(f"{out/name}.json: no saved diagnostics to reuse; run "
                                                           "allocation_report without reuse first") from None
-    else:
-        rec = allocation_diagnostics(**kw)
-        with atomic_write(out/f'{name}.json', 'w') as f: json.dump(rec, f, indent=1)
+        if bad := sorted(set(kw) - {'families', 'data_path', 'device'}):
+            raise TypeError(f"reuse=True measures on the saved record's seeds and probe: {bad} cannot change")
+        if kw.get('families'):   # the families asked for, on the same models and protocol, merged into the record
+            p = rec['probe']
+            new = allocation_diagnostics(rec['seeds'], rec['setting'], pool_size=p['pool'], train_size=p['train_size'],
+                                         valid_size=p['valid_size'], n_splits=p['n_splits'], **kw)
+            for s, r in new['seed_results'].items(): rec['seed_results'][s].update(r)
+            rec['seconds'] = rec.get('seconds', 0) + new['seconds']
+    else: rec = allocation_diagnostics(**kw)
+    with atomic_write(out/f'{name}.json', 'w') as f: json.dump(rec, f, indent=1)
     text = allocation_md(rec) + ('\n' + variants_md(variants) if variants else '')
     with atomic_write(p := out/f'{name}.md', 'w') as f: f.write(text + ('\n' + notes.strip() + '\n' if notes else ''))
     return p

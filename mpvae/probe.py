@@ -155,11 +155,12 @@ def _prep_features(features, n=None):
     return out, n
 
 # %% ../nbs/06_probe.ipynb #ac231e28
-def _standardise(x, tr, va, dev):
+def _standardise(x, tr, va, dev, scale:bool=True):
     "A feature set's training `(S, n_tr, d)` and validation rows `(S, n_va, d)`, standardised by the training rows."
     x = torch.as_tensor(x, device=dev)
     # (S, n_tr, d), (S, n_va, d)
     Xtr, Xva = x[torch.as_tensor(tr, device=dev)], x[torch.as_tensor(va, device=dev)]
+    if not scale: return Xtr, Xva   # the raw features, as scikit-learn's estimators see them without a scaler
     mu, sd = Xtr.mean(1, keepdim=True), Xtr.std(1, keepdim=True)
     # constant feature: leave it 0
     sd = torch.where(sd > 1e-6*(1 + mu.abs()), sd, torch.ones_like(sd))
@@ -436,17 +437,19 @@ def _probe_params(o, pool, dev):
     params = dict(train_size=o.train_size, valid_size=o.valid_size, n_splits=o.n_splits, n_seeds=o.E, kind=o.kind.name,
                   split_seed=o.split_seed, seed=o.seed, pool=pool, device=str(dev))
     params.update(o.kind.record(o))
+    if not o.standardise: params['standardise'] = False   # recorded only where the features went in raw
     return params
 
 # %% ../nbs/06_probe.ipynb #74c37cef
 def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, n_seeds, kind, C, l2, Cs, cv,
-               max_iter, tol, hidden, epochs, bs, lr, boost_kw, split_seed, seed, device, progress, splits=None):
+               max_iter, tol, hidden, epochs, bs, lr, boost_kw, standardise, split_seed, seed, device, progress,
+               splits=None):
     "`run_probe`'s work, under the thread count it set (`splits`: given, as at several sizes, with stratified folds)."
     t0 = time.perf_counter()
     kind, grid = _check_kind(kind, n_seeds, C, l2, Cs, cv, max_iter)
     if C is not None: l2 = 1/(C*train_size)
     o = SimpleNamespace(kind=kind, l2=l2, grid=grid, cv=cv, max_iter=max_iter, tol=tol, hidden=hidden, epochs=epochs,
-                        bs=bs, lr=lr, boost_kw=boost_kw, split_seed=split_seed, seed=seed, E=n_seeds,
+                        bs=bs, lr=lr, boost_kw=boost_kw, standardise=standardise, split_seed=split_seed, seed=seed, E=n_seeds,
                         train_size=train_size, valid_size=valid_size, n_splits=n_splits, folds=None)
     fs, n = _prep_features(features)
     y, ncls, label_names = _prep_labels(labels, n, label_names)
@@ -470,7 +473,7 @@ def _run_probe(features, labels, label_names, train_size, valid_size, n_splits, 
     prepped = {}
     for fi, g in todo:
         name = list(fs)[fi]; NC = int(ncls[groups[g][0]])
-        if fi not in prepped: prepped.clear(); prepped[fi] = _standardise(fs[name], tr, va, dev)
+        if fi not in prepped: prepped.clear(); prepped[fi] = _standardise(fs[name], tr, va, dev, standardise)
         Xtr, Xva = prepped[fi]; ls = groups[g]
         Ytr, Yva = Yt[torch.as_tensor(tr, device=dev)][..., ls], Yt[torch.as_tensor(va, device=dev)][..., ls]
         hit = o.kind.fit(o, rec, name, label_names, ls, NC, Xtr, Xva, Ytr, Yva)
@@ -519,6 +522,7 @@ PROBE_OPTIONS = dict(   # the kinds' own settings and their defaults: `run_probe
     bs=256,        # mlp: batch size
     lr=3e-3,       # mlp: Adam learning rate
     boost_kw=None, # boost: settings of scikit-learn's HistGradientBoostingClassifier
+    standardise=True, # every kind: scale each feature by its training rows' mean and std (False: the raw features)
 )
 
 # %% ../nbs/06_probe.ipynb #3e0c4c2e
