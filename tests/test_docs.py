@@ -268,7 +268,7 @@ def _page_means(soup):
             return [float(re.match(r'-?\d+\.\d+', r[col].get_text(strip=True)).group()) for r in rows]
 
 def test_readme_headlines_parse():
-    assert _ours(TABLES['table_celeba.html']) == [83.80, 81.91, 83.14, 83.81]
+    assert _ours(TABLES['table_celeba.html']) == [83.82, 81.98, 83.07, 83.85]   # the 34,041-face pair (celeba_table1.md)
     assert len(_ours(TABLES['table_dsprites.html'])) == 4
 
 @pytest.mark.parametrize('page', list(TABLES))
