@@ -202,7 +202,7 @@ def paper_allocation(rows:dict # feature set -> factor -> % (`variant_rows`' 'ro
 def variants_md(variants:dict # name -> evaluation JSON (`variant_rows`), e.g. {'betas (12, 4)': '.../seed0_1228800.json'}
                ) -> str: # a Markdown section: a summary row per test, then its per-factor table beside the paper's
     "The training tests beside the paper's Table 2: the path means, the lead, the active dims, and the verdict."
-    labels, ps = DSPRITES.paper['labels'], DSPRITES.paper['acc']
+    labels, ps = [l for l in DSPRITES.paper['labels'] if l != 'mean'], DSPRITES.paper['acc']   # the factors
     pm = {k: float(np.mean([ps[k][l] for l in labels])) for k in ('baseline', 'z1', 'z2', 'z1+z2')}
     out = ['## The training tests (seed 0, one run each)', '',
            '| test | images | z1 | z2 | z1+z2 | baseline | z1+z2 - baseline | active dims z1 / z2 | validation NELBO | '
